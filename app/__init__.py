@@ -1,0 +1,104 @@
+"""The PostgreSQL query gateway: SQL over HTTP, answered in JSON.
+
+`create_app()` is the application factory used by gunicorn (`python -m app`), by the
+tests and by `flask --app app run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from app import metrics
+from app.db import Database
+from app.encode import dumps
+from app.errors import GENERIC_MESSAGE, ApiError
+from app.lifecycle import LIFECYCLE, Lifecycle
+from app.routes import bp, json_response
+from app.settings import Settings, load_settings
+
+log = logging.getLogger("app")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCLE) -> Flask:
+    settings = settings or load_settings(os.environ)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    database = Database(settings)
+    app.extensions["pg_gateway.settings"] = settings
+    app.extensions["pg_gateway.db"] = database
+    app.extensions["pg_gateway.lifecycle"] = lifecycle
+    app.register_blueprint(bp)
+    _install_hooks(app, lifecycle)
+    _install_error_handlers(app)
+    if not settings.auth_required:
+        log.warning("API_TOKENS is empty: /query and /transaction accept unauthenticated requests")
+    threading.Thread(target=database.pool.fill, args=(settings.pool_min,), daemon=True).start()
+    return app
+
+
+def _install_hooks(app: Flask, lifecycle: Lifecycle) -> None:
+    @app.before_request
+    def start_request() -> None:
+        lifecycle.enter()
+        g.started = time.perf_counter()
+        presented = request.headers.get("X-Request-ID", "")
+        g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
+        g.sqlstate = None
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.request_id
+        # The request context is gone by the time the body has been sent: capture now.
+        fields = {
+            "request_id": g.request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "sqlstate": g.sqlstate,
+        }
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        started = g.started
+        response.call_on_close(lambda: _record(lifecycle, route, started, fields))
+        return response
+
+
+def _record(lifecycle: Lifecycle, route: str, started: float, fields: dict) -> None:
+    """Runs once the body has been sent, so streamed responses are timed in full."""
+    duration = time.perf_counter() - started
+    lifecycle.leave()
+    metrics.REQUESTS.labels(route, str(fields["status"])).inc()
+    metrics.REQUEST_SECONDS.labels(route).observe(duration)
+    level = logging.DEBUG if fields["path"] in _QUIET_PATHS else logging.INFO
+    log.log(level, "request", extra={**fields, "duration_ms": round(duration * 1000, 3)})
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError) -> Response:
+        g.sqlstate = error.sqlstate
+        response = json_response(dumps(error.body()), error.status)
+        response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        headers = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        message = f"{error.name}: {error.description}" if error.description else error.name
+        return api_error(ApiError(error.code or 500, message, headers=headers))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return api_error(ApiError(500, GENERIC_MESSAGE))

@@ -1,0 +1,59 @@
+"""Prometheus metrics, correct under several gunicorn workers.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (as `python -m app` does), every worker writes its
+samples to files there and `/metrics` aggregates all workers, whichever one answers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from app.pool import ConnectionPool
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+REQUESTS = Counter("gateway_requests_total", "HTTP requests answered", ["route", "status"])
+REQUEST_SECONDS = Histogram(
+    "gateway_request_duration_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS
+)
+QUERY_SECONDS = Histogram(
+    "gateway_query_duration_seconds",
+    "Time spent in PostgreSQL per request",
+    buckets=_LATENCY_BUCKETS,
+)
+SQL_ERRORS = Counter(
+    "gateway_sql_errors_total",
+    "Requests failed by PostgreSQL, by SQLSTATE class",
+    ["sqlstate_class"],
+)
+POOL_SIZE = Gauge("gateway_pool_connections", "Open connections", multiprocess_mode="livesum")
+POOL_IN_USE = Gauge("gateway_pool_in_use", "Connections lent out", multiprocess_mode="livesum")
+POOL_WAITING = Gauge(
+    "gateway_pool_waiting", "Requests waiting for a connection", multiprocess_mode="livesum"
+)
+
+
+def record_pool(pool: ConnectionPool) -> None:
+    POOL_SIZE.set(pool.size)
+    POOL_IN_USE.set(pool.in_use)
+    POOL_WAITING.set(pool.waiting)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of all workers (or of this process when not under gunicorn)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

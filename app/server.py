@@ -1,0 +1,75 @@
+"""The production server: gunicorn with threaded workers and a draining SIGTERM.
+
+On SIGTERM gunicorn would close its listening socket at once. The gateway first turns
+`/readyz` to 503 and lets in-flight requests finish, still answering, and only then
+lets gunicorn stop its workers gracefully.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from prometheus_client import multiprocess
+
+from app import create_app
+from app.jsonlog import logging_config
+from app.lifecycle import LIFECYCLE
+from app.settings import Settings
+
+
+class DrainingArbiter(Arbiter):
+    def handle_term(self) -> None:
+        self.log.info("SIGTERM: draining, /readyz now answers 503")
+        LIFECYCLE.start_draining()
+        if not LIFECYCLE.wait_idle(self.cfg.graceful_timeout):
+            self.log.warning("grace period over with requests still in flight")
+        raise StopIteration
+
+
+def _child_exit(_server: Arbiter, worker: Any) -> None:
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class GatewayServer(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = self._settings
+        options = {
+            "bind": f"0.0.0.0:{settings.port}",
+            "workers": settings.workers,
+            "threads": settings.threads,
+            "worker_class": "gthread",
+            "graceful_timeout": settings.graceful_timeout_s,
+            "keepalive": 5,
+            "accesslog": None,
+            "control_socket_disable": True,
+            "logconfig_dict": logging_config(settings.log_level),
+            "child_exit": _child_exit,
+            "proc_name": "pg-gateway",
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app(self._settings)
+
+    def run(self) -> None:
+        DrainingArbiter(self).run()
+
+
+def serve(settings: Settings) -> None:
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    master_pid = os.getpid()
+    try:
+        GatewayServer(settings).run()
+    finally:
+        if os.getpid() == master_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,147 @@
+"""Configuration read once from the environment.
+
+Every value is validated at start so a typo stops the server with one line naming the
+variable, instead of surfacing later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from psycopg2.extensions import parse_dsn
+
+MIB = 1024 * 1024
+_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the server cannot run with."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"configuration error: {variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration; defaults are the documented ones."""
+
+    dsn: dict[str, str] = field(default_factory=dict)
+    api_tokens: dict[str, str | None] = field(default_factory=dict)
+    read_only: bool = False
+    statement_timeout_ms: int = 5000
+    max_statement_timeout_ms: int = 60000
+    max_rows: int = 10000
+    max_result_bytes: int = 10 * MIB
+    max_body_bytes: int = 1 * MIB
+    pool_min: int = 1
+    pool_max: int = 10
+    pool_timeout_ms: int = 5000
+    port: int = 5000
+    workers: int = 2
+    threads: int = 8
+    graceful_timeout_s: int = 30
+    log_level: str = "INFO"
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_tokens)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(name, f"must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+
+def _dsn(env: Mapping[str, str]) -> dict[str, str]:
+    url = env.get("DATABASE_URL", "").strip()
+    if url:
+        try:
+            return parse_dsn(url)
+        except Exception:
+            # The message of parse_dsn may echo the URL, password included.
+            raise ConfigError("DATABASE_URL", "is not a valid PostgreSQL connection URL") from None
+    port = _int(env, "POSTGRES_PORT", 5432, 1, 65535)
+    dsn = {
+        "host": env.get("POSTGRES_HOST", "localhost"),
+        "port": str(port),
+        "user": env.get("POSTGRES_USER", "postgres"),
+        "dbname": env.get("POSTGRES_DB", "postgres"),
+    }
+    password = env.get("POSTGRES_PASSWORD")
+    if password:
+        dsn["password"] = password
+    return dsn
+
+
+def _tokens(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Parse `token` or `token:role` entries; a role must be a plain PostgreSQL name."""
+    tokens: dict[str, str | None] = {}
+    for entry in env.get("API_TOKENS", "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        token, _, role = entry.partition(":")
+        if not token or any(c.isspace() for c in token):
+            raise ConfigError("API_TOKENS", "every entry needs a token without spaces")
+        if role and not _ROLE_NAME.match(role):
+            raise ConfigError("API_TOKENS", f"role {role!r} is not a valid PostgreSQL role name")
+        tokens[token] = role or None
+    return tokens
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build `Settings` from environment-like mapping, raising `ConfigError` on bad input."""
+    statement_timeout = _int(env, "STATEMENT_TIMEOUT_MS", 5000, 1, 24 * 3600 * 1000)
+    max_statement_timeout = _int(env, "MAX_STATEMENT_TIMEOUT_MS", 60000, 1, 24 * 3600 * 1000)
+    if statement_timeout > max_statement_timeout:
+        raise ConfigError(
+            "STATEMENT_TIMEOUT_MS",
+            f"{statement_timeout} exceeds MAX_STATEMENT_TIMEOUT_MS ({max_statement_timeout})",
+        )
+    pool_min = _int(env, "POOL_MIN", 1, 0, 1000)
+    pool_max = _int(env, "POOL_MAX", 10, 1, 1000)
+    if pool_min > pool_max:
+        raise ConfigError("POOL_MIN", f"{pool_min} exceeds POOL_MAX ({pool_max})")
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    return Settings(
+        dsn=_dsn(env),
+        api_tokens=_tokens(env),
+        read_only=_bool(env, "READ_ONLY"),
+        statement_timeout_ms=statement_timeout,
+        max_statement_timeout_ms=max_statement_timeout,
+        max_rows=_int(env, "MAX_ROWS", 10000, 1, 100_000_000),
+        max_result_bytes=_int(env, "MAX_RESULT_BYTES", 10 * MIB, 1024, 1024 * MIB),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1 * MIB, 1024, 1024 * MIB),
+        pool_min=pool_min,
+        pool_max=pool_max,
+        pool_timeout_ms=_int(env, "POOL_TIMEOUT_MS", 5000, 1, 600_000),
+        port=_int(env, "PORT", 5000, 1, 65535),
+        workers=_int(env, "WORKERS", 2, 1, 64),
+        threads=_int(env, "THREADS", 8, 1, 256),
+        graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_S", 30, 1, 3600),
+        log_level=log_level,
+    )

@@ -1,0 +1,104 @@
+"""Refuse statements that would end the gateway's transaction or undo its restrictions.
+
+Each request runs inside a transaction the gateway opened, with `SET LOCAL` limits and,
+for role-mapped tokens or `READ_ONLY`, a role or read-only mode. A `COMMIT` inside the SQL
+would end that transaction early and run the rest without those limits, so it is
+refused before anything is sent. This is a guard against mistakes and casual escapes;
+the hard boundary is the privileges of the database roles (see README, Security).
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.errors import ApiError
+
+_TOKEN = re.compile(
+    r"""
+      (?P<space>\s+)
+    | (?P<line_comment>--[^\n]*)
+    | (?P<block_comment>/\*)
+    | (?P<dollar>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$)
+    | (?P<string>[EeBbXxNnUu]?&?'(?:[^']|'')*(?:'|$))
+    | (?P<ident>"(?:[^"]|"")*(?:"|$))
+    | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+    | (?P<semicolon>;)
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_TRANSACTION_CONTROL = {"BEGIN", "START", "COMMIT", "END", "ABORT", "ROLLBACK"}
+_PROTECTED_SETTINGS = {
+    "ROLE",
+    "SESSION",
+    "SESSION_AUTHORIZATION",
+    "TRANSACTION",
+    "DEFAULT_TRANSACTION_READ_ONLY",
+    "TRANSACTION_READ_ONLY",
+}
+
+
+def _skip_block_comment(sql: str, start: int) -> int:
+    """Block comments nest in PostgreSQL; return the index after the matching `*/`."""
+    depth, i = 1, start
+    while depth and i < len(sql):
+        if sql.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif sql.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+        else:
+            i += 1
+    return i
+
+
+def statement_words(sql: str) -> list[list[str]]:
+    """The bare words of each `;`-separated statement, upper-cased, outside literals."""
+    statements: list[list[str]] = [[]]
+    i = 0
+    while i < len(sql):
+        match = _TOKEN.match(sql, i)
+        assert match is not None  # the `other` alternative matches any character
+        kind, i = match.lastgroup, match.end()
+        if kind == "block_comment":
+            i = _skip_block_comment(sql, i)
+        elif kind == "dollar":
+            end = sql.find(match.group(), i)
+            i = len(sql) if end < 0 else end + len(match.group())
+        elif kind == "word":
+            statements[-1].append(match.group().upper())
+        elif kind == "semicolon":
+            statements.append([])
+    return [words for words in statements if words]
+
+
+def _ends_transaction(words: list[str]) -> bool:
+    if words[0] not in _TRANSACTION_CONTROL:
+        return False
+    # ROLLBACK [WORK|TRANSACTION] TO SAVEPOINT stays inside the transaction.
+    return not (words[0] == "ROLLBACK" and "TO" in words[1:3])
+
+
+def _changes_restriction(words: list[str]) -> bool:
+    if "SET_CONFIG" in words:
+        return True
+    if words[0] not in {"SET", "RESET"}:
+        return False
+    target = [w for w in words[1:3] if w not in {"LOCAL"}]
+    return bool(target) and target[0] in _PROTECTED_SETTINGS
+
+
+def check_statement(sql: str, restricted: bool) -> None:
+    """Raise a 400 for transaction control, and for role/read-only changes when restricted."""
+    for words in statement_words(sql):
+        if _ends_transaction(words):
+            raise ApiError(
+                400,
+                f"{words[0]} is not allowed: every request already runs in one transaction; "
+                "use /transaction to group statements",
+            )
+        if restricted and _changes_restriction(words):
+            raise ApiError(
+                403,
+                "changing the role or the read-only mode is not allowed for this request",
+                sqlstate="42501",
+            )

@@ -1,0 +1,145 @@
+"""Turn request bodies into typed requests, answering 400 with a precise message otherwise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from psycopg2.extras import Json
+
+from app.errors import ApiError
+from app.settings import Settings
+
+Params = list[Any] | dict[str, Any] | None
+MAX_STATEMENTS = 1000
+
+
+@dataclass(frozen=True)
+class Statement:
+    query: str
+    params: Params
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-request limits, already capped by the server's maximums."""
+
+    timeout_ms: int
+    max_rows: int
+    meta: bool
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    statement: Statement
+    options: Options
+
+
+@dataclass(frozen=True)
+class TransactionRequest:
+    statements: list[Statement]
+    options: Options
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """Parse strictly: numbers with fractions stay exact Decimals, NaN/Infinity are refused."""
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise bad_request(f"malformed JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def _check_fields(body: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]!r} in {where}; allowed: {sorted(allowed)}")
+
+
+def _positive_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise bad_request(f"'{name}' must be a positive integer")
+    return value
+
+
+def _bool(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise bad_request(f"'{name}' must be true or false")
+    return value
+
+
+def _adapt(value: Any) -> Any:
+    """JSON objects become json parameters; arrays become PostgreSQL arrays."""
+    if isinstance(value, dict):
+        return Json(value)
+    if isinstance(value, list):
+        return [_adapt(item) for item in value]
+    return value
+
+
+def _statement(body: dict[str, Any], where: str) -> Statement:
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise bad_request(f"'query' in {where} must be a non-empty string")
+    params = body.get("params")
+    if params is None:
+        return Statement(query, None)
+    if isinstance(params, list):
+        return Statement(query, [_adapt(v) for v in params])
+    if isinstance(params, dict):
+        return Statement(query, {str(k): _adapt(v) for k, v in params.items()})
+    raise bad_request(f"'params' in {where} must be an array or an object")
+
+
+def _options(body: dict[str, Any], settings: Settings, read_only: bool) -> Options:
+    timeout = _positive_int(body, "timeout_ms") or settings.statement_timeout_ms
+    max_rows = _positive_int(body, "max_rows") or settings.max_rows
+    return Options(
+        timeout_ms=min(timeout, settings.max_statement_timeout_ms),
+        max_rows=min(max_rows, settings.max_rows),
+        meta=_bool(body, "meta"),
+        read_only=read_only or settings.read_only,
+    )
+
+
+_OPTION_FIELDS = {"timeout_ms", "max_rows", "meta"}
+
+
+def parse_query(body: dict[str, Any], settings: Settings) -> QueryRequest:
+    _check_fields(body, {"query", "params"} | _OPTION_FIELDS, "the request")
+    return QueryRequest(_statement(body, "the request"), _options(body, settings, False))
+
+
+def parse_transaction(body: dict[str, Any], settings: Settings) -> TransactionRequest:
+    _check_fields(body, {"statements", "read_only"} | _OPTION_FIELDS, "the request")
+    items = body.get("statements")
+    if not isinstance(items, list) or not items:
+        raise bad_request("'statements' must be a non-empty array")
+    if len(items) > MAX_STATEMENTS:
+        raise bad_request(f"'statements' holds more than {MAX_STATEMENTS} entries")
+    statements = []
+    for index, item in enumerate(items):
+        where = f"statements[{index}]"
+        if not isinstance(item, dict):
+            raise bad_request(f"{where} must be an object with 'query' and optional 'params'")
+        _check_fields(item, {"query", "params"}, where)
+        statements.append(_statement(item, where))
+    options = _options(body, settings, _bool(body, "read_only"))
+    return TransactionRequest(statements, options)

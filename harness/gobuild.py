@@ -1,0 +1,96 @@
+"""Build Go programs from the Go module proxy: the one source of binaries offline.
+
+Each build is a throwaway module that requires the real one and builds its
+main packages with CGO disabled (static binaries for scratch images). The
+output directory is keyed by everything that goes into it, and Go's own build
+and module caches make a rebuild after a key change cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import paths
+from harness.steps import HarnessError, Step, probe, step
+
+GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+ZERO_VERSION_REQUIREMENT = re.compile(r"^\s+(\S+) v0\.0\.0$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """Main packages of one module version, built into one directory."""
+
+    name: str
+    module: str
+    version: str
+    packages: tuple[str, ...]
+    ldflags: tuple[str, ...] = ()
+    # Modules a monorepo lists as v0.0.0 (Kubernetes' staging repos) are
+    # replaced by this version, as upstream's own replace directives would.
+    zero_versions_become: str | None = None
+    # A module in this work tree instead of one from the proxy.
+    local_dir: Path | None = None
+    binaries: tuple[str, ...] = ()
+
+    def outputs(self) -> tuple[str, ...]:
+        return self.binaries or tuple(package.rsplit("/", 1)[-1] for package in self.packages)
+
+    def key(self) -> str:
+        parts = [self.module, self.version, *self.packages, *self.ldflags, str(self.zero_versions_become), go_version()]
+        if self.local_dir:
+            parts += [path.read_text() for path in sorted(self.local_dir.rglob("*")) if path.is_file()]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def go_version() -> str:
+    result = probe(["go", "env", "GOVERSION"])
+    return result.stdout.strip() or "missing"
+
+
+def build(spec: GoBuild) -> Path:
+    """Return the directory holding spec's binaries, building them if needed."""
+    out = paths.cache_dir() / "go" / f"{spec.name}-{spec.key()}"
+    binaries = out / "bin"
+    if all((binaries / name).is_file() for name in spec.outputs()):
+        return binaries
+    if shutil.which("go") is None:
+        raise HarnessError("the Go toolchain (1.24 or newer) is needed to build offline: install it from go.dev")
+    with step(f"go build {spec.name} {spec.version}") as current:
+        module_dir = spec.local_dir or _throwaway_module(current, spec, out / "module")
+        # One invocation for all packages shares the compile work between them.
+        target = f"{binaries}/" if len(spec.packages) > 1 else f"{binaries}/{spec.outputs()[0]}"
+        args = ["go", "build", "-trimpath", "-o", target]
+        if spec.ldflags:
+            args.append("-ldflags=" + " ".join(spec.ldflags))
+        current.run([*args, *spec.packages], cwd=module_dir, env=GO_ENV)
+    return binaries
+
+
+def _throwaway_module(current: Step, spec: GoBuild, module_dir: Path) -> Path:
+    module_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["module pggateway.local/build/" + spec.name, "", "go 1.24.0", "", f"require {spec.module} {spec.version}"]
+    if spec.zero_versions_become:
+        upstream = _download(current, spec.module, spec.version)
+        staged = sorted(set(ZERO_VERSION_REQUIREMENT.findall(Path(upstream["GoMod"]).read_text())))
+        lines += ["", "replace ("]
+        lines += [f"\t{module} => {module} {spec.zero_versions_become}" for module in staged]
+        lines.append(")")
+    (module_dir / "go.mod").write_text("\n".join(lines) + "\n")
+    return module_dir
+
+
+def _download(current: Step, module: str, version: str) -> dict[str, str]:
+    """`go mod download` one module version; returns go's JSON description."""
+    return json.loads(current.output(["go", "mod", "download", "-json", f"{module}@{version}"], env=GO_ENV))
+
+
+def module_dir(module: str, version: str) -> Path:
+    """The extracted source of a module version in the module cache."""
+    with step(f"go mod download {module}@{version}") as current:
+        return Path(_download(current, module, version)["Dir"])

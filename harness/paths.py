@@ -1,0 +1,36 @@
+"""Where the harness keeps caches, logs and the kubeconfig.
+
+Caches live outside the work tree so a fresh clone (as CI makes) on the same
+machine still reuses them; logs live in the work tree so CI can collect them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness import versions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMAGES_DIR = REPO_ROOT / "images"
+
+
+def cache_dir() -> Path:
+    """Machine-wide cache root (override with PG_GATEWAY_CACHE)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pg-gateway"
+    path = Path(os.environ.get("PG_GATEWAY_CACHE", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_dir() -> Path:
+    """Full logs of every step (override with PG_GATEWAY_ARTIFACTS)."""
+    root = Path(os.environ.get("PG_GATEWAY_ARTIFACTS", REPO_ROOT / "artifacts"))
+    path = root / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def kubeconfig_path() -> Path:
+    """The kubeconfig `cluster up` writes for the managed cluster."""
+    return cache_dir() / f"kubeconfig-{versions.CLUSTER_NAME}.yaml"

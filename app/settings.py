@@ -41,6 +41,7 @@ class Settings:
     pool_min: int = 1
     pool_max: int = 10
     pool_timeout_ms: int = 5000
+    host: str = "0.0.0.0"  # noqa: S104 - a container must listen beyond loopback
     port: int = 5000
     workers: int = 2
     threads: int = 8
@@ -139,6 +140,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         pool_min=pool_min,
         pool_max=pool_max,
         pool_timeout_ms=_int(env, "POOL_TIMEOUT_MS", 5000, 1, 600_000),
+        host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",  # noqa: S104
         port=_int(env, "PORT", 5000, 1, 65535),
         workers=_int(env, "WORKERS", 2, 1, 64),
         threads=_int(env, "THREADS", 8, 1, 256),

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 from urllib.error import URLError
 from urllib.request import urlopen
 
@@ -45,12 +46,18 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
 
 
 def start_gateway(
-    database_url: str, host: str, port: int, extra_env: dict[str, str]
+    database_url: str, host: str, port: int, extra_env: dict[str, str], log: IO | None = None
 ) -> subprocess.Popen:
+    """`python -m app` in its own session, so a terminal's Ctrl-C reaches only us."""
     env = {**os.environ, "DATABASE_URL": database_url, "HOST": host, "PORT": str(port), **extra_env}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, start_new_session=True
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=log,
     )
 
 

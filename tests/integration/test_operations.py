@@ -1,0 +1,84 @@
+"""Health, readiness, metrics across workers, request ids, OpenAPI under fuzzing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def test_health_and_readiness(gateway) -> None:
+    assert gateway.get("/healthz").json() == {"status": "ok"}
+    assert gateway.get("/readyz").json() == {"status": "ready"}
+
+
+def test_metrics_aggregate_all_workers(gateway) -> None:
+    for _ in range(20):
+        gateway.query("select 1")
+    gateway.query("selec 1")
+    text = gateway.get("/metrics").text
+    counts = re.findall(r'gateway_requests_total\{route="/query",status="200"\} (\d+)', text)
+    assert counts and int(float(counts[0])) >= 20
+    assert 'gateway_sql_errors_total{sqlstate_class="42"}' in text
+    for name in (
+        "gateway_request_duration_seconds_bucket",
+        "gateway_query_duration_seconds",
+        "gateway_pool_connections",
+        "gateway_pool_in_use",
+        "gateway_pool_waiting",
+    ):
+        assert name in text
+
+
+def test_request_id_is_echoed_or_generated(gateway) -> None:
+    given = gateway.session.get(gateway.url + "/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    generated = gateway.get("/healthz").headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+
+
+def test_invalid_configuration_stops_with_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app"],
+        env={"POOL_MAX": "lots", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "configuration error: POOL_MAX: must be an integer, got 'lots'"
+    ]
+
+
+def test_schemathesis_finds_no_server_error(gateway) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            gateway.url + "/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "20",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(ARTIFACTS / "schemathesis-junit.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

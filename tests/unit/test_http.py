@@ -1,0 +1,323 @@
+"""The HTTP error contract through Flask's test client (no database is ever reached)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.db import Database
+from app.errors import GENERIC_MESSAGE, ApiError, from_db_error
+from app.lifecycle import Lifecycle
+from app.settings import Settings
+from tests.unit.conftest import assert_error_body, unreachable_dsn
+from tests.unit.test_errors import SQLSTATE_TABLE, fake_db_error
+
+JSON_CT = "application/json"
+POST_ROUTES = ["/query", "/transaction"]
+
+
+@pytest.mark.parametrize("path", POST_ROUTES)
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"{'query': 'x'}", b'{"query": "x",}', b"\xff\xfe\x00", b"NaN", b'{"a": NaN}'],
+    ids=["empty", "truncated", "single-quotes", "trailing-comma", "not-utf8", "NaN", "NaN-inside"],
+)
+def test_malformed_json_is_400(client: FlaskClient, path: str, raw: bytes) -> None:
+    error = assert_error_body(client.post(path, data=raw, content_type=JSON_CT), 400)
+    assert "JSON" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/query", [], "object"),
+        ("/query", "select 1", "object"),
+        ("/query", {}, "query"),
+        ("/query", {"query": 1}, "query"),
+        ("/query", {"query": "select 1", "params": "x"}, "params"),
+        ("/query", {"query": "select 1", "timeout_ms": "5"}, "timeout_ms"),
+        ("/query", {"query": "select 1", "max_rows": 0}, "max_rows"),
+        ("/query", {"query": "select 1", "meta": "yes"}, "meta"),
+        ("/query", {"query": "select 1", "sql": "x"}, "sql"),
+        ("/transaction", {}, "statements"),
+        ("/transaction", {"statements": [{"query": "select 1", "x": 1}]}, "x"),
+        ("/transaction", {"statements": [{"query": "select 1"}], "read_only": 1}, "read_only"),
+    ],
+)
+def test_bad_fields_are_400_naming_the_field(
+    client: FlaskClient, path: str, body: object, field: str
+) -> None:
+    error = assert_error_body(client.post(path, json=body), 400)
+    assert field in error["message"]
+
+
+def test_deeply_nested_json_is_400_not_500(client: FlaskClient) -> None:
+    # Well under MAX_BODY_BYTES; the contract: malformed/unusable body -> 400, never 500.
+    response = client.post("/query", data=b"[" * 100_000, content_type=JSON_CT)
+    assert_error_body(response, 400)
+
+
+def test_deeply_nested_params_are_not_500(client: FlaskClient) -> None:
+    nested = "[" * 600 + "]" * 600
+    raw = '{"query": "select %s", "params": [' + nested + "]}"
+    response = client.post("/query", data=raw, content_type=JSON_CT)
+    assert response.status_code != 500, response.get_json()
+
+
+@pytest.mark.parametrize("path", POST_ROUTES)
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/xml", None],
+)
+def test_non_json_content_type_is_415(
+    client: FlaskClient, path: str, content_type: str | None
+) -> None:
+    response = client.post(path, data=b'{"query": "select 1"}', content_type=content_type)
+    assert_error_body(response, 415)
+
+
+def test_json_with_charset_is_accepted_as_json(client: FlaskClient) -> None:
+    response = client.post(
+        "/query", data=b'{"query": 1}', content_type="application/json; charset=utf-8"
+    )
+    assert "query" in assert_error_body(response, 400)["message"]
+
+
+@pytest.mark.parametrize("path", POST_ROUTES)
+def test_body_over_max_body_bytes_is_413(
+    make_client: Callable[..., FlaskClient], path: str
+) -> None:
+    client = make_client(max_body_bytes=1024)
+    raw = json.dumps({"query": "select '" + "x" * 2000 + "'"}).encode()
+    assert_error_body(client.post(path, data=raw, content_type=JSON_CT), 413)
+
+
+def test_body_at_max_body_bytes_is_read(make_client: Callable[..., FlaskClient]) -> None:
+    client = make_client(max_body_bytes=1024)
+    raw = b'{"bogus": 1}'.ljust(1024, b" ")
+    error = assert_error_body(client.post("/query", data=raw, content_type=JSON_CT), 400)
+    assert "bogus" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/query", {"POST"}),
+        ("PUT", "/query", {"POST"}),
+        ("GET", "/transaction", {"POST"}),
+        ("DELETE", "/transaction", {"POST"}),
+        ("POST", "/healthz", {"GET", "HEAD"}),
+        ("POST", "/readyz", {"GET", "HEAD"}),
+        ("PATCH", "/metrics", {"GET", "HEAD"}),
+        ("POST", "/openapi.json", {"GET", "HEAD"}),
+    ],
+)
+def test_wrong_method_is_405_with_allow(
+    client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.open(path, method=method)
+    assert_error_body(response, 405)
+    allow = {m.strip() for m in response.headers["Allow"].split(",")}
+    assert allowed <= allow
+    assert method not in allow
+
+
+@pytest.mark.parametrize("path", ["/nope", "/query/extra", "/", "/static/x.js"])
+def test_unknown_path_is_404_json(client: FlaskClient, path: str) -> None:
+    assert_error_body(client.get(path), 404)
+
+
+# --- authentication -------------------------------------------------------------------
+
+TOKENS = {"s3cret": None, "reader-token": "reader"}
+
+
+@pytest.mark.parametrize("path", POST_ROUTES)
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Bearer wrong", "Basic czNjcmV0", "s3cret", "Bearer s3cret2"],
+)
+def test_missing_or_wrong_token_is_401(
+    make_client: Callable[..., FlaskClient], path: str, authorization: str | None
+) -> None:
+    client = make_client(api_tokens=TOKENS)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = client.post(path, json={"query": "select 1"}, headers=headers)
+    assert_error_body(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_401_comes_before_body_validation(make_client: Callable[..., FlaskClient]) -> None:
+    client = make_client(api_tokens=TOKENS)
+    assert_error_body(client.post("/query", data=b"{", content_type=JSON_CT), 401)
+
+
+@pytest.mark.parametrize("token", ["s3cret", "reader-token"])
+def test_right_token_gets_past_authentication(
+    make_client: Callable[..., FlaskClient], token: str
+) -> None:
+    client = make_client(api_tokens=TOKENS)
+    response = client.post(
+        "/query", json={"query": "select 1"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert_error_body(response, 503)  # reached the (unreachable) database
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics", "/openapi.json", "/readyz"])
+def test_operations_endpoints_need_no_token(
+    make_client: Callable[..., FlaskClient], path: str
+) -> None:
+    response = make_client(api_tokens=TOKENS).get(path)
+    assert response.status_code != 401
+
+
+# --- errors coming back from the database layer ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "status"),
+    [pytest.param(code, status, id=name) for code, status, name in SQLSTATE_TABLE],
+)
+def test_database_errors_map_to_statuses(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, sqlstate: str | None, status: int
+) -> None:
+    def fail(*_args: object) -> None:
+        raise from_db_error(fake_db_error(sqlstate, "it failed"))
+
+    monkeypatch.setattr(Database, "query", fail)
+    response = client.post("/query", json={"query": "select 1"})
+    error = assert_error_body(response, status)
+    assert error["sqlstate"] == sqlstate
+    assert ("Retry-After" in response.headers) == (status == 503)
+
+
+def test_transaction_error_names_the_statement(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_args: object) -> None:
+        raise from_db_error(fake_db_error("23505", "dup")).at_statement(1)
+
+    monkeypatch.setattr(Database, "transaction", fail)
+    body = {"statements": [{"query": "select 1"}, {"query": "insert into t values (1)"}]}
+    error = assert_error_body(client.post("/transaction", json=body), 409, frozenset({"statement"}))
+    assert error["statement"] == 1
+
+
+def test_unreachable_database_is_503_with_retry_after(client: FlaskClient) -> None:
+    response = client.post("/query", json={"query": "select 1"})
+    assert_error_body(response, 503)
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_unexpected_exception_is_generic_500(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_args: object) -> None:
+        raise RuntimeError("password=hunter2 in some internal detail")
+
+    monkeypatch.setattr(Database, "query", explode)
+    response = client.post("/query", json={"query": "select 1"})
+    error = assert_error_body(response, 500)
+    assert error["message"] == GENERIC_MESSAGE
+    assert "hunter2" not in response.get_data(as_text=True)
+
+
+def test_transaction_control_is_refused_before_the_database(client: FlaskClient) -> None:
+    error = assert_error_body(client.post("/query", json={"query": "select 1; COMMIT"}), 400)
+    assert "COMMIT" in error["message"]
+
+
+def test_transaction_control_in_transaction_names_the_statement(client: FlaskClient) -> None:
+    body = {"statements": [{"query": "select 1"}, {"query": "select 2"}, {"query": "rollback"}]}
+    response = client.post("/transaction", json=body)
+    assert assert_error_body(response, 400, frozenset({"statement"}))["statement"] == 2
+
+
+def test_role_token_cannot_set_role(make_client: Callable[..., FlaskClient]) -> None:
+    client = make_client(api_tokens=TOKENS)
+    response = client.post(
+        "/query",
+        json={"query": "SET ROLE postgres"},
+        headers={"Authorization": "Bearer reader-token"},
+    )
+    assert assert_error_body(response, 403)["sqlstate"] == "42501"
+
+
+def test_read_only_transaction_cannot_unset_read_only(client: FlaskClient) -> None:
+    body = {"statements": [{"query": "SET TRANSACTION READ WRITE"}], "read_only": True}
+    error = assert_error_body(client.post("/transaction", json=body), 403, frozenset({"statement"}))
+    assert error["sqlstate"] == "42501" and error["statement"] == 0
+
+
+# --- operations endpoints and request ids ---------------------------------------------
+
+
+def test_healthz_is_200_json_without_database(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.mimetype == JSON_CT
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_is_503_json_when_database_unreachable(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.mimetype == JSON_CT
+
+
+def test_readyz_is_503_while_draining(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Database, "ping", lambda _self, _timeout: True)
+    lifecycle = Lifecycle()
+    client = create_app(Settings(dsn=unreachable_dsn()), lifecycle=lifecycle).test_client()
+    assert client.get("/readyz").status_code == 200
+    lifecycle.start_draining()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "draining"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/healthz"), ("POST", "/query"), ("GET", "/nope"), ("GET", "/query")],
+)
+def test_request_id_is_echoed(client: FlaskClient, method: str, path: str) -> None:
+    response = client.open(path, method=method, headers={"X-Request-ID": "abc-123.def:7"})
+    assert response.headers["X-Request-ID"] == "abc-123.def:7"
+
+
+@pytest.mark.parametrize("presented", [None, "", "has space", "x" * 129, "<script>"])
+def test_request_id_is_generated_when_absent_or_unusable(
+    client: FlaskClient, presented: str | None
+) -> None:
+    headers = {} if presented is None else {"X-Request-ID": presented}
+    first = client.get("/healthz", headers=headers).headers["X-Request-ID"]
+    second = client.get("/healthz", headers=headers).headers["X-Request-ID"]
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", first)
+    assert first != second
+    assert first != presented
+
+
+def test_api_error_headers_reach_the_response(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_args: object) -> None:
+        raise ApiError(503, "busy", headers={"Retry-After": "7"})
+
+    monkeypatch.setattr(Database, "query", fail)
+    response = client.post("/query", json={"query": "select 1"})
+    assert response.headers["Retry-After"] == "7"
+
+
+def test_pool_fill_thread_does_not_delay_startup_or_requests() -> None:
+    """create_app starts a thread that fills the pool; with PostgreSQL unreachable (a closed
+    loopback port, nothing listening) neither start-up nor a request may wait for it."""
+    started = time.perf_counter()
+    client = create_app(Settings(dsn=unreachable_dsn()), lifecycle=Lifecycle()).test_client()
+    assert client.get("/healthz").status_code == 200
+    assert time.perf_counter() - started < 1.0

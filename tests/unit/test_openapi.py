@@ -1,0 +1,105 @@
+"""The OpenAPI document stays true to the routes the app really serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from app.errors import ApiError
+from app.openapi import openapi_document
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _routes(client: FlaskClient) -> dict[str, set[str]]:
+    routes: dict[str, set[str]] = {}
+    for rule in client.application.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        methods = {m.lower() for m in rule.methods or ()} - {"head", "options"}
+        routes.setdefault(rule.rule, set()).update(methods)
+    return routes
+
+
+def test_every_route_is_documented_with_its_methods(client: FlaskClient) -> None:
+    routes = _routes(client)
+    paths = openapi_document()["paths"]
+    assert routes, "the app registers routes"
+    assert set(routes) == set(paths)
+    for path, methods in routes.items():
+        assert set(paths[path]) & HTTP_METHODS == methods, path
+
+
+def test_openapi_version_and_info() -> None:
+    document = openapi_document()
+    assert isinstance(document["openapi"], str) and document["openapi"].startswith("3.")
+    assert document["info"]["title"] and document["info"]["version"]
+
+
+def test_every_operation_has_responses_with_descriptions() -> None:
+    for path, item in openapi_document()["paths"].items():
+        for method, operation in item.items():
+            assert method in HTTP_METHODS, (path, method)
+            assert operation["responses"], (path, method)
+            for status, response in operation["responses"].items():
+                assert status == "default" or 100 <= int(status) <= 599
+                assert response["description"], (path, method, status)
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def test_every_ref_resolves() -> None:
+    document = openapi_document()
+    refs = _refs(document)
+    assert refs
+    for ref in refs:
+        assert isinstance(_resolve(document, ref), dict), ref
+
+
+def test_valid_against_the_openapi_3_0_meta_schema() -> None:
+    # schemathesis (a test dependency) ships the official OpenAPI 3.0 schema.
+    import jsonschema_rs
+    from schemathesis.specs.openapi.definitions import OPENAPI_30
+
+    validator = jsonschema_rs.Draft4Validator(OPENAPI_30)
+    errors = [error.message for error in validator.iter_errors(openapi_document())]
+    assert errors == []
+    assert not validator.is_valid({"openapi": "3.0.3", "paths": {}}), "the validator validates"
+
+
+def test_error_schema_matches_the_error_body() -> None:
+    error_schema = openapi_document()["components"]["schemas"]["Error"]["properties"]["error"]
+    body = ApiError(400, "x").at_statement(0).body()["error"]
+    assert set(error_schema["required"]) == set(ApiError(400, "x").body()["error"])
+    assert set(error_schema["properties"]) == set(body)
+
+
+@pytest.mark.parametrize("path", ["/query", "/transaction"])
+def test_sql_endpoints_document_their_error_statuses(path: str) -> None:
+    responses = openapi_document()["paths"][path]["post"]["responses"]
+    for status in ("200", "400", "401", "403", "409", "413", "415", "503", "504"):
+        assert status in responses, (path, status)
+
+
+def test_served_document_is_the_document(client: FlaskClient) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.get_json() == openapi_document()

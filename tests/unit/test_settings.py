@@ -1,0 +1,232 @@
+"""Settings from the environment (design: "Configuration")."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings import MIB, ConfigError, Settings, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+    assert settings.dsn == {
+        "host": "localhost",
+        "port": "5432",
+        "user": "postgres",
+        "dbname": "postgres",
+    }
+    assert settings.api_tokens == {}
+    assert settings.auth_required is False
+    assert settings.read_only is False
+    assert settings.statement_timeout_ms == 5000
+    assert settings.max_statement_timeout_ms == 60000
+    assert settings.max_rows == 10000
+    assert settings.max_result_bytes == 10 * MIB
+    assert settings.max_body_bytes == 1 * MIB
+    assert settings.pool_min == 1
+    assert settings.pool_max == 10
+    assert settings.port == 5000
+    assert settings.log_level == "INFO"
+
+
+def test_defaults_match_the_dataclass_defaults() -> None:
+    loaded, plain = load_settings({}), Settings()
+    for name in ("statement_timeout_ms", "max_statement_timeout_ms", "max_rows", "port"):
+        assert getattr(loaded, name) == getattr(plain, name)
+    assert (loaded.max_result_bytes, loaded.max_body_bytes) == (
+        plain.max_result_bytes,
+        plain.max_body_bytes,
+    )
+    assert (loaded.pool_min, loaded.pool_max, loaded.read_only) == (
+        plain.pool_min,
+        plain.pool_max,
+        plain.read_only,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "attribute", "expected"),
+    [
+        ("STATEMENT_TIMEOUT_MS", "250", "statement_timeout_ms", 250),
+        ("MAX_STATEMENT_TIMEOUT_MS", " 120000 ", "max_statement_timeout_ms", 120000),
+        ("MAX_ROWS", "5", "max_rows", 5),
+        ("MAX_RESULT_BYTES", "2048", "max_result_bytes", 2048),
+        ("MAX_BODY_BYTES", "4096", "max_body_bytes", 4096),
+        ("POOL_MIN", "0", "pool_min", 0),
+        ("POOL_MAX", "50", "pool_max", 50),
+        ("PORT", "8080", "port", 8080),
+        ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("MAX_ROWS", "", "max_rows", 10000),
+    ],
+)
+def test_valid_values(variable: str, raw: str, attribute: str, expected: object) -> None:
+    assert getattr(load_settings({variable: raw}), attribute) == expected
+
+
+INVALID = [
+    ("STATEMENT_TIMEOUT_MS", "abc"),
+    ("STATEMENT_TIMEOUT_MS", "1.5"),
+    ("STATEMENT_TIMEOUT_MS", "0"),
+    ("STATEMENT_TIMEOUT_MS", "-1"),
+    ("MAX_STATEMENT_TIMEOUT_MS", "soon"),
+    ("MAX_STATEMENT_TIMEOUT_MS", "0"),
+    ("MAX_ROWS", "ten"),
+    ("MAX_ROWS", "0"),
+    ("MAX_RESULT_BYTES", "10MiB"),
+    ("MAX_RESULT_BYTES", "0"),
+    ("MAX_BODY_BYTES", "1k"),
+    ("MAX_BODY_BYTES", "-5"),
+    ("POOL_MIN", "-1"),
+    ("POOL_MIN", "one"),
+    ("POOL_MAX", "0"),
+    ("POOL_MAX", "x"),
+    ("POOL_TIMEOUT_MS", "0"),
+    ("PORT", "0"),
+    ("PORT", "65536"),
+    ("PORT", "http"),
+    ("POSTGRES_PORT", "0"),
+    ("POSTGRES_PORT", "99999"),
+    ("POSTGRES_PORT", "pg"),
+    ("WORKERS", "0"),
+    ("THREADS", "many"),
+    ("GRACEFUL_TIMEOUT_S", "0"),
+    ("READ_ONLY", "maybe"),
+    ("READ_ONLY", "2"),
+    ("API_TOKENS", "tok:bad-role"),
+    ("API_TOKENS", "tok:1role"),
+    ("API_TOKENS", "tok:role:extra"),
+    ("API_TOKENS", ":reader"),
+    ("API_TOKENS", "good,to ken"),
+    ("DATABASE_URL", "not a dsn"),
+    ("DATABASE_URL", "postgresql://u:pw@h/db?bogus=1"),
+    ("DATABASE_URL", "postgresql://u:pw@h:notaport/db"),
+    ("LOG_LEVEL", "verbose"),
+    ("LOG_LEVEL", "TRACE"),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw"), INVALID)
+def test_invalid_value_names_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({variable: raw})
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+    assert "\n" not in str(caught.value), "one clear line"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"POOL_MIN": "5", "POOL_MAX": "2"}, "POOL_MIN"),
+        ({"STATEMENT_TIMEOUT_MS": "70000"}, "STATEMENT_TIMEOUT_MS"),
+        (
+            {"STATEMENT_TIMEOUT_MS": "2000", "MAX_STATEMENT_TIMEOUT_MS": "1000"},
+            "STATEMENT_TIMEOUT_MS",
+        ),
+    ],
+)
+def test_inconsistent_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+
+
+def test_equal_bounds_are_fine() -> None:
+    settings = load_settings(
+        {
+            "POOL_MIN": "3",
+            "POOL_MAX": "3",
+            "STATEMENT_TIMEOUT_MS": "10",
+            "MAX_STATEMENT_TIMEOUT_MS": "10",
+        }
+    )
+    assert (settings.pool_min, settings.pool_max, settings.statement_timeout_ms) == (3, 3, 10)
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on", " True "])
+def test_read_only_true(raw: str) -> None:
+    assert load_settings({"READ_ONLY": raw}).read_only is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "False", "no", "off", ""])
+def test_read_only_false(raw: str) -> None:
+    assert load_settings({"READ_ONLY": raw}).read_only is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", {}),
+        (" , ,", {}),
+        ("s3cret", {"s3cret": None}),
+        ("s3cret:reader", {"s3cret": "reader"}),
+        ("a, b:reader ,,c:", {"a": None, "b": "reader", "c": None}),
+        ("t1:role_ro,t2:Writer$1", {"t1": "role_ro", "t2": "Writer$1"}),
+    ],
+)
+def test_api_tokens_parsing(raw: str, expected: dict[str, str | None]) -> None:
+    settings = load_settings({"API_TOKENS": raw})
+    assert settings.api_tokens == expected
+    assert settings.auth_required is bool(expected)
+
+
+def test_postgres_variables_build_the_dsn() -> None:
+    settings = load_settings(
+        {
+            "POSTGRES_HOST": "db.internal",
+            "POSTGRES_PORT": "6543",
+            "POSTGRES_USER": "gw",
+            "POSTGRES_PASSWORD": "pw",
+            "POSTGRES_DB": "app",
+        }
+    )
+    assert settings.dsn == {
+        "host": "db.internal",
+        "port": "6543",
+        "user": "gw",
+        "dbname": "app",
+        "password": "pw",
+    }
+
+
+def test_database_url_takes_precedence_over_postgres_variables() -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql://urluser:urlpw@urlhost:7000/urldb",
+            "POSTGRES_HOST": "envhost",
+            "POSTGRES_PORT": "5433",
+            "POSTGRES_USER": "envuser",
+            "POSTGRES_PASSWORD": "envpw",
+            "POSTGRES_DB": "envdb",
+        }
+    )
+    assert settings.dsn == {
+        "host": "urlhost",
+        "port": "7000",
+        "user": "urluser",
+        "password": "urlpw",
+        "dbname": "urldb",
+    }
+
+
+def test_blank_database_url_falls_back_to_postgres_variables() -> None:
+    settings = load_settings({"DATABASE_URL": "  ", "POSTGRES_HOST": "envhost"})
+    assert settings.dsn["host"] == "envhost"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://admin:Sup3rS3cretPw@db:5432/app?bogus=1",
+        "postgresql://admin:Sup3rS3cretPw@[::1/app",
+        "postgresql://admin:Sup3rS3cretPw@db:5432/app?sslmode=sometimes&x=1",
+    ],
+)
+def test_database_url_error_does_not_leak_the_password(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"DATABASE_URL": url})
+    assert caught.value.variable == "DATABASE_URL"
+    assert "Sup3rS3cretPw" not in str(caught.value)
+    assert "Sup3rS3cretPw" not in repr(caught.value)
+    assert caught.value.__cause__ is None

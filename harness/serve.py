@@ -71,7 +71,20 @@ def stop_gateway(process: subprocess.Popen, timeout_s: float = 30) -> int:
     return process.wait()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def shell_quote(sql: str) -> str:
+    """Double quotes read naturally for the seed SQL; anything trickier gets shlex."""
+    return f'"{sql}"' if not any(c in sql for c in '"$`\\!') else shlex.quote(sql)
+
+
 def main() -> int:
+    # Explicit handlers: a shell may start us with SIGINT ignored, and SIGTERM (from a
+    # supervisor) must clean up exactly like Ctrl-C.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=5000, help="gateway port [5000]")
     args = parser.parse_args()
@@ -88,7 +101,7 @@ def main() -> int:
             f"\npg-gateway is up on http://127.0.0.1:{args.port} ({elapsed:.1f} s; PostgreSQL "
             f"on 127.0.0.1:{postgres.port}, data in {workdir}, removed on exit)\n\nTry it:",
             *(
-                f"  scripts/post_query.sh 127.0.0.1 {args.port} {shlex.quote(q)}"
+                f"  scripts/post_query.sh 127.0.0.1 {args.port} {shell_quote(q)}"
                 for q in SEED_QUERIES
             ),
             "\nCtrl-C stops the gateway and PostgreSQL.\n",

@@ -1,0 +1,188 @@
+"""The gate's kind cluster: `python -m harness.cluster up|down|status`.
+
+`up` takes a bare machine to a ready cluster (host engine, kind, node image,
+cluster, kube-system workloads) and reuses whatever already exists; `down`
+only deletes a cluster this tool created. The same steps are importable for
+the e2e tests: ensure_cluster(), load_image(), kubeconfig_path().
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import host, kindtool, nodeimage, paths, rootfs, versions
+from harness.paths import kubeconfig_path
+from harness.steps import HarnessError, Step, format_seconds, probe, say, step
+
+CREATE_WAIT = "180s"
+ROLLOUT_TIMEOUT = "180s"
+KUBE_SYSTEM_WORKLOADS = ("deployment/coredns", "daemonset/kindnet", "daemonset/kube-proxy")
+STORAGE_WORKLOAD = ("-n", "local-path-storage", "deployment/local-path-provisioner")
+
+__all__ = ["ensure_cluster", "kubeconfig_path", "load_image", "cluster_exists", "delete_cluster"]
+
+
+def _control_plane() -> str:
+    return f"{versions.CLUSTER_NAME}-control-plane"
+
+
+def _marker() -> Path:
+    """Present only for a cluster this tool created, so `down` never deletes another."""
+    return paths.cache_dir() / "clusters" / versions.CLUSTER_NAME
+
+
+def _kind_config(image: str) -> str:
+    return f"""kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: {versions.CLUSTER_NAME}
+nodes:
+- role: control-plane
+  image: {image}
+  extraPortMappings:
+  - containerPort: {versions.NODE_PORT}
+    hostPort: {versions.NODE_PORT}
+    listenAddress: "127.0.0.1"
+    protocol: TCP
+"""
+
+
+def provision_host() -> None:
+    """A Docker engine that runs privileged containers, as kind's nodes are."""
+    host.ensure_engine()
+    host.ensure_privileged(rootfs.busybox_image())
+
+
+def cluster_exists(kind: str) -> bool:
+    result = probe([kind, "get", "clusters"])
+    return versions.CLUSTER_NAME in result.stdout.split()
+
+
+def _node_kubectl(current: Step, *args: str) -> str:
+    """kubectl inside the control-plane node: works whatever the host has installed."""
+    return current.output(
+        ["docker", "exec", _control_plane(), "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", *args]
+    )
+
+
+def _wait_for_workloads(current: Step) -> None:
+    for workload in KUBE_SYSTEM_WORKLOADS:
+        _node_kubectl(current, "-n", "kube-system", "rollout", "status", workload, f"--timeout={ROLLOUT_TIMEOUT}")
+    _node_kubectl(current, "rollout", "status", *STORAGE_WORKLOAD, f"--timeout={ROLLOUT_TIMEOUT}")
+    _node_kubectl(current, "wait", "--for=condition=Ready", "node", "--all", f"--timeout={ROLLOUT_TIMEOUT}")
+
+
+def _start_stopped_node(current: Step) -> None:
+    """After a host or dockerd restart the node container may be stopped: start it."""
+    state = probe(["docker", "inspect", "--format", "{{.State.Running}}", _control_plane()]).stdout.strip()
+    if state == "false":
+        current.run(["docker", "start", _control_plane()])
+        deadline = time.monotonic() + 120
+        while probe(["docker", "exec", _control_plane(), "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf",
+                     "get", "--raw=/readyz"]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise HarnessError("the restarted control plane did not become ready within 120s")
+            time.sleep(2)
+
+
+def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
+    """Create or reuse the cluster, load images into it, return its kubeconfig path."""
+    started = time.monotonic()
+    provision_host()
+    kind = kindtool.ensure_kind()
+    if cluster_exists(kind):
+        with step(f"reuse kind cluster {versions.CLUSTER_NAME}") as current:
+            _start_stopped_node(current)
+            current.run([kind, "export", "kubeconfig", "--name", versions.CLUSTER_NAME,
+                         "--kubeconfig", kubeconfig_path()])
+            _wait_for_workloads(current)
+    else:
+        image = nodeimage.ensure_node_image()
+        with step(f"create kind cluster {versions.CLUSTER_NAME} ({image})") as current:
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
+                config.write(_kind_config(image))
+            _marker().parent.mkdir(parents=True, exist_ok=True)
+            _marker().write_text(image + "\n")
+            current.run([kind, "create", "cluster", "--config", config.name, "--kubeconfig", kubeconfig_path(),
+                         "--wait", CREATE_WAIT])
+            Path(config.name).unlink()
+            _wait_for_workloads(current)
+    for image in images:
+        load_image(image, kind=kind)
+    say(f"cluster {versions.CLUSTER_NAME} ready in {format_seconds(time.monotonic() - started)}; "
+        f"kubeconfig: {kubeconfig_path()}")
+    return kubeconfig_path()
+
+
+def load_image(image: str, *, kind: str | None = None) -> None:
+    """`kind load docker-image`: the only way a local image reaches the node offline."""
+    kind = kind or kindtool.ensure_kind()
+    with step(f"kind load docker-image {image}") as current:
+        current.run([kind, "load", "docker-image", image, "--name", versions.CLUSTER_NAME])
+
+
+def delete_cluster() -> None:
+    """Delete the cluster if, and only if, this tool created it."""
+    kind = kindtool.ensure_kind()
+    if not cluster_exists(kind):
+        say(f"no kind cluster named {versions.CLUSTER_NAME}")
+        _marker().unlink(missing_ok=True)
+        return
+    if not _marker().exists():
+        raise HarnessError(f"kind cluster {versions.CLUSTER_NAME} was not created by this tool; leaving it alone")
+    with step(f"delete kind cluster {versions.CLUSTER_NAME}") as current:
+        current.run([kind, "delete", "cluster", "--name", versions.CLUSTER_NAME])
+    _marker().unlink()
+    kubeconfig_path().unlink(missing_ok=True)
+
+
+def status() -> int:
+    """Report each layer; exit code 0 only when the cluster answers."""
+    if not host.docker_answers():
+        print("docker: no engine answers (`up` installs/starts one where it can)")
+        return 1
+    print("docker: engine answers")
+    kind = kindtool.ensure_kind()
+    print(f"kind: {kind} ({versions.KIND_VERSION})")
+    offline = nodeimage.offline_tag()
+    for image in (offline, versions.KINDEST_NODE_IMAGE):
+        found = probe(["docker", "image", "inspect", image]).returncode == 0
+        print(f"node image {image}: {'present' if found else 'absent'}")
+    if not cluster_exists(kind):
+        print(f"cluster {versions.CLUSTER_NAME}: absent")
+        return 1
+    owner = "created by this tool" if _marker().exists() else "NOT created by this tool"
+    print(f"cluster {versions.CLUSTER_NAME}: present, {owner}; kubeconfig: {kubeconfig_path()}")
+    nodes = probe(["docker", "exec", _control_plane(), "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf",
+                   "get", "nodes", "-o", "wide"])
+    print(nodes.stdout or nodes.stderr)
+    return nodes.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.cluster", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--load", action="append", default=[], metavar="IMAGE",
+                        help="local docker image to load into the cluster (repeatable; up only)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            ensure_cluster(tuple(args.load))
+            return 0
+        if args.command == "down":
+            delete_cluster()
+            return 0
+        return status()
+    except HarnessError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,6 +22,7 @@ from app.validation import parse_json_body, parse_query, parse_transaction
 READY_TIMEOUT_S = 1.0
 NDJSON = "application/x-ndjson"
 
+# No automatic OPTIONS: Flask would answer it with an empty HTML body; 405 JSON instead.
 bp = Blueprint("gateway", __name__)
 
 
@@ -51,7 +52,7 @@ def _wants_ndjson() -> bool:
     return NDJSON in request.headers.get("Accept", "")
 
 
-@bp.post("/query")
+@bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
     role = role_for_request(_settings(), request.headers.get("Authorization"))
     body = _json_body()
@@ -63,7 +64,7 @@ def query() -> Response:
     return json_response(result.body(parsed.options.meta))
 
 
-@bp.post("/transaction")
+@bp.post("/transaction", provide_automatic_options=False)
 def transaction() -> Response:
     role = role_for_request(_settings(), request.headers.get("Authorization"))
     body = _json_body()
@@ -73,12 +74,12 @@ def transaction() -> Response:
     return json_response(b'{"results":[' + b",".join(r.body(meta) for r in results) + b"]}")
 
 
-@bp.get("/healthz")
+@bp.get("/healthz", provide_automatic_options=False)
 def healthz() -> Response:
     return json_response(b'{"status":"ok"}')
 
 
-@bp.get("/readyz")
+@bp.get("/readyz", provide_automatic_options=False)
 def readyz() -> Response:
     if _lifecycle().draining:
         return json_response(dumps({"status": "draining"}), 503)
@@ -87,12 +88,12 @@ def readyz() -> Response:
     return json_response(b'{"status":"ready"}')
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", provide_automatic_options=False)
 def metrics() -> Response:
     text, content_type = render()
     return Response(text, content_type=content_type)
 
 
-@bp.get("/openapi.json")
+@bp.get("/openapi.json", provide_automatic_options=False)
 def openapi() -> Response:
     return json_response(dumps(openapi_document()))

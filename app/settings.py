@@ -79,10 +79,14 @@ def _dsn(env: Mapping[str, str]) -> dict[str, str]:
     url = env.get("DATABASE_URL", "").strip()
     if url:
         try:
-            return parse_dsn(url)
+            dsn = parse_dsn(url)
         except Exception:
             # The message of parse_dsn may echo the URL, password included.
             raise ConfigError("DATABASE_URL", "is not a valid PostgreSQL connection URL") from None
+        ports = dsn.get("port", "5432").split(",")
+        if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports):
+            raise ConfigError("DATABASE_URL", "has a port that is not a number from 1 to 65535")
+        return dsn
     port = _int(env, "POSTGRES_PORT", 5432, 1, 65535)
     dsn = {
         "host": env.get("POSTGRES_HOST", "localhost"),

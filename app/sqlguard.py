@@ -19,8 +19,9 @@ _TOKEN = re.compile(
     | (?P<line_comment>--[^\n]*)
     | (?P<block_comment>/\*)
     | (?P<dollar>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$)
-    | (?P<string>[EeBbXxNnUu]?&?'(?:[^']|'')*(?:'|$))
-    | (?P<ident>"(?:[^"]|"")*(?:"|$))
+    | (?P<escape_string>[Ee]'(?:[^'\\]|\\.|'')*(?:'|$))
+    | (?P<string>(?:[BbXxNn]|[Uu]&)?'(?:[^']|'')*(?:'|$))
+    | (?P<ident>(?:[Uu]&)?"(?:[^"]|"")*(?:"|$))
     | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
     | (?P<semicolon>;)
     | (?P<other>.)
@@ -28,7 +29,9 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _TRANSACTION_CONTROL = {"BEGIN", "START", "COMMIT", "END", "ABORT", "ROLLBACK"}
-_PROTECTED_SETTINGS = {
+# The server's MAX_STATEMENT_TIMEOUT_MS holds for every request.
+_ALWAYS_PROTECTED_SETTINGS = {"STATEMENT_TIMEOUT"}
+_PROTECTED_SETTINGS = _ALWAYS_PROTECTED_SETTINGS | {
     "ROLE",
     "SESSION",
     "SESSION_AUTHORIZATION",
@@ -52,7 +55,8 @@ def _skip_block_comment(sql: str, start: int) -> int:
 
 
 def statement_words(sql: str) -> list[list[str]]:
-    """The bare words of each `;`-separated statement, upper-cased, outside literals."""
+    """The words and identifiers of each `;`-separated statement, upper-cased, outside
+    string literals and comments (E'' strings honour backslash escapes)."""
     statements: list[list[str]] = [[]]
     i = 0
     while i < len(sql):
@@ -66,6 +70,10 @@ def statement_words(sql: str) -> list[list[str]]:
             i = len(sql) if end < 0 else end + len(match.group())
         elif kind == "word":
             statements[-1].append(match.group().upper())
+        elif kind == "ident":
+            # "role" is the same setting as role: compare quoted names by their content.
+            name = match.group().removeprefix("U&").removeprefix("u&")[1:-1].replace('""', '"')
+            statements[-1].append(name.upper())
         elif kind == "semicolon":
             statements.append([])
     return [words for words in statements if words]
@@ -78,17 +86,16 @@ def _ends_transaction(words: list[str]) -> bool:
     return not (words[0] == "ROLLBACK" and "TO" in words[1:3])
 
 
-def _changes_restriction(words: list[str]) -> bool:
-    if "SET_CONFIG" in words:
-        return True
+def _changes_setting(words: list[str], protected: set[str]) -> bool:
     if words[0] not in {"SET", "RESET"}:
         return False
-    target = [w for w in words[1:3] if w not in {"LOCAL"}]
-    return bool(target) and target[0] in _PROTECTED_SETTINGS
+    target = [w for w in words[1:3] if w != "LOCAL"]
+    return bool(target) and target[0] in protected
 
 
 def check_statement(sql: str, restricted: bool) -> None:
-    """Raise a 400 for transaction control, and for role/read-only changes when restricted."""
+    """Raise a 400 for transaction control; a 403 for changing the statement timeout, and
+    (when restricted) for changing the role or the read-only mode."""
     for words in statement_words(sql):
         if _ends_transaction(words):
             raise ApiError(
@@ -96,9 +103,11 @@ def check_statement(sql: str, restricted: bool) -> None:
                 f"{words[0]} is not allowed: every request already runs in one transaction; "
                 "use /transaction to group statements",
             )
-        if restricted and _changes_restriction(words):
+        protected = _PROTECTED_SETTINGS if restricted else _ALWAYS_PROTECTED_SETTINGS
+        if _changes_setting(words, protected) or (restricted and "SET_CONFIG" in words):
             raise ApiError(
                 403,
-                "changing the role or the read-only mode is not allowed for this request",
+                "changing the role, the read-only mode or the statement timeout is not allowed "
+                "for this request; use timeout_ms for the timeout",
                 sqlstate="42501",
             )

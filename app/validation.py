@@ -14,6 +14,7 @@ from app.settings import Settings
 
 Params = list[Any] | dict[str, Any] | None
 MAX_STATEMENTS = 1000
+MAX_PARAM_DEPTH = 32  # PostgreSQL arrays have at most 6 dimensions anyway
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as error:
         raise bad_request(f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise bad_request("malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body
@@ -85,12 +88,14 @@ def _bool(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-def _adapt(value: Any) -> Any:
+def _adapt(value: Any, depth: int = 0) -> Any:
     """JSON objects become json parameters; arrays become PostgreSQL arrays."""
+    if depth > MAX_PARAM_DEPTH:
+        raise bad_request(f"'params' are nested deeper than {MAX_PARAM_DEPTH} levels")
     if isinstance(value, dict):
         return Json(value)
     if isinstance(value, list):
-        return [_adapt(item) for item in value]
+        return [_adapt(item, depth + 1) for item in value]
     return value
 
 

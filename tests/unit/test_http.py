@@ -321,3 +321,10 @@ def test_pool_fill_thread_does_not_delay_startup_or_requests() -> None:
     client = create_app(Settings(dsn=unreachable_dsn()), lifecycle=Lifecycle()).test_client()
     assert client.get("/healthz").status_code == 200
     assert time.perf_counter() - started < 1.0
+
+
+def test_options_is_a_json_405(client) -> None:
+    response = client.open("/query", method="OPTIONS")
+    assert response.status_code == 405
+    assert response.is_json
+    assert "POST" in response.headers["Allow"]

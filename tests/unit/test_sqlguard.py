@@ -141,7 +141,7 @@ def test_restricted_requests_may_set_other_things(sql: str) -> None:
         ("select 'a b' as x; Commit", [["SELECT", "AS", "X"], ["COMMIT"]]),
         ("/* a /* b */ c */ select", [["SELECT"]]),
         ("select $q$ hidden $q$, $$ also $$", [["SELECT"]]),
-        ('select "Hidden" from t', [["SELECT", "FROM", "T"]]),
+        ('select "Hidden" from t', [["SELECT", "HIDDEN", "FROM", "T"]]),  # quoted names count
         ("select 1 -- hidden\n; end", [["SELECT"], ["END"]]),
         ("select 'unterminated", [["SELECT"]]),
         ("select $$ unterminated", [["SELECT"]]),
@@ -151,3 +151,19 @@ def test_restricted_requests_may_set_other_things(sql: str) -> None:
 )
 def test_statement_words(sql: str, words: list[list[str]]) -> None:
     assert statement_words(sql) == words
+
+
+@pytest.mark.parametrize("restricted", [False, True])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET statement_timeout = 0",
+        "set local statement_timeout to 0",
+        'SET "statement_timeout" = 0',
+        "select 1; RESET statement_timeout",
+    ],
+)
+def test_nobody_may_lift_the_statement_timeout(sql: str, restricted: bool) -> None:
+    with pytest.raises(ApiError) as caught:
+        check_statement(sql, restricted=restricted)
+    assert caught.value.status == 403

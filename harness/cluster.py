@@ -64,25 +64,56 @@ def cluster_exists(kind: str) -> bool:
 def _node_kubectl(current: Step, *args: str) -> str:
     """kubectl inside the control-plane node: works whatever the host has installed."""
     return current.output(
-        ["docker", "exec", _control_plane(), "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", *args]
+        [
+            "docker",
+            "exec",
+            _control_plane(),
+            "kubectl",
+            "--kubeconfig=/etc/kubernetes/admin.conf",
+            *args,
+        ]
     )
 
 
 def _wait_for_workloads(current: Step) -> None:
     for workload in KUBE_SYSTEM_WORKLOADS:
-        _node_kubectl(current, "-n", "kube-system", "rollout", "status", workload, f"--timeout={ROLLOUT_TIMEOUT}")
+        _node_kubectl(
+            current,
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            workload,
+            f"--timeout={ROLLOUT_TIMEOUT}",
+        )
     _node_kubectl(current, "rollout", "status", *STORAGE_WORKLOAD, f"--timeout={ROLLOUT_TIMEOUT}")
-    _node_kubectl(current, "wait", "--for=condition=Ready", "node", "--all", f"--timeout={ROLLOUT_TIMEOUT}")
+    _node_kubectl(
+        current, "wait", "--for=condition=Ready", "node", "--all", f"--timeout={ROLLOUT_TIMEOUT}"
+    )
 
 
 def _start_stopped_node(current: Step) -> None:
     """After a host or dockerd restart the node container may be stopped: start it."""
-    state = probe(["docker", "inspect", "--format", "{{.State.Running}}", _control_plane()]).stdout.strip()
+    state = probe(
+        ["docker", "inspect", "--format", "{{.State.Running}}", _control_plane()]
+    ).stdout.strip()
     if state == "false":
         current.run(["docker", "start", _control_plane()])
         deadline = time.monotonic() + 120
-        while probe(["docker", "exec", _control_plane(), "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf",
-                     "get", "--raw=/readyz"]).returncode != 0:
+        while (
+            probe(
+                [
+                    "docker",
+                    "exec",
+                    _control_plane(),
+                    "kubectl",
+                    "--kubeconfig=/etc/kubernetes/admin.conf",
+                    "get",
+                    "--raw=/readyz",
+                ]
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline:
                 raise HarnessError("the restarted control plane did not become ready within 120s")
             time.sleep(2)
@@ -96,8 +127,17 @@ def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
     if cluster_exists(kind):
         with step(f"reuse kind cluster {versions.CLUSTER_NAME}") as current:
             _start_stopped_node(current)
-            current.run([kind, "export", "kubeconfig", "--name", versions.CLUSTER_NAME,
-                         "--kubeconfig", kubeconfig_path()])
+            current.run(
+                [
+                    kind,
+                    "export",
+                    "kubeconfig",
+                    "--name",
+                    versions.CLUSTER_NAME,
+                    "--kubeconfig",
+                    kubeconfig_path(),
+                ]
+            )
             _wait_for_workloads(current)
     else:
         image = nodeimage.ensure_node_image()
@@ -106,14 +146,27 @@ def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
                 config.write(_kind_config(image))
             _marker().parent.mkdir(parents=True, exist_ok=True)
             _marker().write_text(image + "\n")
-            current.run([kind, "create", "cluster", "--config", config.name, "--kubeconfig", kubeconfig_path(),
-                         "--wait", CREATE_WAIT])
+            current.run(
+                [
+                    kind,
+                    "create",
+                    "cluster",
+                    "--config",
+                    config.name,
+                    "--kubeconfig",
+                    kubeconfig_path(),
+                    "--wait",
+                    CREATE_WAIT,
+                ]
+            )
             Path(config.name).unlink()
             _wait_for_workloads(current)
     for image in images:
         load_image(image, kind=kind)
-    say(f"cluster {versions.CLUSTER_NAME} ready in {format_seconds(time.monotonic() - started)}; "
-        f"kubeconfig: {kubeconfig_path()}")
+    say(
+        f"cluster {versions.CLUSTER_NAME} ready in {format_seconds(time.monotonic() - started)}; "
+        f"kubeconfig: {kubeconfig_path()}"
+    )
     return kubeconfig_path()
 
 
@@ -132,7 +185,9 @@ def delete_cluster() -> None:
         _marker().unlink(missing_ok=True)
         return
     if not _marker().exists():
-        raise HarnessError(f"kind cluster {versions.CLUSTER_NAME} was not created by this tool; leaving it alone")
+        raise HarnessError(
+            f"kind cluster {versions.CLUSTER_NAME} was not created by this tool; leaving it alone"
+        )
     with step(f"delete kind cluster {versions.CLUSTER_NAME}") as current:
         current.run([kind, "delete", "cluster", "--name", versions.CLUSTER_NAME])
     _marker().unlink()
@@ -156,17 +211,35 @@ def status() -> int:
         return 1
     owner = "created by this tool" if _marker().exists() else "NOT created by this tool"
     print(f"cluster {versions.CLUSTER_NAME}: present, {owner}; kubeconfig: {kubeconfig_path()}")
-    nodes = probe(["docker", "exec", _control_plane(), "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf",
-                   "get", "nodes", "-o", "wide"])
+    nodes = probe(
+        [
+            "docker",
+            "exec",
+            _control_plane(),
+            "kubectl",
+            "--kubeconfig=/etc/kubernetes/admin.conf",
+            "get",
+            "nodes",
+            "-o",
+            "wide",
+        ]
+    )
     print(nodes.stdout or nodes.stderr)
     return nodes.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.cluster", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.cluster", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument("--load", action="append", default=[], metavar="IMAGE",
-                        help="local docker image to load into the cluster (repeatable; up only)")
+    parser.add_argument(
+        "--load",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="local docker image to load into the cluster (repeatable; up only)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":

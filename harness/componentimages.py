@@ -33,7 +33,10 @@ def control_plane_images() -> dict[str, str]:
 
 def pause_images() -> list[str]:
     """kubeadm lists one pause tag, kind's containerd config pins another: provide both."""
-    return [f"{REGISTRY}/pause:{versions.PAUSE_VERSION}", f"{REGISTRY}/pause:{versions.KIND_SANDBOX_PAUSE_VERSION}"]
+    return [
+        f"{REGISTRY}/pause:{versions.PAUSE_VERSION}",
+        f"{REGISTRY}/pause:{versions.KIND_SANDBOX_PAUSE_VERSION}",
+    ]
 
 
 def build_all() -> list[str]:
@@ -50,17 +53,33 @@ def build_all() -> list[str]:
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
             _static_image(current, names[name], {f"/usr/local/bin/{name}": kubernetes / name})
         _static_image(current, names["etcd"], {"/usr/local/bin/etcd": etcd / "etcd"})
-        _static_image(current, names["coredns"], {"/coredns": coredns / "coredns"}, entrypoint=["/coredns"])
+        _static_image(
+            current, names["coredns"], {"/coredns": coredns / "coredns"}, entrypoint=["/coredns"]
+        )
         _static_image(
             current,
             versions.LOCAL_PATH_PROVISIONER_IMAGE,
             {"/usr/local/bin/local-path-provisioner": provisioner / "local-path-provisioner"},
         )
-        _iptables_image(current, iptables_base, names["kube-proxy"], kubernetes / "kube-proxy", "/usr/local/bin/kube-proxy")
-        _iptables_image(current, iptables_base, versions.KINDNETD_IMAGE, kindnetd / "kindnetd", "/bin/kindnetd")
+        _iptables_image(
+            current,
+            iptables_base,
+            names["kube-proxy"],
+            kubernetes / "kube-proxy",
+            "/usr/local/bin/kube-proxy",
+        )
+        _iptables_image(
+            current, iptables_base, versions.KINDNETD_IMAGE, kindnetd / "kindnetd", "/bin/kindnetd"
+        )
         current.run(["docker", "tag", helper, versions.LOCAL_PATH_HELPER_IMAGE])
         pause, *aliases = pause_images()
-        _static_image(current, pause, {"/pause": _build_pause(current)}, entrypoint=["/pause"], user="65535:65535")
+        _static_image(
+            current,
+            pause,
+            {"/pause": _build_pause(current)},
+            entrypoint=["/pause"],
+            user="65535:65535",
+        )
         for alias in aliases:
             current.run(["docker", "tag", pause, alias])
     return [
@@ -98,10 +117,25 @@ def _iptables_image(current: Step, base: str, tag: str, binary: Path, dest: str)
 def _build_pause(current: Step) -> Path:
     """Compile Kubernetes' pause.c statically, as its build/pause Makefile does."""
     gcc = host.require_commands({"gcc": "gcc"})["gcc"]
-    source = gobuild.module_dir("k8s.io/kubernetes", versions.KUBERNETES_VERSION) / "build/pause/linux/pause.c"
+    source = (
+        gobuild.module_dir("k8s.io/kubernetes", versions.KUBERNETES_VERSION)
+        / "build/pause/linux/pause.c"
+    )
     out_dir = paths.cache_dir() / "pause" / versions.PAUSE_VERSION
     out_dir.mkdir(parents=True, exist_ok=True)
     binary = out_dir / "pause"
     if not binary.is_file():
-        current.run([gcc, "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{versions.PAUSE_VERSION}", "-o", binary, source])
+        current.run(
+            [
+                gcc,
+                "-Os",
+                "-Wall",
+                "-Werror",
+                "-static",
+                f"-DVERSION=v{versions.PAUSE_VERSION}",
+                "-o",
+                binary,
+                source,
+            ]
+        )
     return binary

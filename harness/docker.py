@@ -58,7 +58,9 @@ def build(step: Step, context: Path, tag: str, build_args: Mapping[str, str] | N
     step.run([*args, context], env={"DOCKER_BUILDKIT": "0"})
 
 
-def write_files_tar(tar_path: Path, files: Mapping[str, Path | bytes], *, mode: int = 0o755) -> None:
+def write_files_tar(
+    tar_path: Path, files: Mapping[str, Path | bytes], *, mode: int = 0o755
+) -> None:
     """A rootfs tarball holding just the given files (path in image -> source)."""
     with tarfile.open(tar_path, "w") as tar:
         for name, source in files.items():

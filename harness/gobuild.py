@@ -42,9 +42,18 @@ class GoBuild:
         return self.binaries or tuple(package.rsplit("/", 1)[-1] for package in self.packages)
 
     def key(self) -> str:
-        parts = [self.module, self.version, *self.packages, *self.ldflags, str(self.zero_versions_become), go_version()]
+        parts = [
+            self.module,
+            self.version,
+            *self.packages,
+            *self.ldflags,
+            str(self.zero_versions_become),
+            go_version(),
+        ]
         if self.local_dir:
-            parts += [path.read_text() for path in sorted(self.local_dir.rglob("*")) if path.is_file()]
+            parts += [
+                path.read_text() for path in sorted(self.local_dir.rglob("*")) if path.is_file()
+            ]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
@@ -60,7 +69,9 @@ def build(spec: GoBuild) -> Path:
     if all((binaries / name).is_file() for name in spec.outputs()):
         return binaries
     if shutil.which("go") is None:
-        raise HarnessError("the Go toolchain (1.24 or newer) is needed to build offline: install it from go.dev")
+        raise HarnessError(
+            "the Go toolchain (1.24 or newer) is needed to build offline: install it from go.dev"
+        )
     with step(f"go build {spec.name} {spec.version}") as current:
         module_dir = spec.local_dir or _throwaway_module(current, spec, out / "module")
         # One invocation for all packages shares the compile work between them.
@@ -74,7 +85,13 @@ def build(spec: GoBuild) -> Path:
 
 def _throwaway_module(current: Step, spec: GoBuild, module_dir: Path) -> Path:
     module_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["module pggateway.local/build/" + spec.name, "", "go 1.24.0", "", f"require {spec.module} {spec.version}"]
+    lines = [
+        "module pggateway.local/build/" + spec.name,
+        "",
+        "go 1.24.0",
+        "",
+        f"require {spec.module} {spec.version}",
+    ]
     if spec.zero_versions_become:
         upstream = _download(current, spec.module, spec.version)
         staged = sorted(set(ZERO_VERSION_REQUIREMENT.findall(Path(upstream["GoMod"]).read_text())))
@@ -87,7 +104,9 @@ def _throwaway_module(current: Step, spec: GoBuild, module_dir: Path) -> Path:
 
 def _download(current: Step, module: str, version: str) -> dict[str, str]:
     """`go mod download` one module version; returns go's JSON description."""
-    return json.loads(current.output(["go", "mod", "download", "-json", f"{module}@{version}"], env=GO_ENV))
+    return json.loads(
+        current.output(["go", "mod", "download", "-json", f"{module}@{version}"], env=GO_ENV)
+    )
 
 
 def module_dir(module: str, version: str) -> Path:

@@ -29,7 +29,11 @@ DOCKER_START_TIMEOUT = 60.0
 
 
 def _can_self_provision() -> bool:
-    return os.geteuid() == 0 and Path("/etc/debian_version").exists() and shutil.which("apt-get") is not None
+    return (
+        os.geteuid() == 0
+        and Path("/etc/debian_version").exists()
+        and shutil.which("apt-get") is not None
+    )
 
 
 def apt_install(packages: list[str]) -> None:
@@ -37,7 +41,11 @@ def apt_install(packages: list[str]) -> None:
     with step(f"apt-get install {' '.join(packages)}") as current:
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         current.run(["apt-get", "update"], env=env, timeout=600)
-        current.run(["apt-get", "install", "-y", "--no-install-recommends", *packages], env=env, timeout=1200)
+        current.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+            env=env,
+            timeout=1200,
+        )
 
 
 def require_commands(commands: Mapping[str, str]) -> dict[str, str]:
@@ -46,7 +54,9 @@ def require_commands(commands: Mapping[str, str]) -> dict[str, str]:
     if missing:
         packages = sorted({commands[name] for name in missing})
         if not _can_self_provision():
-            raise HarnessError(f"missing commands {', '.join(missing)}: install the packages {', '.join(packages)}")
+            raise HarnessError(
+                f"missing commands {', '.join(missing)}: install the packages {', '.join(packages)}"
+            )
         apt_install(packages)
     found = {name: shutil.which(name) for name in commands}
     still_missing = [name for name, path in found.items() if path is None]
@@ -63,19 +73,25 @@ def _start_dockerd(current_step) -> None:
     say(f"    starting dockerd in the background (log: {DOCKERD_LOG})")
     current_step.log(f"starting dockerd, log at {DOCKERD_LOG}")
     with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + DOCKER_START_TIMEOUT
     while time.monotonic() < deadline:
         if docker_answers():
             return
         time.sleep(1)
-    raise HarnessError(f"dockerd did not answer `docker info` within {DOCKER_START_TIMEOUT:.0f}s; see {DOCKERD_LOG}")
+    raise HarnessError(
+        f"dockerd did not answer `docker info` within {DOCKER_START_TIMEOUT:.0f}s; see {DOCKERD_LOG}"
+    )
 
 
 def _stop_dockerd() -> None:
     """Stop the dockerd whose pid file we know (the one we started)."""
     if not DOCKERD_PIDFILE.exists():
-        raise HarnessError("dockerd must restart to use the runtime wrapper, but its pid file is missing")
+        raise HarnessError(
+            "dockerd must restart to use the runtime wrapper, but its pid file is missing"
+        )
     pid = int(DOCKERD_PIDFILE.read_text().strip())
     os.kill(pid, 15)
     deadline = time.monotonic() + 60
@@ -142,4 +158,6 @@ def ensure_privileged(image: str) -> None:
         result = _privileged_probe(image)
         current.log(result.stdout + result.stderr)
         if result.returncode != 0:
-            raise HarnessError(f"privileged probe still fails with the runtime wrapper: {result.stderr.strip()}")
+            raise HarnessError(
+                f"privileged probe still fails with the runtime wrapper: {result.stderr.strip()}"
+            )

@@ -34,7 +34,9 @@ def base_files() -> Path:
 def _constant(source: str, name: str, strings: dict[str, str]) -> str:
     match = re.search(CONCATENATED_CONSTANT.format(name=name), source, re.MULTILINE)
     if match is None:
-        raise HarnessError(f"kind {versions.KIND_VERSION}: constant {name} not found in {NODEIMAGE_PACKAGE}")
+        raise HarnessError(
+            f"kind {versions.KIND_VERSION}: constant {name} not found in {NODEIMAGE_PACKAGE}"
+        )
     parts = []
     for raw, identifier in TOKEN.findall(match.group(1)):
         parts.append(raw if not identifier else strings[identifier])
@@ -51,7 +53,9 @@ def image_constants() -> dict[str, str]:
     """The image names kind's manifests use (constant name -> image)."""
     found: dict[str, str] = {}
     for file_name in ("const_cni.go", "const_storage.go"):
-        found.update(STRING_CONSTANT.findall((module_dir() / NODEIMAGE_PACKAGE / file_name).read_text()))
+        found.update(
+            STRING_CONSTANT.findall((module_dir() / NODEIMAGE_PACKAGE / file_name).read_text())
+        )
     return found
 
 
@@ -63,6 +67,10 @@ def check_pins() -> None:
         "storageHelperImage": versions.LOCAL_PATH_HELPER_IMAGE,
     }
     actual = image_constants()
-    wrong = {name: actual.get(name) for name, image in expected.items() if actual.get(name) != image}
+    wrong = {
+        name: actual.get(name) for name, image in expected.items() if actual.get(name) != image
+    }
     if wrong:
-        raise HarnessError(f"harness/versions.py image pins disagree with kind {versions.KIND_VERSION}: {wrong}")
+        raise HarnessError(
+            f"harness/versions.py image pins disagree with kind {versions.KIND_VERSION}: {wrong}"
+        )

@@ -26,7 +26,9 @@ def ensure_kind() -> str:
     if cached.is_file() and _version_of(str(cached)) == versions.KIND_VERSION:
         return str(cached)
     if shutil.which("go") is None:
-        raise HarnessError(f"kind {versions.KIND_VERSION} is needed: install it, or install Go so it can be built")
+        raise HarnessError(
+            f"kind {versions.KIND_VERSION} is needed: install it, or install Go so it can be built"
+        )
     with step(f"go install {versions.KIND_MODULE}@{versions.KIND_VERSION}") as current:
         gobin.mkdir(parents=True, exist_ok=True)
         current.run(

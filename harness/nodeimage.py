@@ -16,7 +16,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import componentimages, components, docker, gobuild, kindsource, paths, rootfs, versions
+from harness import (
+    componentimages,
+    components,
+    docker,
+    gobuild,
+    kindsource,
+    paths,
+    rootfs,
+    versions,
+)
 from harness.steps import Step, probe, say, step
 
 PULL_TIMEOUT = 30.0
@@ -53,6 +62,9 @@ mkdir -p /etc/kubernetes/manifests /opt/cni/bin
 # kind's units and CNI config expect its install paths for Debian's packages.
 ln -sf /usr/bin/containerd /usr/local/bin/containerd
 cp /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/ptp /usr/lib/cni/portmap /opt/cni/bin/
+# Without CAP_SYS_RESOURCE (see host.py) no process may lower its oom_score_adj,
+# so runc fails to start pods whose score is below containerd's: clamp instead.
+sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml
 ctr oci spec \
     | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
     | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json
@@ -107,14 +119,19 @@ def _assemble(tag: str) -> None:
     images = componentimages.build_all()
     kubernetes = gobuild.build(components.KUBERNETES)
     base = rootfs.ensure(rootfs.NODE)
-    with step("assemble kind node image") as current, tempfile.TemporaryDirectory(dir=paths.cache_dir()) as work:
+    with (
+        step("assemble kind node image") as current,
+        tempfile.TemporaryDirectory(dir=paths.cache_dir()) as work,
+    ):
         stage = Path(work) / "stage"
         _stage_files(stage, kubernetes)
         images_tar = Path(work) / "images.tar"
         current.run(["docker", "save", "-o", images_tar, *images])
         container = f"pg-gateway-node-build-{os.getpid()}"
         docker.remove_container(container)
-        current.run(["docker", "run", "-d", "--name", container, "--entrypoint", "sleep", base, "infinity"])
+        current.run(
+            ["docker", "run", "-d", "--name", container, "--entrypoint", "sleep", base, "infinity"]
+        )
         try:
             current.run(["docker", "cp", f"{stage}/.", f"{container}:/"])
             current.run(["docker", "cp", images_tar, f"{container}:/kind/images.tar"])
@@ -144,8 +161,12 @@ def _stage_files(stage: Path, kubernetes: Path) -> None:
     (stage / "kind" / "version").write_text(versions.KUBERNETES_VERSION)
     manifests = stage / "kind" / "manifests"
     manifests.mkdir(parents=True, exist_ok=True)
-    (manifests / "default-cni.yaml").write_text(kindsource.manifest("const_cni.go", "defaultCNIManifest"))
-    (manifests / "default-storage.yaml").write_text(kindsource.manifest("const_storage.go", "defaultStorageManifest"))
+    (manifests / "default-cni.yaml").write_text(
+        kindsource.manifest("const_cni.go", "defaultCNIManifest")
+    )
+    (manifests / "default-storage.yaml").write_text(
+        kindsource.manifest("const_storage.go", "defaultStorageManifest")
+    )
     for directory in [stage, *(path for path in stage.rglob("*") if path.is_dir())]:
         directory.chmod(0o755)
 

@@ -86,7 +86,9 @@ def ensure(rootfs: Rootfs) -> str:
     with step(f"debootstrap {versions.DEBIAN_SUITE} rootfs '{rootfs.name}'") as current:
         debs = paths.cache_dir() / "debootstrap-debs"
         debs.mkdir(exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=paths.cache_dir(), prefix=f"rootfs-{rootfs.name}-") as work:
+        with tempfile.TemporaryDirectory(
+            dir=paths.cache_dir(), prefix=f"rootfs-{rootfs.name}-"
+        ) as work:
             target = Path(work) / "root"
             current.run(
                 [
@@ -125,6 +127,18 @@ def busybox_image() -> str:
                     (root / "bin" / applet).symlink_to("busybox")
             (root / "tmp").mkdir(mode=0o1777)
             tarball = Path(work) / "rootfs.tar"
-            current.run(["tar", "--numeric-owner", "--owner=0", "--group=0", "-C", root, "-cf", tarball, "."])
+            current.run(
+                [
+                    "tar",
+                    "--numeric-owner",
+                    "--owner=0",
+                    "--group=0",
+                    "-C",
+                    root,
+                    "-cf",
+                    tarball,
+                    ".",
+                ]
+            )
             docker.import_tar(current, tarball, tag, cmd=["sh"])
     return tag

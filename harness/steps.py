@@ -106,14 +106,18 @@ class Step:
                     check=False,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise StepFailed(self.name, self.log_path, f"{args[0]} timed out after {timeout}s") from exc
+                raise StepFailed(
+                    self.name, self.log_path, f"{args[0]} timed out after {timeout}s"
+                ) from exc
             except FileNotFoundError as exc:
                 raise StepFailed(self.name, self.log_path, f"{args[0]} is not installed") from exc
             finally:
                 if stdin:
                     stdin_file.close()
         if result.returncode != 0:
-            raise StepFailed(self.name, self.log_path, f"`{' '.join(args[:3])} ...` exited {result.returncode}")
+            raise StepFailed(
+                self.name, self.log_path, f"`{' '.join(args[:3])} ...` exited {result.returncode}"
+            )
         return result.stdout.decode() if capture else ""
 
 
@@ -147,7 +151,9 @@ def step(name: str) -> Iterator[Step]:
     say(f"    {name}: done in {format_seconds(time.monotonic() - started)}")
 
 
-def probe(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def probe(
+    argv: Sequence[str | os.PathLike[str]], *, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run a quick query command whose failure is an answer, not an error."""
     try:
         return subprocess.run(

@@ -1,0 +1,136 @@
+"""Deploy the manifests into a fresh namespace and wait until they serve.
+
+The Secret is made here, per deployment, with random values: nothing secret is in git.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from harness import kube, paths
+from harness.steps import HarnessError
+
+GATEWAY = "pg-gateway"
+POSTGRES = "postgres"
+SECRET_NAME = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
+ROLLOUT_TIMEOUT_S = 240
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The per-deployment secrets; tokens are handed to the tests, never logged."""
+
+    postgres_password: str
+    gateway_password: str
+    admin_token: str
+    reader_token: str
+
+    @classmethod
+    def random(cls) -> Credentials:
+        return cls(*(secrets.token_urlsafe(24) for _ in range(4)))
+
+    @property
+    def api_tokens(self) -> str:
+        return f"{self.admin_token},{self.reader_token}:reader"
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of manifests/overlays/<overlay>, as objects."""
+    directory = paths.REPO_ROOT / "manifests" / "overlays" / overlay
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"kubectl kustomize {directory} failed: {result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def set_image(documents: list[dict[str, Any]], container: str, image: str) -> None:
+    """Point every container of that name at `image` (the tag the run just built)."""
+    for document in documents:
+        pod_spec = document.get("spec", {}).get("template", {}).get("spec", {})
+        for spec in pod_spec.get("containers", []):
+            if spec["name"] == container:
+                spec["image"] = image
+
+
+def create_namespace(core: client.CoreV1Api, namespace: str) -> None:
+    labels = {"app.kubernetes.io/part-of": GATEWAY, "pg-gateway/e2e": "true"}
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
+    )
+
+
+def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentials) -> None:
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET_NAME),
+            string_data={
+                "postgres-password": credentials.postgres_password,
+                "gateway-password": credentials.gateway_password,
+                "api-tokens": credentials.api_tokens,
+            },
+        ),
+    )
+
+
+def apply(kubeconfig: Path, namespace: str, documents: list[dict[str, Any]]) -> None:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", "-"],
+        input=yaml.safe_dump_all(documents),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"kubectl apply failed: {result.stderr.strip()}")
+
+
+def wait_serving(api: client.ApiClient, namespace: str) -> None:
+    apps = client.AppsV1Api(api)
+    kube.wait_for(
+        apps.list_namespaced_stateful_set,
+        namespace,
+        POSTGRES,
+        kube.statefulset_ready,
+        f"statefulset/{POSTGRES} ready",
+        ROLLOUT_TIMEOUT_S,
+    )
+    wait_rolled_out(apps, namespace)
+
+
+def wait_rolled_out(apps: client.AppsV1Api, namespace: str) -> Any:
+    return kube.wait_for(
+        apps.list_namespaced_deployment,
+        namespace,
+        GATEWAY,
+        kube.deployment_rolled_out,
+        f"deployment/{GATEWAY} rolled out",
+        ROLLOUT_TIMEOUT_S,
+    )
+
+
+def deploy(
+    api: client.ApiClient,
+    kubeconfig: Path,
+    namespace: str,
+    images: dict[str, str],
+    credentials: Credentials,
+) -> None:
+    """Namespace, Secret, the `kind` overlay with this run's images; wait until it serves."""
+    core = client.CoreV1Api(api)
+    create_namespace(core, namespace)
+    create_secret(core, namespace, credentials)
+    documents = render("kind")
+    for container, image in images.items():
+        set_image(documents, container, image)
+    apply(kubeconfig, namespace, documents)
+    wait_serving(api, namespace)

@@ -1,0 +1,82 @@
+"""Small, typed, time-bounded waits on Kubernetes objects, built on watches.
+
+Every wait names what it waited for and what it last saw when it gives up, so a timeout
+reads as a diagnosis rather than as "timed out".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from harness.steps import HarnessError
+
+
+def api_client(kubeconfig: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+def wait_for(
+    list_call: Callable[..., Any],
+    namespace: str,
+    name: str,
+    condition: Callable[[Any], bool],
+    describe: str,
+    timeout_s: float,
+) -> Any:
+    """Watch one named object until `condition(obj)` holds; re-opens dropped watches."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while (remaining := deadline - time.monotonic()) > 0:
+        watcher = watch.Watch()
+        try:
+            for event in watcher.stream(
+                list_call,
+                namespace,
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=max(1, int(remaining)),
+            ):
+                last = event["object"]
+                if event["type"] != "DELETED" and condition(last):
+                    watcher.stop()
+                    return last
+        except client.ApiException as error:
+            if error.status != 410:  # 410 Gone: resource version too old, just re-watch
+                raise
+    raise HarnessError(
+        f"{describe}: not reached within {timeout_s:.0f}s; last seen status: "
+        f"{getattr(last, 'status', None)}"
+    )
+
+
+def deployment_rolled_out(deployment: Any) -> bool:
+    """The same test `kubectl rollout status` applies."""
+    status, spec = deployment.status, deployment.spec
+    return (
+        (status.observed_generation or 0) >= deployment.metadata.generation
+        and (status.updated_replicas or 0) == spec.replicas
+        and (status.replicas or 0) == spec.replicas
+        and (status.available_replicas or 0) == spec.replicas
+    )
+
+
+def statefulset_ready(statefulset: Any) -> bool:
+    status, spec = statefulset.status, statefulset.spec
+    return (
+        (status.observed_generation or 0) >= statefulset.metadata.generation
+        and (status.ready_replicas or 0) == spec.replicas
+        and status.current_revision == status.update_revision
+    )
+
+
+def pod_ready(pod: Any) -> bool:
+    conditions = pod.status.conditions or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def pod_gone_or_replaced(uid: str) -> Callable[[Any], bool]:
+    """True once the pod of that name is a new pod (a StatefulSet keeps the name)."""
+    return lambda pod: pod.metadata.uid != uid

@@ -1,0 +1,388 @@
+"""The project's policy rules over rendered Kubernetes objects (pure functions, no I/O).
+
+`check(resources)` answers every finding for one rendered kustomize target. The rules say
+what the deployment must guarantee beyond schema validity: probes, resources, a locked-down
+securityContext, pinned images, a PodDisruptionBudget and a zero-downtime rollout for the
+gateway, PostgreSQL reachable only from the gateway, and no Secret committed with data.
+`harness.manifest_lint` renders the overlays, validates the schemas and calls this.
+
+Rule ids are stable (tests and readers grep for them):
+
+    labels.part-of           every object carries app.kubernetes.io/part-of: pg-gateway
+    namespace.hardcoded      no metadata.namespace (the namespace is chosen at apply time)
+    probe.readiness          every workload container has a readinessProbe
+    probe.liveness           every workload container has a livenessProbe
+    probe.startup            every Deployment container has a startupProbe
+    resources.requests       cpu and memory requests on every container
+    resources.limits         cpu and memory limits on every container
+    security.run-as-non-root runAsNonRoot true (pod or container), never UID 0
+    security.read-only-root  readOnlyRootFilesystem true
+    security.privilege-escalation  allowPrivilegeEscalation false, not privileged
+    security.capabilities    capabilities drop ALL, nothing added
+    security.seccomp         seccompProfile RuntimeDefault (pod or container)
+    image.tag                no untagged or `latest` image (digests are fine)
+    pdb.gateway              a PodDisruptionBudget with minAvailable >= 1 selects the gateway
+    rollout.strategy         the gateway rolls out with maxSurge 1 and maxUnavailable 0
+    netpol.postgres          PostgreSQL pods admit only the gateway pods, on TCP 5432
+    secret.committed         no Secret with data or stringData in the manifests
+    workload.missing         the gateway Deployment and the PostgreSQL StatefulSet exist
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PART_OF = ("app.kubernetes.io/part-of", "pg-gateway")
+NAME_LABEL = "app.kubernetes.io/name"
+GATEWAY_NAME = "pg-gateway"
+POSTGRES_NAME = "postgres"
+POSTGRES_PORT = 5432
+
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+RESOURCE_NAMES = ("cpu", "memory")
+
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One rendered object and the file it came from (or the target, when unknown)."""
+
+    body: Obj
+    source: str
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", "?"))
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("metadata", {}).get("name", "?"))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken rule: printed as `source: Kind/name: rule-id: message`."""
+
+    source: str
+    ref: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.ref}: {self.rule}: {self.message}"
+
+
+def check(
+    resources: Sequence[Resource], *, check_images: bool = True, target: str = "(rendered)"
+) -> list[Finding]:
+    """Every policy finding for one rendered target (`target` names it in findings that
+    concern something missing rather than one object).
+
+    `check_images` is off for the base, whose gateway image is a deliberate placeholder that
+    each overlay rewrites; the overlays are what gets deployed, and they are checked.
+    """
+    findings: list[Finding] = []
+    for res in resources:
+        findings.extend(_check_metadata(res))
+        findings.extend(check_secret(res))
+        if res.kind in WORKLOAD_KINDS:
+            findings.extend(_check_pod_template(res, check_images=check_images))
+    findings.extend(_check_gateway(resources, target))
+    findings.extend(_check_postgres_network(resources, target))
+    return findings
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _finding(res: Resource, rule: str, message: str) -> Finding:
+    return Finding(res.source, res.ref, rule, message)
+
+
+def pod_spec(res: Resource) -> Obj:
+    """The pod spec of a workload (empty when absent)."""
+    return res.body.get("spec", {}).get("template", {}).get("spec", {}) or {}
+
+
+def pod_labels(res: Resource) -> Obj:
+    return res.body.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+
+
+def _containers(spec: Obj) -> Iterator[tuple[str, Obj]]:
+    for field in ("initContainers", "containers"):
+        for container in spec.get(field) or []:
+            yield field, container
+
+
+def selector_matches(selector: Obj | None, labels: Obj) -> bool:
+    """Kubernetes LabelSelector semantics: `{}` selects everything, None selects nothing."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if (
+            (op == "In" and (not present or labels[key] not in values))
+            or (op == "NotIn" and present and labels[key] in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+            or op not in {"In", "NotIn", "Exists", "DoesNotExist"}
+        ):
+            return False
+    return True
+
+
+def _workloads(resources: Sequence[Resource], kind: str, app_name: str) -> list[Resource]:
+    return [
+        res for res in resources if res.kind == kind and pod_labels(res).get(NAME_LABEL) == app_name
+    ]
+
+
+# --- per-object rules ----------------------------------------------------------------------
+
+
+def _check_metadata(res: Resource) -> Iterator[Finding]:
+    metadata = res.body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    key, value = PART_OF
+    if labels.get(key) != value:
+        yield _finding(res, "labels.part-of", f"metadata.labels lacks {key}: {value}")
+    if metadata.get("namespace"):
+        yield _finding(
+            res,
+            "namespace.hardcoded",
+            f"metadata.namespace is {metadata['namespace']!r}; leave it out and apply with -n",
+        )
+
+
+def check_secret(res: Resource) -> Iterator[Finding]:
+    if res.kind == "Secret" and (res.body.get("data") or res.body.get("stringData")):
+        yield _finding(
+            res,
+            "secret.committed",
+            "a Secret with data is committed; create it per deployment (scripts/deploy.sh)",
+        )
+
+
+def _check_pod_template(res: Resource, *, check_images: bool) -> Iterator[Finding]:
+    spec = pod_spec(res)
+    pod_sc = spec.get("securityContext") or {}
+    for field, container in _containers(spec):
+        where = f"{field[:-1]} {container.get('name', '?')}"
+        if field == "containers" and res.kind in LONG_RUNNING_KINDS:
+            yield from _check_probes(res, container, where)
+        yield from _check_resources(res, container, where)
+        yield from _check_security(res, pod_sc, container.get("securityContext") or {}, where)
+        if check_images:
+            yield from _check_image(res, container.get("image"), where)
+
+
+def _check_probes(res: Resource, container: Obj, where: str) -> Iterator[Finding]:
+    if not container.get("readinessProbe"):
+        yield _finding(res, "probe.readiness", f"{where} has no readinessProbe")
+    if not container.get("livenessProbe"):
+        yield _finding(res, "probe.liveness", f"{where} has no livenessProbe")
+    if res.kind == "Deployment" and not container.get("startupProbe"):
+        yield _finding(res, "probe.startup", f"{where} has no startupProbe")
+
+
+def _check_resources(res: Resource, container: Obj, where: str) -> Iterator[Finding]:
+    resources = container.get("resources") or {}
+    for part in ("requests", "limits"):
+        missing = [name for name in RESOURCE_NAMES if name not in (resources.get(part) or {})]
+        if missing:
+            yield _finding(
+                res, f"resources.{part}", f"{where} sets no {part} for {', '.join(missing)}"
+            )
+
+
+def _check_security(res: Resource, pod_sc: Obj, sc: Obj, where: str) -> Iterator[Finding]:
+    def effective(key: str) -> Any:
+        return sc[key] if key in sc else pod_sc.get(key)
+
+    if effective("runAsNonRoot") is not True:
+        yield _finding(res, "security.run-as-non-root", f"{where}: runAsNonRoot is not true")
+    if effective("runAsUser") == 0:
+        yield _finding(res, "security.run-as-non-root", f"{where}: runAsUser is 0 (root)")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        yield _finding(
+            res, "security.read-only-root", f"{where}: readOnlyRootFilesystem is not true"
+        )
+    if sc.get("allowPrivilegeEscalation") is not False:
+        yield _finding(
+            res,
+            "security.privilege-escalation",
+            f"{where}: allowPrivilegeEscalation is not false",
+        )
+    if sc.get("privileged"):
+        yield _finding(res, "security.privilege-escalation", f"{where}: privileged is true")
+    capabilities = sc.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        yield _finding(res, "security.capabilities", f"{where}: capabilities do not drop ALL")
+    if capabilities.get("add"):
+        yield _finding(
+            res,
+            "security.capabilities",
+            f"{where}: adds capabilities {', '.join(capabilities['add'])}",
+        )
+    seccomp = (effective("seccompProfile") or {}).get("type")
+    if seccomp != "RuntimeDefault":
+        yield _finding(
+            res, "security.seccomp", f"{where}: seccompProfile is {seccomp!r}, not RuntimeDefault"
+        )
+
+
+def image_tag_problem(image: str | None) -> str | None:
+    """Why an image reference is not pinned, or None when it has a real tag or a digest."""
+    if not image:
+        return "has no image"
+    if "@" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag (means latest)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"image {image!r} uses the latest tag"
+    return None
+
+
+def _check_image(res: Resource, image: str | None, where: str) -> Iterator[Finding]:
+    problem = image_tag_problem(image)
+    if problem:
+        yield _finding(res, "image.tag", f"{where}: {problem}")
+
+
+# --- cross-object rules --------------------------------------------------------------------
+
+
+def _check_gateway(resources: Sequence[Resource], target: str) -> Iterator[Finding]:
+    gateways = _workloads(resources, "Deployment", GATEWAY_NAME)
+    if not gateways:
+        yield Finding(
+            target,
+            f"Deployment/{GATEWAY_NAME}",
+            "workload.missing",
+            f"no Deployment with pods labelled {NAME_LABEL}={GATEWAY_NAME}",
+        )
+    pdbs = [res for res in resources if res.kind == "PodDisruptionBudget"]
+    for deployment in (res for res in resources if res.kind == "Deployment"):
+        yield from _check_rollout(deployment)
+        labels = pod_labels(deployment)
+        covering = [
+            pdb for pdb in pdbs if selector_matches(pdb.body["spec"].get("selector"), labels)
+        ]
+        if not covering:
+            yield _finding(deployment, "pdb.gateway", "no PodDisruptionBudget selects its pods")
+        for pdb in covering:
+            spec = pdb.body["spec"]
+            if "minAvailable" in spec and spec["minAvailable"] in (0, "0", "0%"):
+                yield _finding(pdb, "pdb.gateway", "minAvailable 0 protects nothing")
+
+
+def _is_zero(value: Any) -> bool:
+    return value in (0, "0", "0%")
+
+
+def _check_rollout(res: Resource) -> Iterator[Finding]:
+    strategy = res.body.get("spec", {}).get("strategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        yield _finding(
+            res, "rollout.strategy", f"strategy is {strategy['type']}, not RollingUpdate"
+        )
+        return
+    rolling = strategy.get("rollingUpdate") or {}
+    surge = rolling.get("maxSurge", "25%")
+    unavailable = rolling.get("maxUnavailable", "25%")
+    if surge not in (1, "1"):
+        yield _finding(res, "rollout.strategy", f"maxSurge is {surge!r}, want 1")
+    if not _is_zero(unavailable):
+        yield _finding(res, "rollout.strategy", f"maxUnavailable is {unavailable!r}, want 0")
+
+
+def _container_port_numbers(res: Resource) -> dict[str, int]:
+    return {
+        port["name"]: port["containerPort"]
+        for container in pod_spec(res).get("containers") or []
+        for port in container.get("ports") or []
+        if "name" in port
+    }
+
+
+def _check_postgres_network(resources: Sequence[Resource], target: str) -> Iterator[Finding]:
+    postgres = _workloads(resources, "StatefulSet", POSTGRES_NAME)
+    gateways = _workloads(resources, "Deployment", GATEWAY_NAME)
+    if not postgres:
+        yield Finding(
+            target,
+            f"StatefulSet/{POSTGRES_NAME}",
+            "workload.missing",
+            f"no StatefulSet with pods labelled {NAME_LABEL}={POSTGRES_NAME}",
+        )
+    policies = [res for res in resources if res.kind == "NetworkPolicy"]
+    for database in postgres:
+        db_labels = pod_labels(database)
+        named_ports = _container_port_numbers(database)
+        selecting = [
+            pol
+            for pol in policies
+            if selector_matches(pol.body.get("spec", {}).get("podSelector"), db_labels)
+            and "Ingress" in (pol.body["spec"].get("policyTypes") or ["Ingress"])
+        ]
+        if not selecting:
+            yield _finding(
+                database, "netpol.postgres", "no NetworkPolicy restricts ingress to its pods"
+            )
+            continue
+        admits_gateway = False
+        for policy in selecting:
+            for index, rule in enumerate(policy.body["spec"].get("ingress") or []):
+                problems = list(_ingress_rule_problems(rule, gateways, db_labels, named_ports))
+                for problem in problems:
+                    yield _finding(policy, "netpol.postgres", f"ingress[{index}] {problem}")
+                admits_gateway = admits_gateway or not problems
+        if not admits_gateway:
+            yield _finding(
+                database,
+                "netpol.postgres",
+                f"no NetworkPolicy admits the gateway pods on TCP {POSTGRES_PORT}",
+            )
+
+
+def _ingress_rule_problems(
+    rule: Obj, gateways: Sequence[Resource], db_labels: Obj, named_ports: Mapping[str, int]
+) -> Iterator[str]:
+    """Why one ingress rule selecting PostgreSQL admits more than the gateway on 5432."""
+    peers = rule.get("from") or []
+    if not peers:
+        yield "admits every source (no `from`)"
+    for peer in peers:
+        if "ipBlock" in peer or "namespaceSelector" in peer:
+            yield "admits sources by ipBlock/namespaceSelector, not only the gateway pods"
+            continue
+        selector = peer.get("podSelector")
+        if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+            yield "admits every pod of the namespace (empty podSelector)"
+        elif selector_matches(selector, db_labels) or not any(
+            selector_matches(selector, pod_labels(gw)) for gw in gateways
+        ):
+            yield "admits pods other than the gateway's"
+    ports = rule.get("ports") or []
+    if not ports:
+        yield "admits every port"
+    for port in ports:
+        protocol = port.get("protocol", "TCP")
+        number = port.get("port")
+        number = named_ports.get(number, number) if isinstance(number, str) else number
+        if protocol != "TCP" or number != POSTGRES_PORT or port.get("endPort", number) != number:
+            yield f"admits {protocol} {port.get('port', 'any port')}, not only TCP {POSTGRES_PORT}"

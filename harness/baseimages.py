@@ -1,0 +1,37 @@
+"""Offline base images for the project's own images (python:*/postgres:* cannot be pulled).
+
+Built from Debian rootfs images plus the build contexts in images/; docker's
+layer cache makes a rebuild with unchanged inputs take a second.
+"""
+
+from __future__ import annotations
+
+from harness import docker, paths, rootfs, versions
+from harness.steps import step
+
+
+def _build(name: str, base: rootfs.Rootfs, tag: str) -> str:
+    base_tag = rootfs.ensure(base)
+    with step(f"build {tag}") as current:
+        docker.build(current, paths.IMAGES_DIR / name, tag, {"BASE_IMAGE": base_tag})
+    return tag
+
+
+def python_base() -> str:
+    """Debian bookworm with python3 and venv: the gateway Dockerfile's BASE_IMAGE."""
+    return _build("python-base", rootfs.PYTHON, versions.PYTHON_BASE_IMAGE)
+
+
+def postgres() -> str:
+    """PostgreSQL 15 from Debian with the official image's entrypoint contract."""
+    return _build("postgres", rootfs.POSTGRES, versions.POSTGRES_IMAGE)
+
+
+def main() -> None:
+    """`python -m harness.baseimages`: build both and print their tags."""
+    for build in (python_base, postgres):
+        print(build())
+
+
+if __name__ == "__main__":
+    main()

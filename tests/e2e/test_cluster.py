@@ -1,0 +1,328 @@
+"""The kind cluster itself does what the gateway's deployment relies on.
+
+Nodes Ready, cluster DNS, locally built images served through a NodePort on
+127.0.0.1, default-StorageClass volumes that outlive their pod, and enforced
+NetworkPolicy. Every target is loopback or a pod this run created.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+
+from kubernetes import client
+from kubernetes.stream import stream
+
+from harness import cluster, kube, versions
+from tests.e2e.conftest import WebImage
+
+READY_TIMEOUT = 120
+NODEPORT_TIMEOUT = 60
+POLICY_TIMEOUT = 30
+
+
+def _meta(name: str, **labels: str) -> client.V1ObjectMeta:
+    return client.V1ObjectMeta(name=name, labels=labels or None)
+
+
+def _container(image: str, command: list[str], port: int | None = None) -> client.V1Container:
+    return client.V1Container(
+        name="main",
+        image=image,
+        image_pull_policy="Never",  # only images loaded with `kind load` exist
+        command=command,
+        ports=[client.V1ContainerPort(container_port=port, name="http")] if port else None,
+    )
+
+
+# Sleeps until TERM, so deleting the pod does not wait out the grace period.
+IDLE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+def _pod(name: str, image: str, command: list[str], **labels: str) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=_meta(name, **labels),
+        spec=client.V1PodSpec(
+            containers=[_container(image, command)],
+            restart_policy="Never",
+            termination_grace_period_seconds=5,
+        ),
+    )
+
+
+def _start_pod(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> client.V1Pod:
+    core.create_namespaced_pod(namespace, pod)
+    name = pod.metadata.name
+    return kube.wait_for(
+        core.list_namespaced_pod,
+        namespace,
+        name,
+        kube.pod_ready,
+        f"pod {name} Ready",
+        READY_TIMEOUT,
+    )
+
+
+def _exec(core: client.CoreV1Api, namespace: str, pod: str, script: str) -> str:
+    return stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=["sh", "-c", script],
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+    )
+
+
+def test_every_node_is_ready(core: client.CoreV1Api) -> None:
+    nodes = core.list_node().items
+    assert nodes, "the cluster has no nodes"
+    for node in nodes:
+        ready = {c.type: c.status for c in node.status.conditions}.get("Ready")
+        assert ready == "True", f"node {node.metadata.name} is not Ready: {node.status.conditions}"
+
+
+def test_node_publishes_the_gateway_node_port_on_loopback_only() -> None:
+    published = cluster.published_ports()
+    for port in (versions.NODE_PORT, versions.SELF_TEST_NODE_PORT):
+        assert published.get(port) == f"127.0.0.1:{port}", published
+
+
+def test_coredns_resolves_a_service_name_from_a_pod(
+    core: client.CoreV1Api, namespace: str, busybox_image: str
+) -> None:
+    service = core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=_meta("dns-target"),
+            spec=client.V1ServiceSpec(
+                selector={"app": "nothing"}, ports=[client.V1ServicePort(port=80)]
+            ),
+        ),
+    )
+    fqdn = f"dns-target.{namespace}.svc.cluster.local"
+    probe = _start_pod(core, namespace, _pod("dns-probe", busybox_image, IDLE))
+    # Bounded retries inside the pod: CoreDNS answers within its cache TTL.
+    answer = _exec(
+        core,
+        namespace,
+        probe.metadata.name,
+        f"for i in 1 2 3 4 5 6 7 8 9 10; do nslookup {fqdn} && exit 0; sleep 1; done; exit 1",
+    )
+    assert service.spec.cluster_ip in answer, answer
+    short = _exec(core, namespace, probe.metadata.name, "nslookup dns-target")
+    assert service.spec.cluster_ip in short, short
+
+
+def test_locally_built_image_answers_http_through_node_port_on_loopback(
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    namespace: str,
+    web_image: WebImage,
+) -> None:
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=_meta("web", **labels),
+            spec=client.V1DeploymentSpec(
+                replicas=1,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=_meta("web", **labels),
+                    spec=client.V1PodSpec(
+                        containers=[_container(web_image.tag, web_image.command, web_image.port)]
+                    ),
+                ),
+            ),
+        ),
+    )
+    core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=_meta("web"),
+            spec=client.V1ServiceSpec(
+                type="NodePort",
+                selector=labels,
+                ports=[
+                    client.V1ServicePort(
+                        port=80, target_port=web_image.port, node_port=versions.SELF_TEST_NODE_PORT
+                    )
+                ],
+            ),
+        ),
+    )
+    kube.wait_for(
+        apps.list_namespaced_deployment,
+        namespace,
+        "web",
+        kube.deployment_rolled_out,
+        "deployment web rolled out",
+        READY_TIMEOUT,
+    )
+    body = _get_until_ok(f"http://127.0.0.1:{versions.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
+    assert web_image.marker in body
+
+
+def _get_until_ok(url: str, timeout: float) -> str:
+    """GET until it answers 200: kube-proxy programs the NodePort asynchronously."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback
+                return response.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            last_error = exc
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {timeout}s: {last_error}")
+
+
+def test_statefulset_volume_survives_pod_deletion(
+    core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str, busybox_image: str
+) -> None:
+    labels = {"app": "store"}
+    apps.create_namespaced_stateful_set(
+        namespace,
+        client.V1StatefulSet(
+            metadata=_meta("store", **labels),
+            spec=client.V1StatefulSetSpec(
+                service_name="store",
+                replicas=1,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=_meta("store", **labels),
+                    spec=client.V1PodSpec(
+                        termination_grace_period_seconds=5,
+                        containers=[
+                            client.V1Container(
+                                name="main",
+                                image=busybox_image,
+                                image_pull_policy="Never",
+                                command=IDLE,
+                                volume_mounts=[
+                                    client.V1VolumeMount(name="data", mount_path="/data")
+                                ],
+                            )
+                        ],
+                    ),
+                ),
+                volume_claim_templates=[
+                    client.V1PersistentVolumeClaim(
+                        metadata=_meta("data"),
+                        spec=client.V1PersistentVolumeClaimSpec(
+                            access_modes=["ReadWriteOnce"],
+                            resources=client.V1VolumeResourceRequirements(
+                                requests={"storage": "16Mi"}
+                            ),
+                        ),
+                    )
+                ],
+            ),
+        ),
+    )
+    pod = kube.wait_for(
+        core.list_namespaced_pod,
+        namespace,
+        "store-0",
+        kube.pod_ready,
+        "store-0 Ready",
+        READY_TIMEOUT,
+    )
+    claim = core.read_namespaced_persistent_volume_claim("data-store-0", namespace)
+    assert claim.status.phase == "Bound", claim.status
+    default_classes = [
+        sc.metadata.name
+        for sc in client.StorageV1Api(core.api_client).list_storage_class().items
+        if (sc.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+    ]
+    assert claim.spec.storage_class_name in default_classes, (claim.spec, default_classes)
+
+    token = uuid.uuid4().hex
+    _exec(core, namespace, "store-0", f"echo {token} > /data/token && sync")
+    core.delete_namespaced_pod("store-0", namespace)
+    kube.wait_for(
+        core.list_namespaced_pod,
+        namespace,
+        "store-0",
+        lambda p: kube.pod_gone_or_replaced(pod.metadata.uid)(p) and kube.pod_ready(p),
+        "a replacement store-0 Ready",
+        READY_TIMEOUT,
+    )
+    assert _exec(core, namespace, "store-0", "cat /data/token").strip() == token
+
+
+def test_network_policy_denies_and_allows(
+    core: client.CoreV1Api,
+    networking: client.NetworkingV1Api,
+    namespace: str,
+    web_image: WebImage,
+    busybox_image: str,
+) -> None:
+    server = _start_pod(
+        core,
+        namespace,
+        client.V1Pod(
+            metadata=_meta("np-server", app="np-server"),
+            spec=client.V1PodSpec(
+                termination_grace_period_seconds=5,
+                containers=[_container(web_image.tag, web_image.command, web_image.port)],
+            ),
+        ),
+    )
+    allowed = _start_pod(core, namespace, _pod("np-allowed", busybox_image, IDLE, role="allowed"))
+    denied = _start_pod(core, namespace, _pod("np-denied", busybox_image, IDLE, role="denied"))
+    # busybox nc, not wget: Debian's static busybox wget crashes in glibc's resolver.
+    request = r"printf 'GET / HTTP/1.0\r\n\r\n'"
+    fetch = f"{request} | nc -w 2 {server.status.pod_ip} {web_image.port} 2>&1 || echo FETCH-FAILED"
+
+    # Without a policy both reach the server: a later failure is the policy's doing.
+    for client_pod in (allowed, denied):
+        assert web_image.marker in _exec(core, namespace, client_pod.metadata.name, fetch)
+
+    networking.create_namespaced_network_policy(
+        namespace,
+        client.V1NetworkPolicy(
+            metadata=_meta("np-server-ingress"),
+            spec=client.V1NetworkPolicySpec(
+                pod_selector=client.V1LabelSelector(match_labels={"app": "np-server"}),
+                policy_types=["Ingress"],
+                ingress=[
+                    client.V1NetworkPolicyIngressRule(
+                        _from=[
+                            client.V1NetworkPolicyPeer(
+                                pod_selector=client.V1LabelSelector(
+                                    match_labels={"role": "allowed"}
+                                )
+                            )
+                        ],
+                        ports=[client.V1NetworkPolicyPort(port=web_image.port, protocol="TCP")],
+                    )
+                ],
+            ),
+        ),
+    )
+    denied_output = _until(
+        lambda: _exec(core, namespace, denied.metadata.name, fetch),
+        lambda output: web_image.marker not in output,
+        POLICY_TIMEOUT,
+    )
+    assert "FETCH-FAILED" in denied_output, denied_output
+    assert web_image.marker in _exec(core, namespace, allowed.metadata.name, fetch)
+
+
+def _until(action: Callable[[], str], done: Callable[[str], bool], timeout: float) -> str:
+    """Repeat action until done(result): policies are programmed asynchronously."""
+    deadline = time.monotonic() + timeout
+    result = action()
+    while not done(result) and time.monotonic() < deadline:
+        time.sleep(1)
+        result = action()
+    assert done(result), f"condition not reached within {timeout}s; last result: {result!r}"
+    return result

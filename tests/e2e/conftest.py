@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from harness import cluster, docker, kube, rootfs
-from harness.steps import HarnessError, step
+from harness.steps import HarnessError, probe, step
 
 T = TypeVar("T")
 
@@ -77,13 +77,13 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def busybox_image(kubeconfig: Path) -> str:
     """The offline busybox image, loaded into the node for test pods."""
-    image = _harness(rootfs.busybox_image)
-    _harness(cluster.load_image, image)
+    image = run_harness(rootfs.busybox_image)
+    run_harness(cluster.load_image, image)
     return image
 
 
 @pytest.fixture(scope="session")
-def web_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> WebImage:
+def web_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebImage]:
     """Build the web image from a generated context and load it with `kind load`."""
     marker = f"served-by-e2e-{uuid.uuid4().hex[:8]}"
     image = WebImage(tag=f"pg-gateway/e2e-web:{marker}", marker=marker)
@@ -92,9 +92,10 @@ def web_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> W
     (context / "Dockerfile").write_text(
         f"FROM {busybox_image}\nCOPY index.html /www/index.html\nCMD {json.dumps(image.command)}\n"
     )
-    _harness(_build_image, context, image.tag)
-    _harness(cluster.load_image, image.tag)
-    return image
+    run_harness(_build_image, context, image.tag)
+    run_harness(cluster.load_image, image.tag)
+    yield image
+    probe(["docker", "rmi", image.tag])
 
 
 def _build_image(context: Path, tag: str) -> None:
@@ -102,7 +103,7 @@ def _build_image(context: Path, tag: str) -> None:
         docker.build(current, context, tag)
 
 
-def _harness(function: Callable[..., T], *args: object) -> T:
+def run_harness(function: Callable[..., T], *args: object) -> T:
     """Run a harness step; its failure (step name, log path) fails the test, not errors it."""
     try:
         return function(*args)

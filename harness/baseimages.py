@@ -6,8 +6,10 @@ layer cache makes a rebuild with unchanged inputs take a second.
 
 from __future__ import annotations
 
+import sys
+
 from harness import docker, paths, rootfs, versions
-from harness.steps import step
+from harness.steps import run_cli, step
 
 
 def _build(name: str, base: rootfs.Rootfs, tag: str) -> str:
@@ -27,11 +29,11 @@ def postgres() -> str:
     return _build("postgres", rootfs.POSTGRES, versions.POSTGRES_IMAGE)
 
 
-def main() -> None:
-    """`python -m harness.baseimages`: build both and print their tags."""
+def _print_all() -> None:
     for build in (python_base, postgres):
         print(build())
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m harness.baseimages`: build both and print their tags.
+    sys.exit(run_cli(_print_all))

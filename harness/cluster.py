@@ -12,11 +12,12 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import host, kindtool, nodeimage, paths, rootfs, versions
 from harness.paths import kubeconfig_path
-from harness.steps import HarnessError, Step, format_seconds, probe, say, step
+from harness.steps import HarnessError, Step, format_seconds, probe, run_cli, say, step
 
 CREATE_WAIT = "180s"
 ROLLOUT_TIMEOUT = "180s"
@@ -263,20 +264,16 @@ def main(argv: list[str] | None = None) -> int:
         help="local docker image to load into the cluster (repeatable; up only)",
     )
     args = parser.parse_args(argv)
-    try:
-        if args.command == "up":
-            ensure_cluster(tuple(args.load))
-            return 0
-        if args.command == "down":
-            delete_cluster()
-            return 0
-        return status()
-    except HarnessError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+
+    def up() -> None:
+        ensure_cluster(tuple(args.load))
+
+    actions: dict[str, Callable[[], int | None]] = {
+        "up": up,
+        "down": delete_cluster,
+        "status": status,
+    }
+    return run_cli(actions[args.command])
 
 
 if __name__ == "__main__":

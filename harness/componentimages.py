@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from harness import components, docker, gobuild, host, paths, rootfs, versions
-from harness.steps import Step, step
+from harness.steps import HarnessError, Step, step
 
 REGISTRY = "registry.k8s.io"
 
@@ -50,6 +50,7 @@ def build_all() -> list[str]:
     helper = rootfs.busybox_image()
     names = control_plane_images()
     with step("build node component images") as current:
+        _check_kubeadm_list(current, kubernetes / "kubeadm", [*names.values(), *pause_images()])
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
             _static_image(current, names[name], {f"/usr/local/bin/{name}": kubernetes / name})
         _static_image(current, names["etcd"], {"/usr/local/bin/etcd": etcd / "etcd"})
@@ -89,6 +90,16 @@ def build_all() -> list[str]:
         versions.LOCAL_PATH_PROVISIONER_IMAGE,
         versions.LOCAL_PATH_HELPER_IMAGE,
     ]
+
+
+def _check_kubeadm_list(current: Step, kubeadm: Path, provided: list[str]) -> None:
+    """Every image kubeadm will ask for must be among those built (as kind checks)."""
+    listed = current.output(
+        [kubeadm, "config", "images", "list", "--kubernetes-version", versions.KUBERNETES_VERSION]
+    ).split()
+    missing = sorted(set(listed) - set(provided))
+    if missing:
+        raise HarnessError(f"kubeadm needs {missing}: update the pins in harness/versions.py")
 
 
 def _static_image(

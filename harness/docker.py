@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,11 +77,3 @@ def write_files_tar(
 
 def remove_container(name: str) -> None:
     probe(["docker", "rm", "-f", name])
-
-
-def labels_of(tag: str) -> str:
-    return probe(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", tag]).stdout
-
-
-def fspath(path: Path) -> str:
-    return os.fspath(path)

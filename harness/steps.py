@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -149,6 +149,18 @@ def step(name: str) -> Iterator[Step]:
     finally:
         done.set()
     say(f"    {name}: done in {format_seconds(time.monotonic() - started)}")
+
+
+def run_cli(action: Callable[[], int | None]) -> int:
+    """Run a command-line action: a harness failure is one message and exit 1, never a trace."""
+    try:
+        return action() or 0
+    except HarnessError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def probe(

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import host, kindtool, nodeimage, paths, rootfs, versions
+from harness import docker, host, kindtool, nodeimage, paths, rootfs, versions
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, format_seconds, probe, run_cli, say, step
 
 CREATE_WAIT = "180s"
 ROLLOUT_TIMEOUT = "180s"
+RESTART_TIMEOUT = 120
 KUBE_SYSTEM_WORKLOADS = ("deployment/coredns", "daemonset/kindnet", "daemonset/kube-proxy")
 STORAGE_WORKLOAD = ("-n", "local-path-storage", "deployment/local-path-provisioner")
 
@@ -63,18 +64,14 @@ def cluster_exists(kind: str) -> bool:
     return versions.CLUSTER_NAME in result.stdout.split()
 
 
-def _node_kubectl(current: Step, *args: str) -> str:
+def _node_kubectl_argv(*args: str) -> list[str]:
     """kubectl inside the control-plane node: works whatever the host has installed."""
-    return current.output(
-        [
-            "docker",
-            "exec",
-            _control_plane(),
-            "kubectl",
-            "--kubeconfig=/etc/kubernetes/admin.conf",
-            *args,
-        ]
-    )
+    admin = "--kubeconfig=/etc/kubernetes/admin.conf"
+    return ["docker", "exec", _control_plane(), "kubectl", admin, *args]
+
+
+def _node_kubectl(current: Step, *args: str) -> str:
+    return current.output(_node_kubectl_argv(*args))
 
 
 def _wait_for_workloads(current: Step) -> None:
@@ -99,26 +96,14 @@ def _start_stopped_node(current: Step) -> None:
     state = probe(
         ["docker", "inspect", "--format", "{{.State.Running}}", _control_plane()]
     ).stdout.strip()
-    if state == "false":
-        current.run(["docker", "start", _control_plane()])
-        deadline = time.monotonic() + 120
-        while (
-            probe(
-                [
-                    "docker",
-                    "exec",
-                    _control_plane(),
-                    "kubectl",
-                    "--kubeconfig=/etc/kubernetes/admin.conf",
-                    "get",
-                    "--raw=/readyz",
-                ]
-            ).returncode
-            != 0
-        ):
-            if time.monotonic() > deadline:
-                raise HarnessError("the restarted control plane did not become ready within 120s")
-            time.sleep(2)
+    if state != "false":
+        return
+    current.run(["docker", "start", _control_plane()])
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while probe(_node_kubectl_argv("get", "--raw=/readyz")).returncode != 0:
+        if time.monotonic() > deadline:
+            raise HarnessError(f"the restarted control plane was not ready in {RESTART_TIMEOUT}s")
+        time.sleep(2)
 
 
 def published_ports() -> dict[int, str]:
@@ -223,30 +208,20 @@ def status() -> int:
         print("docker: no engine answers (`up` installs/starts one where it can)")
         return 1
     print("docker: engine answers")
-    kind = kindtool.ensure_kind()
+    kind = kindtool.find_kind()
+    if kind is None:
+        print(f"kind {versions.KIND_VERSION}: not installed (`up` builds it)")
+        return 1
     print(f"kind: {kind} ({versions.KIND_VERSION})")
-    offline = nodeimage.offline_tag()
-    for image in (offline, versions.KINDEST_NODE_IMAGE):
-        found = probe(["docker", "image", "inspect", image]).returncode == 0
-        print(f"node image {image}: {'present' if found else 'absent'}")
+    for image in (nodeimage.offline_tag(), versions.KINDEST_NODE_IMAGE):
+        found = "present" if docker.image_exists(image) else "absent"
+        print(f"node image {image}: {found}")
     if not cluster_exists(kind):
         print(f"cluster {versions.CLUSTER_NAME}: absent")
         return 1
     owner = "created by this tool" if _marker().exists() else "NOT created by this tool"
     print(f"cluster {versions.CLUSTER_NAME}: present, {owner}; kubeconfig: {kubeconfig_path()}")
-    nodes = probe(
-        [
-            "docker",
-            "exec",
-            _control_plane(),
-            "kubectl",
-            "--kubeconfig=/etc/kubernetes/admin.conf",
-            "get",
-            "nodes",
-            "-o",
-            "wide",
-        ]
-    )
+    nodes = probe(_node_kubectl_argv("get", "nodes", "-o", "wide"))
     print(nodes.stdout or nodes.stderr)
     return nodes.returncode
 

@@ -16,15 +16,24 @@ def _version_of(binary: str) -> str | None:
     return words[1] if result.returncode == 0 and len(words) > 1 else None
 
 
+def _gobin() -> Path:
+    return paths.cache_dir() / "kind" / versions.KIND_VERSION
+
+
+def find_kind() -> str | None:
+    """A kind of exactly versions.KIND_VERSION on PATH or in the cache, if any."""
+    for candidate in (shutil.which("kind"), str(_gobin() / "kind")):
+        if candidate and _version_of(candidate) == versions.KIND_VERSION:
+            return candidate
+    return None
+
+
 def ensure_kind() -> str:
-    """Path of a kind binary of versions.KIND_VERSION."""
-    on_path = shutil.which("kind")
-    if on_path and _version_of(on_path) == versions.KIND_VERSION:
-        return on_path
-    gobin = paths.cache_dir() / "kind" / versions.KIND_VERSION
-    cached = gobin / "kind"
-    if cached.is_file() and _version_of(str(cached)) == versions.KIND_VERSION:
-        return str(cached)
+    """Path of a kind binary of versions.KIND_VERSION, built with `go install` if needed."""
+    found = find_kind()
+    if found:
+        return found
+    gobin = _gobin()
     if shutil.which("go") is None:
         raise HarnessError(
             f"kind {versions.KIND_VERSION} is needed: install it, or install Go so it can be built"
@@ -34,6 +43,6 @@ def ensure_kind() -> str:
         current.run(
             ["go", "install", f"{versions.KIND_MODULE}@{versions.KIND_VERSION}"],
             env={"GOBIN": str(gobin), "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"},
-            cwd=Path(gobin),
+            cwd=gobin,
         )
-    return str(cached)
+    return str(gobin / "kind")

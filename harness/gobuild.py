@@ -18,7 +18,7 @@ from pathlib import Path
 from harness import paths
 from harness.steps import HarnessError, Step, probe, step
 
-GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false", "GOTOOLCHAIN": "local"}
 ZERO_VERSION_REQUIREMENT = re.compile(r"^\s+(\S+) v0\.0\.0$", re.MULTILINE)
 
 

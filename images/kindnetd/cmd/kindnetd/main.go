@@ -176,9 +176,19 @@ COMMIT
 	return ensureJump("nat", "POSTROUTING", "KINDNET-MASQ")
 }
 
+// ensureJump keeps "-j target" the first rule of chain: kube-proxy's own
+// FORWARD rules accept NodePort traffic, which must meet NetworkPolicy first.
 func ensureJump(table, chain, target string) error {
-	if run("iptables", "-t", table, "-C", chain, "-j", target) == nil {
+	out, err := exec.Command("iptables", "-t", table, "-S", chain).Output()
+	if err != nil {
+		return fmt.Errorf("iptables -S %s: %v", chain, err)
+	}
+	jump := fmt.Sprintf("-A %s -j %s", chain, target)
+	rules := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(rules) > 1 && rules[1] == jump {
 		return nil
+	}
+	for run("iptables", "-t", table, "-D", chain, "-j", target) == nil {
 	}
 	return run("iptables", "-t", table, "-I", chain, "1", "-j", target)
 }

@@ -78,3 +78,5 @@ KINDNETD = GoBuild(
     ldflags=("-s", "-w"),
     local_dir=paths.IMAGES_DIR / "kindnetd",
 )
+
+ALL = (KUBERNETES, ETCD, COREDNS, LOCAL_PATH_PROVISIONER, KINDNETD)

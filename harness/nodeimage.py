@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import (
@@ -115,8 +116,20 @@ def _pull(image: str) -> bool:
         return result.returncode == 0
 
 
+def _prepare_inputs() -> None:
+    """Debootstrap waits on the network and disk, go build on the CPU: overlap them."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rootfs_images = pool.submit(
+            lambda: [rootfs.ensure(r) for r in (rootfs.NODE, rootfs.IPTABLES)]
+        )
+        for spec in components.ALL:
+            gobuild.build(spec)
+        rootfs_images.result()
+
+
 def _assemble(tag: str) -> None:
     kindsource.check_pins()
+    _prepare_inputs()
     images = componentimages.build_all()
     kubernetes = gobuild.build(components.KUBERNETES)
     base = rootfs.ensure(rootfs.NODE)

@@ -158,6 +158,9 @@ def run_cli(action: Callable[[], int | None]) -> int:
     except HarnessError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file or device the harness needed: the message says which
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

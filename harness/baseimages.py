@@ -25,7 +25,10 @@ def python_base() -> str:
 
 
 def postgres() -> str:
-    """PostgreSQL 15 from Debian with the official image's entrypoint contract."""
+    """The official postgres:15 where a registry answers, else the offline build of
+    Debian's PostgreSQL 15 with the same entrypoint contract."""
+    if docker.available(versions.OFFICIAL_POSTGRES_IMAGE):
+        return versions.OFFICIAL_POSTGRES_IMAGE
     return _build("postgres", rootfs.POSTGRES, versions.POSTGRES_IMAGE)
 
 

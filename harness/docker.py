@@ -16,6 +16,17 @@ def image_exists(tag: str) -> bool:
     return probe(["docker", "image", "inspect", "--format", "{{.Id}}", tag]).returncode == 0
 
 
+def available(image: str, *, pull_timeout: float = 30.0) -> bool:
+    """True if the image is local or a registry hands it over within the timeout.
+
+    Offline the pull fails at once (or at the timeout), so callers fall back
+    to building; on a connected machine the public image is simply used.
+    """
+    if image_exists(image):
+        return True
+    return probe(["docker", "pull", image], timeout=pull_timeout).returncode == 0
+
+
 def import_tar(
     step: Step,
     tar_path: Path,

@@ -27,9 +27,8 @@ from harness import (
     rootfs,
     versions,
 )
-from harness.steps import Step, probe, say, step
+from harness.steps import Step, say, step
 
-PULL_TIMEOUT = 30.0
 KEY_LABEL = "io.pg-gateway.node-image.key"
 EXECUTABLE_DIRS = ("usr/local/bin", "kind/bin")
 NODE_BINARIES = ("kubeadm", "kubelet", "kubectl")
@@ -99,21 +98,13 @@ def offline_tag() -> str:
 def ensure_node_image() -> str:
     """A node image for versions.KUBERNETES_VERSION: cached, pulled, or assembled."""
     tag = offline_tag()
-    for candidate in (tag, versions.KINDEST_NODE_IMAGE):
-        if docker.image_exists(candidate):
-            return candidate
-    if _pull(versions.KINDEST_NODE_IMAGE):
+    if docker.image_exists(tag):
+        return tag
+    if docker.available(versions.KINDEST_NODE_IMAGE):
         return versions.KINDEST_NODE_IMAGE
     say(f"    {versions.KINDEST_NODE_IMAGE} cannot be pulled: assembling {tag} offline")
     _assemble(tag)
     return tag
-
-
-def _pull(image: str) -> bool:
-    with step(f"docker pull {image}") as current:
-        result = probe(["docker", "pull", image], timeout=PULL_TIMEOUT)
-        current.log(result.stdout + result.stderr)
-        return result.returncode == 0
 
 
 def _prepare_inputs() -> None:

@@ -115,6 +115,10 @@ def busybox_image() -> str:
     tag = versions.BUSYBOX_IMAGE
     if docker.image_exists(tag):
         return tag
+    if docker.available(versions.OFFICIAL_BUSYBOX_IMAGE):
+        with step(f"tag {versions.OFFICIAL_BUSYBOX_IMAGE} as {tag}") as current:
+            current.run(["docker", "tag", versions.OFFICIAL_BUSYBOX_IMAGE, tag])
+        return tag
     busybox = host.require_commands({"busybox": "busybox-static"})["busybox"]
     with step("build busybox image") as current:
         applets = current.output([busybox, "--list"]).split()

@@ -49,6 +49,10 @@ CLIENT_GO_VERSION = KUBERNETES_STAGING_VERSION
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
+# Public images used as they are where a registry answers.
+OFFICIAL_POSTGRES_IMAGE = "postgres:15"
+OFFICIAL_BUSYBOX_IMAGE = "busybox:1.36"
+
 # Tags of the offline images the project's own images and tests build on.
 PYTHON_BASE_IMAGE = "pg-gateway/python-base:bookworm"
 POSTGRES_IMAGE = "pg-gateway/postgres:15-bookworm"

@@ -1,5 +1,7 @@
-"""The offline PostgreSQL image keeps the official postgres image's contract.
+"""The PostgreSQL image keeps the official postgres image's contract.
 
+Offline this is the image built from Debian's postgresql-15; where a registry
+answers it is the official postgres:15 itself, so one test pins one contract.
 Runs with plain docker (no cluster): environment-driven initialisation, init
 scripts run once, scram-sha-256 over TCP, the server as UID 999 and PID 1,
 data kept across restarts, and a clean shutdown on SIGTERM.

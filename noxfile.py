@@ -34,12 +34,13 @@ def install_groups(session: nox.Session, *groups: str) -> None:
     )
 
 
-def pytest(session: nox.Session, suite: str) -> None:
+def pytest(session: nox.Session, suite: str, *options: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     session.run(
         "pytest",
         f"tests/{suite}",
         f"--junitxml={ARTIFACTS / f'junit-{suite}.xml'}",
+        *options,
         *session.posargs,
     )
 
@@ -87,4 +88,5 @@ def e2e(session: nox.Session) -> None:
     `nox -s e2e -- --keep-namespace` leaves the deployment in place to look at.
     """
     install_groups(session, "e2e")
-    pytest(session, "e2e")
+    # -s: long steps report progress live, and the checks print their measured figures.
+    pytest(session, "e2e", "-s")

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import sys
 
-from harness import docker, paths, rootfs
-from harness.steps import probe, step
+from harness import baseimages, docker, paths
+from harness.steps import step
 
-OFFICIAL_PYTHON = "python:3.11-slim-bookworm"
+OFFICIAL_PYTHON = "python:3.11-slim-bookworm"  # the Dockerfile's default BASE_IMAGE
 GATEWAY_REPOSITORY = "pg-gateway/gateway"
-PULL_TIMEOUT_S = 60
 WHEEL_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
 
 
 def python_base() -> str:
     """The official image when this machine has it or reaches a registry, else offline."""
-    if docker.image_exists(OFFICIAL_PYTHON):
-        return OFFICIAL_PYTHON
-    if probe(["docker", "pull", OFFICIAL_PYTHON], timeout=PULL_TIMEOUT_S).returncode == 0:
-        return OFFICIAL_PYTHON
-    return rootfs.ensure(rootfs.PYTHON)
+    return OFFICIAL_PYTHON if docker.available(OFFICIAL_PYTHON) else baseimages.python_base()
+
+
+def postgres_image() -> str:
+    return baseimages.postgres()
 
 
 def build_gateway(tag: str) -> str:

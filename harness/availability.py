@@ -207,9 +207,11 @@ def _plot(
     replica_axis.set_xlabel("seconds")
     replica_axis.set_ylim(bottom=0)
     for at_s, label in marks:
+        finished = label.endswith(" done")
         for axis in (latency_axis, replica_axis):
-            axis.axvline(at_s, color="grey", linestyle="--", linewidth=0.8)
-        replica_axis.annotate(label, (at_s, 0.1), rotation=90, fontsize=7)
+            axis.axvline(at_s, color="green" if finished else "grey", linestyle=":", linewidth=0.8)
+        if not finished:  # a rollout's end and the next one's start nearly coincide
+            replica_axis.annotate(label, (at_s, 0.1), rotation=90, fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

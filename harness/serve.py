@@ -21,15 +21,10 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from harness.local_postgres import LocalPostgres
+from harness.seed import SEED_QUERIES
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30
-# The seed-compatible requests of the design, in order.
-SEED_QUERIES = (
-    "create table account (id_user serial PRIMARY KEY, username VARCHAR(50) NOT NULL)",
-    "insert into account (username) values ('pmbrull')",
-    "select * from account",
-)
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:

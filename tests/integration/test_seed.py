@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.serve import SEED_QUERIES
+from harness.seed import SEED_QUERIES, SEED_RESPONSES
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "post_query.sh"
-EXPECTED = (
-    {"result": "OK"},
-    {"result": "OK"},
-    {"result": [{"id_user": 1, "username": "pmbrull"}]},
-)
 
 
 @pytest.fixture
@@ -25,7 +20,7 @@ def no_account_table(admin) -> None:
 
 @pytest.mark.usefixtures("no_account_table")
 def test_seed_requests_with_http_client(gateway) -> None:
-    for sql, expected in zip(SEED_QUERIES, EXPECTED, strict=True):
+    for sql, expected in zip(SEED_QUERIES, SEED_RESPONSES, strict=True):
         response = gateway.query(sql)
         assert response.status_code == 200
         assert response.headers["Content-Type"] == "application/json"
@@ -35,7 +30,7 @@ def test_seed_requests_with_http_client(gateway) -> None:
 @pytest.mark.usefixtures("no_account_table")
 def test_seed_requests_with_post_query_script(gateway) -> None:
     host, port = gateway.url.removeprefix("http://").split(":")
-    for sql, expected in zip(SEED_QUERIES, EXPECTED, strict=True):
+    for sql, expected in zip(SEED_QUERIES, SEED_RESPONSES, strict=True):
         done = subprocess.run(
             [str(SCRIPT), host, port, sql], capture_output=True, text=True, check=True
         )

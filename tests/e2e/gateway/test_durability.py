@@ -1,0 +1,103 @@
+"""Check 3: acknowledged rows survive deletion of the PostgreSQL pod.
+
+While PostgreSQL is gone the gateway must answer 503 (never 500): asked directly inside
+a gateway pod (the Service may have no ready endpoints then, which is the readiness probe
+doing its job) and through the NodePort. Once PostgreSQL is back, every row is there and
+the gateway serves again through the NodePort within 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+from kubernetes.stream import stream
+
+from harness import kube
+
+ROWS = 200
+RECOVERY_LIMIT_S = 30.0
+OUTAGE_TIMEOUT_S = 180.0
+
+# Runs inside a gateway pod: the token comes from the pod's own environment.
+PROBE_INSIDE = """
+import json, os, urllib.error, urllib.request
+token = os.environ["API_TOKENS"].split(",")[0].split(":")[0]
+def status(path, body=None):
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
+    request = urllib.request.Request("http://127.0.0.1:5000" + path, data=body, headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+print(json.dumps([status("/readyz"), status("/query", b'{"query": "select 1"}')]))
+"""
+
+
+def inside_gateway(deployment) -> tuple[int, int]:
+    pod = deployment.gateway_pods()[0].metadata.name
+    output = stream(
+        deployment.core.connect_get_namespaced_pod_exec,
+        pod,
+        deployment.namespace,
+        container="gateway",
+        command=["python", "-c", PROBE_INSIDE],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+    readyz, query = json.loads(output.strip().splitlines()[-1])
+    return readyz, query
+
+
+def through_service(deployment) -> int | str:
+    try:
+        return deployment.query("select count(*) as n from durable").status_code
+    except requests.RequestException as error:
+        return type(error).__name__  # no ready endpoint: refused or timed out, not a 500
+
+
+def test_rows_survive_postgres_pod_deletion(deployment) -> None:
+    assert deployment.query("create table durable (id int primary key, note text)").ok
+    for i in range(ROWS):
+        response = deployment.query("insert into durable values (%s, %s)", params=[i, f"row {i}"])
+        assert response.status_code == 200, f"row {i} not acknowledged: {response.text}"
+
+    core, namespace = deployment.core, deployment.namespace
+    old_uid = core.read_namespaced_pod("postgres-0", namespace).metadata.uid
+    deleted_at = time.monotonic()
+    core.delete_namespaced_pod("postgres-0", namespace)
+
+    inside: list[tuple[int, int]] = []
+    outside: list[int | str] = []
+    postgres_ready_at = None
+    served_at = None
+    while served_at is None:
+        assert time.monotonic() - deleted_at < OUTAGE_TIMEOUT_S, (inside, outside)
+        if postgres_ready_at is None:
+            pod = core.read_namespaced_pod("postgres-0", namespace)
+            if pod.metadata.uid != old_uid and kube.pod_ready(pod):
+                postgres_ready_at = time.monotonic()
+            else:
+                inside.append(inside_gateway(deployment))
+        status = through_service(deployment)
+        outside.append(status)
+        if status == 200 and postgres_ready_at is not None:
+            served_at = time.monotonic()
+        else:
+            time.sleep(0.5)
+
+    print(
+        f"\ndurability: outage {served_at - deleted_at:.1f} s from pod deletion to the first "
+        f"answer; served {served_at - postgres_ready_at:.1f} s after PostgreSQL was ready; "
+        f"inside a gateway pod (readyz, query): {sorted(set(inside))}; "
+        f"through the Service: {sorted(set(map(str, outside)))}"
+    )
+    assert 500 not in outside
+    assert all(500 not in pair for pair in inside)
+    assert (503, 503) in inside, "the gateway never answered 503 while PostgreSQL was gone"
+    assert served_at - postgres_ready_at <= RECOVERY_LIMIT_S
+    count = deployment.query("select count(*) as n, max(id) as last from durable").json()
+    assert count == {"result": [{"n": ROWS, "last": ROWS - 1}]}

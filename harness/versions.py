@@ -43,9 +43,6 @@ KINDNETD_IMAGE = "docker.io/kindest/kindnetd:v20250512-df8de77b"
 LOCAL_PATH_PROVISIONER_IMAGE = "docker.io/kindest/local-path-provisioner:v20250214-acbabc1a"
 LOCAL_PATH_HELPER_IMAGE = "docker.io/kindest/local-path-helper:v20241212-8ac705d0"
 
-# Client library for the offline kindnetd stand-in (same release as the cluster).
-CLIENT_GO_VERSION = KUBERNETES_STAGING_VERSION
-
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 

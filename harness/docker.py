@@ -10,6 +10,8 @@ from pathlib import Path
 from harness.steps import Step, probe
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# On every image the harness makes, so it can prune its own leftovers and nobody else's.
+BUILT_BY_LABEL = "io.pg-gateway.built-by=harness"
 
 
 def image_exists(tag: str) -> bool:
@@ -42,7 +44,7 @@ def import_tar(
     An imported image has no config at all, so PATH is always set: kubelet
     and containerd run commands by name through it.
     """
-    changes = [f"ENV PATH={DEFAULT_PATH}"]
+    changes = [f"ENV PATH={DEFAULT_PATH}", f"LABEL {BUILT_BY_LABEL}"]
     changes += [f"ENV {key}={value}" for key, value in (env or {}).items()]
     if entrypoint:
         changes.append("ENTRYPOINT " + _json_list(entrypoint))
@@ -62,7 +64,7 @@ def _json_list(items: Sequence[str]) -> str:
 
 def build(step: Step, context: Path, tag: str, build_args: Mapping[str, str] | None = None) -> None:
     """Classic `docker build`: a local FROM image is used as is, never pulled."""
-    args: list[str] = ["docker", "build", "--pull=false", "-t", tag]
+    args: list[str] = ["docker", "build", "--pull=false", "--label", BUILT_BY_LABEL, "-t", tag]
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
     step.run([*args, context], env={"DOCKER_BUILDKIT": "0"})
@@ -84,6 +86,11 @@ def write_files_tar(
             info.type = tarfile.DIRTYPE
             info.mode = 0o1777
             tar.addfile(info)
+
+
+def prune_dangling(step: Step) -> None:
+    """Drop the harness's images that a rebuild left without a tag."""
+    step.run(["docker", "image", "prune", "--force", "--filter", f"label={BUILT_BY_LABEL}"])
 
 
 def remove_container(name: str) -> None:

@@ -27,7 +27,7 @@ from harness import (
     rootfs,
     versions,
 )
-from harness.steps import Step, say, step
+from harness.steps import Step, probe, say, step
 
 KEY_LABEL = "io.pg-gateway.node-image.key"
 EXECUTABLE_DIRS = ("usr/local/bin", "kind/bin")
@@ -144,6 +144,17 @@ def _assemble(tag: str) -> None:
             _commit(current, container, tag)
         finally:
             docker.remove_container(container)
+        _remove_older_node_images(current, keep=tag)
+        docker.prune_dangling(current)
+
+
+def _remove_older_node_images(current: Step, keep: str) -> None:
+    """Each change of inputs makes a new 1.3 GB image: drop older ones no node runs on."""
+    listed = current.output(
+        ["docker", "images", versions.NODE_IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}"]
+    )
+    for old in set(listed.split()) - {keep}:
+        probe(["docker", "rmi", old])  # refused, and kept, while a cluster node uses it
 
 
 def _stage_files(stage: Path, kubernetes: Path) -> None:

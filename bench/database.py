@@ -1,0 +1,62 @@
+"""The benchmark's PostgreSQL: one server, one least-privilege role, seeded tables.
+
+Every system logs in as the same role `bench` (owner of database `bench`), the way
+production runs the gateway, so no system gets superuser shortcuts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import psycopg2
+
+from harness.local_postgres import LocalPostgres
+
+ROLE = "bench"
+DATABASE = "bench"
+ITEMS = 100_000  # the rows the seed below inserts
+
+
+def _run(dsn: str, *statements: str) -> None:
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+class BenchDatabase:
+    def __init__(self, workdir: Path) -> None:
+        self.server = LocalPostgres(workdir / "pgdata")
+        self.password = secrets.token_hex(12)  # hex: safe inside a SQL literal
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn(user=ROLE, password=self.password, dbname=DATABASE)
+
+    def start(self) -> None:
+        self.server.start()
+        _run(
+            self.server.dsn(),
+            f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'",
+            f"CREATE DATABASE {DATABASE} OWNER {ROLE}",
+        )
+        _run(
+            self.dsn,
+            "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL,"
+            " score double precision NOT NULL, created_at timestamptz NOT NULL)",
+            "INSERT INTO items SELECT g, 'item ' || g, g * 0.25,"
+            " timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute'"
+            " FROM generate_series(1, 100000) g",
+            "CREATE TABLE events (id bigserial PRIMARY KEY, item_id integer NOT NULL,"
+            " note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+            "VACUUM ANALYZE items",
+            "VACUUM ANALYZE events",
+        )
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -1,14 +1,17 @@
 """Running requests against PostgreSQL: transactions, limits, retries, results.
 
-Each request is one transaction opened by the gateway itself (connections are in
-autocommit mode so BEGIN, the `SET LOCAL` limits and the role go in one round trip).
-A connection that fails before the client's SQL was sent is replaced and the request is
-retried once; once the SQL may have run, a failure is reported and never retried.
+Each request is one transaction opened by the gateway itself: connections are in
+autocommit mode, and BEGIN, the `SET LOCAL` limits and the role travel in the same round
+trip as the client's first statement; COMMIT (with the session reset) is the second.
+Before anything is sent, a pooled connection is checked for a pending close (PostgreSQL
+restarted): such a connection is replaced and the request goes to a fresh one. Once the
+SQL has been sent, a failure is reported and never retried.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +71,31 @@ class StatementResult:
         )
 
 
+class _Transaction:
+    """A cursor plus the BEGIN text that rides along with the first statement sent."""
+
+    __slots__ = ("_begin", "cursor")
+
+    def __init__(self, cursor: ext.cursor, begin: str) -> None:
+        self.cursor = cursor
+        self._begin = begin
+
+    def take_begin(self, has_params: bool) -> str:
+        begin, self._begin = self._begin, ""
+        # With parameters psycopg2 interpolates the whole text: a `%` in a role name must
+        # not read as a placeholder.
+        return begin.replace("%", "%%") if has_params else begin
+
+
+def _has_pending_input(connection: ext.connection) -> bool:
+    """An idle connection has nothing to read; data or EOF means the server hung up."""
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg2.Error):
+        return True
+    return bool(readable)
+
+
 def _is_connection_failure(error: psycopg2.Error, connection: ext.connection) -> bool:
     return bool(connection.closed) or error.pgcode is None or error.pgcode[:2] in {"08", "57"}
 
@@ -124,31 +152,26 @@ class Database:
         sql += f"; SET LOCAL statement_timeout = {int(options.timeout_ms)}"
         if role:
             sql += f"; SET LOCAL ROLE {ext.quote_ident(role, connection)}"
-        return sql
+        return sql + ";\n"
 
-    def _begin(self, options: Options, role: str | None) -> ext.connection:
-        """Open the request's transaction, retrying once on a fresh connection."""
+    def _acquire_live(self) -> ext.connection:
+        """A pooled connection that has not been closed by the server, tried twice."""
         for _attempt in range(2):
             connection = self._acquire()
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(self._begin_sql(connection, options, role))
+            if not connection.closed and not _has_pending_input(connection):
                 return connection
-            except psycopg2.Error as error:
-                if not _is_connection_failure(error, connection):
-                    self._release(connection)
-                    raise self._translate(error, connection) from None
-                log.info("replacing a broken database connection: %s", str(error).strip())
-                self._pool.release(connection, broken=True)
-                self._pool.discard_idle()
+            log.info("replacing a database connection the server closed")
+            self._pool.release(connection, broken=True)
+            self._pool.discard_idle()
         raise unavailable("database unavailable")
 
     @contextmanager
-    def _transaction(self, options: Options, role: str | None) -> Iterator[ext.cursor]:
-        connection = self._begin(options, role)
+    def _transaction(self, options: Options, role: str | None) -> Iterator[_Transaction]:
+        connection = self._acquire_live()
         try:
             with connection.cursor() as cursor:
-                yield cursor
+                transaction = _Transaction(cursor, self._begin_sql(connection, options, role))
+                yield transaction
                 cursor.execute(_FINISH)
         except psycopg2.Error as error:
             raise self._translate(error, connection) from None
@@ -170,8 +193,12 @@ class Database:
 
     # -- statements -------------------------------------------------------------------
 
-    def _execute(self, cursor: ext.cursor, statement: Statement, prefix: str, suffix: str) -> None:
+    def _execute(
+        self, transaction: _Transaction, statement: Statement, prefix: str, suffix: str
+    ) -> None:
         """Execute with the client's parameters; positions in errors refer to the client's SQL."""
+        cursor = transaction.cursor
+        prefix = transaction.take_begin(statement.params is not None) + prefix
         try:
             cursor.execute(prefix + statement.query + suffix, statement.params)
         except psycopg2.Error as error:
@@ -184,7 +211,12 @@ class Database:
             ) from None
 
     def _run(
-        self, cursor: ext.cursor, statement: Statement, options: Options, index: int, budget: int
+        self,
+        transaction: _Transaction,
+        statement: Statement,
+        options: Options,
+        index: int,
+        budget: int,
     ) -> StatementResult:
         """Run one statement; a lone query goes through a cursor so only max_rows+1 rows load."""
         started = time.perf_counter()
@@ -193,13 +225,14 @@ class Database:
         if through_cursor:
             name = f"pgw_{index}"
             self._execute(
-                cursor,
+                transaction,
                 statement,
                 _cursor_prefix(name),
                 f"\n;FETCH {options.max_rows + 1} FROM {name}",
             )
         else:
-            self._execute(cursor, statement, "", "")
+            self._execute(transaction, statement, "", "")
+        cursor = transaction.cursor
         command = cursor.statusmessage or ""
         if through_cursor:
             command = command.replace("FETCH", "SELECT", 1)
@@ -272,8 +305,10 @@ class Database:
         self._check([statement], options, role, indexed=False)
         started = time.perf_counter()
         try:
-            with self._transaction(options, role) as cursor:
-                return self._run(cursor, statement, options, 0, self._settings.max_result_bytes)
+            with self._transaction(options, role) as transaction:
+                return self._run(
+                    transaction, statement, options, 0, self._settings.max_result_bytes
+                )
         finally:
             metrics.QUERY_SECONDS.observe(time.perf_counter() - started)
 
@@ -286,10 +321,10 @@ class Database:
         results: list[StatementResult] = []
         budget = self._settings.max_result_bytes
         try:
-            with self._transaction(options, role) as cursor:
+            with self._transaction(options, role) as transaction:
                 for index, statement in enumerate(statements):
                     try:
-                        result = self._run(cursor, statement, options, index, budget)
+                        result = self._run(transaction, statement, options, index, budget)
                     except ApiError as error:
                         raise error.at_statement(index) from None
                     budget -= len(result.payload)
@@ -302,11 +337,12 @@ class Database:
         """NDJSON lines from a server-side cursor; the first batch is read before returning,
         so a failing query is answered with a proper status instead of a broken stream."""
         self._check([statement], options, role, indexed=False)
-        connection = self._begin(options, role)
+        connection = self._acquire_live()
         cursor = connection.cursor()
+        transaction = _Transaction(cursor, self._begin_sql(connection, options, role))
         try:
             self._execute(
-                cursor,
+                transaction,
                 statement,
                 _cursor_prefix("pgw_stream"),
                 f"\n;FETCH {STREAM_BATCH_ROWS} FROM pgw_stream",

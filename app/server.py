@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
 from app import create_app
@@ -29,6 +30,14 @@ class DrainingArbiter(Arbiter):
         if not LIFECYCLE.wait_idle(self.cfg.graceful_timeout):
             self.log.warning("grace period over with requests still in flight")
         raise StopIteration
+
+
+class GatewayLogger(Logger):
+    """gunicorn's logger without its access log: the app writes one JSON line per request
+    itself, and gunicorn would otherwise build its (discarded) access record every time."""
+
+    def access(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
 
 
 def _child_exit(_server: Arbiter, worker: Any) -> None:
@@ -52,6 +61,7 @@ class GatewayServer(BaseApplication):
             "accesslog": None,
             "control_socket_disable": True,
             "logconfig_dict": logging_config(settings.log_level),
+            "logger_class": GatewayLogger,
             "child_exit": _child_exit,
             "proc_name": "pg-gateway",
         }

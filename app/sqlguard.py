@@ -10,6 +10,7 @@ the hard boundary is the privileges of the database roles (see README, Security)
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from app.errors import ApiError
 
@@ -79,6 +80,10 @@ def statement_words(sql: str) -> list[list[str]]:
     return [words for words in statements if words]
 
 
+# The same statements come back request after request (parameters travel separately).
+statement_words_cached = lru_cache(maxsize=1024)(statement_words)
+
+
 def _ends_transaction(words: list[str]) -> bool:
     if words[0] not in _TRANSACTION_CONTROL:
         return False
@@ -96,7 +101,7 @@ def _changes_setting(words: list[str], protected: set[str]) -> bool:
 def check_statement(sql: str, restricted: bool) -> None:
     """Raise a 400 for transaction control; a 403 for changing the statement timeout, and
     (when restricted) for changing the role or the read-only mode."""
-    for words in statement_words(sql):
+    for words in statement_words_cached(sql):
         if _ends_transaction(words):
             raise ApiError(
                 400,

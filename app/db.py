@@ -28,12 +28,13 @@ from app.encode import (
     DuplicateColumnError,
     check_unique_columns,
     encode_row,
+    encode_rows,
     register_typecasters,
 )
 from app.errors import ApiError, from_db_error, unavailable
 from app.pool import ConnectFailed, ConnectionPool, PoolTimeout
 from app.settings import Settings
-from app.sqlguard import check_statement, statement_words
+from app.sqlguard import check_statement, statement_words_cached
 from app.validation import Options, Statement
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class Database:
     ) -> StatementResult:
         """Run one statement; a lone query goes through a cursor so only max_rows+1 rows load."""
         started = time.perf_counter()
-        words = statement_words(statement.query)
+        words = statement_words_cached(statement.query)
         through_cursor = len(words) == 1 and words[0][0] in _CURSOR_FIRST_WORDS
         if through_cursor:
             name = f"pgw_{index}"
@@ -259,19 +260,15 @@ class Database:
                 f"the result has more than {max_rows} rows; narrow the query, raise max_rows "
                 "up to the server's MAX_ROWS, or stream it with Accept: application/x-ndjson",
             )
-        parts = []
-        size = 2
-        for row in rows:
-            encoded = encode_row(names, row)
-            size += len(encoded) + 1
-            if size > budget:
-                raise ApiError(
-                    413,
-                    "the result is larger than the server's MAX_RESULT_BYTES; narrow the query "
-                    "or stream it with Accept: application/x-ndjson",
-                )
-            parts.append(encoded)
-        return b"[" + b",".join(parts) + b"]"
+        # One encoder call for the whole result: rows are already capped by max_rows.
+        payload = encode_rows(names, rows)
+        if rows and len(payload) + 1 > budget:
+            raise ApiError(
+                413,
+                "the result is larger than the server's MAX_RESULT_BYTES; narrow the query "
+                "or stream it with Accept: application/x-ndjson",
+            )
+        return payload
 
     def _columns(self, cursor: ext.cursor, description: Any) -> list[dict[str, str]]:
         """Column names with PostgreSQL type names, looked up once per type and process."""

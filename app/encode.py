@@ -40,6 +40,14 @@ def _iso_offset(offset: str | None) -> str:
 
 def iso_datetime(text: str) -> str:
     """A date or timestamp in ISO 8601; BC years become astronomical negative years."""
+    if text[4:5] == "-" and text[:4].isdigit() and not text.endswith("BC"):
+        # The common case (four-digit AD year, ISO DateStyle) without the regex: one row
+        # of a big result may hold several timestamps.
+        if len(text) <= 10:
+            return text
+        sign = max(text.rfind("+", 19), text.rfind("-", 19))
+        text = text[:10] + "T" + text[11:]
+        return text + ":00" if sign > 0 and len(text) - sign == 3 else text
     match = _DATETIME.match(text)
     if match is None:
         return text  # 'infinity', '-infinity', or a DateStyle changed by the client
@@ -102,11 +110,30 @@ _CONVERSIONS: Sequence[tuple[tuple[int, ...], tuple[int, ...], Callable[[str], A
 )
 
 
+def _cast_float(value: str | None, _cursor: Any) -> float | str | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else value
+
+
+def _cast_datetime(value: str | None, _cursor: Any) -> str | None:
+    return None if value is None else iso_datetime(value)
+
+
+# The hot conversions skip `_nullable`'s extra call per value.
+_DIRECT_CASTS: dict[Callable[[str], Any], Callable[[str | None, Any], Any]] = {
+    float_value: _cast_float,
+    iso_datetime: _cast_datetime,
+}
+
+
 def _typecasters() -> list[Any]:
     casters = []
     for oids, array_oids, convert in _CONVERSIONS:
         name = f"PGW_{oids[0]}"
-        scalar = ext.new_type(oids, name, _nullable(convert))
+        cast = _DIRECT_CASTS.get(convert) or _nullable(convert)
+        scalar = ext.new_type(oids, name, cast)
         casters.append(scalar)
         casters.append(ext.new_array_type(array_oids, name + "_ARRAY", scalar))
     return casters
@@ -145,6 +172,11 @@ def _as_text(value: Any) -> str:
 
 def encode_row(names: Sequence[str], row: Iterable[Any]) -> bytes:
     return orjson.dumps(dict(zip(names, row, strict=True)), default=_as_text)
+
+
+def encode_rows(names: Sequence[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    """A JSON array of row objects, byte for byte the rows of `encode_row` joined by `,`."""
+    return orjson.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_as_text)
 
 
 def dumps(value: Any) -> bytes:

@@ -1,0 +1,96 @@
+"""`python -m bench.profile`: where a gateway worker spends its time under load.
+
+Starts PostgreSQL and the gateway (one worker unless told otherwise), drives one workload
+with wrk and samples the worker with py-spy (only threads holding the GIL, i.e. Python
+CPU), then prints the hottest functions by inclusive share. The raw samples are kept for
+flame graphs.
+
+    python -m bench.profile --workload point --seconds 10 --gateway-env WORKERS=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import psutil
+
+from bench.database import ITEMS, BenchDatabase
+from bench.loadgen import ensure_wrk, run_wrk, write_script
+from bench.systems import ROOT, start_gateway_service
+from bench.workloads import WORKLOADS
+
+_FRAME = re.compile(r"\s*\((?:.*/)?([^/]+):\d+\)")
+
+
+def summarize(raw: Path, top: int) -> str:
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        for frame in {_FRAME.sub(r" (\1)", f) for f in stack.split(";")}:
+            inclusive[frame] += int(count)
+    lines = [f"{total} samples holding the GIL; inclusive share:"]
+    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--workload", choices=[w.key for w in WORKLOADS], default="point")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--top", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench" / "profile.raw")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("bench: py-spy is missing (it is in the bench dependency group)")
+    env = {"WORKERS": "1", **dict(item.split("=", 1) for item in args.gateway_env)}
+    workload = next(w for w in WORKLOADS if w.key == args.workload)
+    wrk = ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="pg-gateway-profile-"))
+    database = BenchDatabase(workdir)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        database.start()
+        with (workdir / "gateway.log").open("w") as log:
+            gateway = start_gateway_service(database.dsn, log, env)
+            try:
+                worker = psutil.Process(gateway.process.pid).children()[0].pid
+                load = threading.Thread(
+                    target=run_wrk,
+                    args=(wrk, write_script(workdir), gateway.url, "/query"),
+                    kwargs={
+                        "body": workload.gateway_body(),
+                        "max_id": ITEMS,
+                        "connections": args.concurrency,
+                        "seconds": args.seconds + 2,
+                    },
+                )
+                load.start()
+                record = [py_spy, "record", "--pid", str(worker), "--gil", "--nonblocking"]
+                record += ["--rate", "500", "--duration", str(round(args.seconds))]
+                subprocess.run([*record, "--format", "raw", "--output", str(args.out)], check=True)
+                load.join()
+            finally:
+                gateway.stop()
+    finally:
+        database.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(summarize(args.out, args.top))
+    print(f"raw samples: {args.out} (flamegraph.pl or speedscope can draw them)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

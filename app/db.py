@@ -27,7 +27,7 @@ from app.encode import (
     SESSION_OPTIONS,
     DuplicateColumnError,
     check_unique_columns,
-    encode_row,
+    encode_lines,
     encode_rows,
     register_typecasters,
 )
@@ -363,7 +363,7 @@ class Database:
     ) -> Iterator[bytes]:
         try:
             while batch:
-                yield b"".join(encode_row(names, row) + b"\n" for row in batch)
+                yield encode_lines(names, batch)
                 if len(batch) < STREAM_BATCH_ROWS:
                     break
                 cursor.execute(f"FETCH {STREAM_BATCH_ROWS} FROM pgw_stream")

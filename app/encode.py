@@ -179,5 +179,16 @@ def encode_rows(names: Sequence[str], rows: Iterable[Iterable[Any]]) -> bytes:
     return orjson.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_as_text)
 
 
+def encode_lines(names: Sequence[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    """NDJSON: each row as `encode_row` gives it, one per line."""
+    return b"".join(
+        orjson.dumps(dict(zip(names, row, strict=True)), default=_as_text, option=_NEWLINE)
+        for row in rows
+    )
+
+
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_as_text)

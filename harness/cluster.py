@@ -9,10 +9,12 @@ the e2e tests: ensure_cluster(), load_image(), kubeconfig_path().
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from harness import docker, host, kindtool, nodeimage, paths, rootfs, versions
@@ -24,6 +26,7 @@ ROLLOUT_TIMEOUT = "180s"
 RESTART_TIMEOUT = 120
 KUBE_SYSTEM_WORKLOADS = ("deployment/coredns", "daemonset/kindnet", "daemonset/kube-proxy")
 STORAGE_WORKLOAD = ("-n", "local-path-storage", "deployment/local-path-provisioner")
+SYSTEM_NAMESPACES = ("kube-system", "local-path-storage")
 
 __all__ = ["cluster_exists", "delete_cluster", "ensure_cluster", "kubeconfig_path", "load_image"]
 
@@ -89,20 +92,47 @@ def _wait_for_workloads(current: Step) -> None:
     _node_kubectl(
         current, "wait", "--for=condition=Ready", "node", "--all", f"--timeout={ROLLOUT_TIMEOUT}"
     )
+    _wait_system_pods_ready_since_boot(current)
 
 
-def _start_stopped_node(current: Step) -> None:
-    """After a host or dockerd restart the node container may be stopped: start it."""
-    state = probe(
-        ["docker", "inspect", "--format", "{{.State.Running}}", _control_plane()]
-    ).stdout.strip()
-    if state != "false":
-        return
-    current.run(["docker", "start", _control_plane()])
+def _wait_system_pods_ready_since_boot(current: Step) -> None:
+    """Right after the node container restarts, the API still shows the pods of the
+    previous boot as Ready (with IPs that are gone): wait for readiness of this boot."""
+    started = probe(["docker", "inspect", "--format", "{{.State.StartedAt}}", _control_plane()])
+    boot = datetime.fromisoformat(started.stdout.strip()[:19] + "+00:00")
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while True:
+        listing = probe(_node_kubectl_argv("get", "pods", "--all-namespaces", "-o", "json"))
+        pods = json.loads(listing.stdout)["items"] if listing.returncode == 0 else []
+        stale = [
+            pod["metadata"]["name"]
+            for pod in pods
+            if pod["metadata"]["namespace"] in SYSTEM_NAMESPACES and not _ready_since(pod, boot)
+        ]
+        if pods and not stale:
+            return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"system pods not ready within {RESTART_TIMEOUT}s: {stale}")
+        time.sleep(2)
+
+
+def _ready_since(pod: dict, boot: datetime) -> bool:
+    for condition in pod.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            changed = datetime.fromisoformat(condition["lastTransitionTime"].replace("Z", "+00:00"))
+            return condition["status"] == "True" and changed >= boot
+    return False
+
+
+def _ensure_control_plane_answers(current: Step) -> None:
+    """After a host or dockerd restart the node may be stopped or still booting."""
+    running = probe(["docker", "inspect", "--format", "{{.State.Running}}", _control_plane()])
+    if running.stdout.strip() == "false":
+        current.run(["docker", "start", _control_plane()])
     deadline = time.monotonic() + RESTART_TIMEOUT
     while probe(_node_kubectl_argv("get", "--raw=/readyz")).returncode != 0:
         if time.monotonic() > deadline:
-            raise HarnessError(f"the restarted control plane was not ready in {RESTART_TIMEOUT}s")
+            raise HarnessError(f"the control plane did not answer within {RESTART_TIMEOUT}s")
         time.sleep(2)
 
 
@@ -133,7 +163,7 @@ def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
     kind = kindtool.ensure_kind()
     if cluster_exists(kind):
         with step(f"reuse kind cluster {versions.CLUSTER_NAME}") as current:
-            _start_stopped_node(current)
+            _ensure_control_plane_answers(current)
             _check_port_mappings()
             current.run(
                 [

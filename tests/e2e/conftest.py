@@ -70,6 +70,15 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = f"e2e-cluster-{uuid.uuid4().hex[:8]}"
     body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e": "cluster"}))
     core.create_namespace(body)
+    # Pods are refused until the controller manager has made the default ServiceAccount.
+    kube.wait_for(
+        core.list_namespaced_service_account,
+        name,
+        "default",
+        lambda _account: True,
+        f"ServiceAccount default in {name}",
+        60,
+    )
     yield name
     core.delete_namespace(name, propagation_policy="Foreground")
 

@@ -142,31 +142,49 @@ def test_locally_built_image_answers_http_through_node_port_on_loopback(
             ),
         ),
     )
-    core.create_namespaced_service(
-        namespace,
-        client.V1Service(
-            metadata=_meta("web"),
-            spec=client.V1ServiceSpec(
-                type="NodePort",
-                selector=labels,
-                ports=[
-                    client.V1ServicePort(
-                        port=80, target_port=web_image.port, node_port=versions.SELF_TEST_NODE_PORT
-                    )
-                ],
-            ),
+    service = client.V1Service(
+        metadata=_meta("web"),
+        spec=client.V1ServiceSpec(
+            type="NodePort",
+            selector=labels,
+            ports=[
+                client.V1ServicePort(
+                    port=80, target_port=web_image.port, node_port=versions.SELF_TEST_NODE_PORT
+                )
+            ],
         ),
     )
-    kube.wait_for(
-        apps.list_namespaced_deployment,
-        namespace,
-        "web",
-        kube.deployment_rolled_out,
-        "deployment web rolled out",
-        READY_TIMEOUT,
-    )
-    body = _get_until_ok(f"http://127.0.0.1:{versions.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
-    assert web_image.marker in body
+    _wait_node_port_free(core, versions.SELF_TEST_NODE_PORT)
+    core.create_namespaced_service(namespace, service)
+    try:
+        kube.wait_for(
+            apps.list_namespaced_deployment,
+            namespace,
+            "web",
+            kube.deployment_rolled_out,
+            "deployment web rolled out",
+            READY_TIMEOUT,
+        )
+        body = _get_until_ok(f"http://127.0.0.1:{versions.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
+        assert web_image.marker in body
+    finally:
+        # Free the port now: the namespace itself takes a minute to go away.
+        core.delete_namespaced_service("web", namespace)
+
+
+def _wait_node_port_free(core: client.CoreV1Api, port: int) -> None:
+    """A previous run's namespace may still be terminating with a Service on the port."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        holders = [
+            f"{svc.metadata.namespace}/{svc.metadata.name}"
+            for svc in core.list_service_for_all_namespaces().items
+            if any(p.node_port == port for p in svc.spec.ports or [])
+        ]
+        if not holders:
+            return
+        time.sleep(2)
+    raise AssertionError(f"NodePort {port} is still held by {holders}")
 
 
 def _get_until_ok(url: str, timeout: float) -> str:

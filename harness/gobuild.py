@@ -36,6 +36,7 @@ class GoBuild:
     zero_versions_become: str | None = None
     # A module in this work tree instead of one from the proxy.
     local_dir: Path | None = None
+    # Output names, where a package path does not end in one (etcd's is .../server/v3).
     binaries: tuple[str, ...] = ()
 
     def outputs(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ nox.options.error_on_missing_interpreters = True
 PYTHON = "3.11"
 ROOT = Path(__file__).parent
 ARTIFACTS = ROOT / "artifacts"
-PYTHON_PATHS = ["app", "harness", "tests", "noxfile.py"]
+PYTHON_PATHS = ["app", "bench", "harness", "tests", "noxfile.py"]
 
 
 def install_groups(session: nox.Session, *groups: str) -> None:
@@ -90,3 +90,14 @@ def e2e(session: nox.Session) -> None:
     install_groups(session, "e2e")
     # -s: long steps report progress live, and the checks print their measured figures.
     pytest(session, "e2e", "-s")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Gateway vs direct psycopg2 vs Supabase postgres-meta under wrk; artifacts/bench/.
+
+    `nox -s bench -- --seconds 3 --systems gateway` for a quick look. Needs wrk (installed
+    with apt-get when missing and root) and node/npm (postgres-meta is cached in .cache/bench).
+    """
+    install_groups(session, "bench")
+    session.run("python", "-m", "bench", *session.posargs)

@@ -9,24 +9,11 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-import psycopg2
-
 from harness.local_postgres import LocalPostgres
 
 ROLE = "bench"
 DATABASE = "bench"
 ITEMS = 100_000  # the rows the seed below inserts
-
-
-def _run(dsn: str, *statements: str) -> None:
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 class BenchDatabase:
@@ -40,13 +27,11 @@ class BenchDatabase:
 
     def start(self) -> None:
         self.server.start()
-        _run(
-            self.server.dsn(),
+        self.server.execute(
             f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'",
             f"CREATE DATABASE {DATABASE} OWNER {ROLE}",
         )
-        _run(
-            self.dsn,
+        self.server.execute(
             "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL,"
             " score double precision NOT NULL, created_at timestamptz NOT NULL)",
             "INSERT INTO items SELECT g, 'item ' || g, g * 0.25,"
@@ -56,6 +41,7 @@ class BenchDatabase:
             " note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
             "VACUUM ANALYZE items",
             "VACUUM ANALYZE events",
+            dsn=self.dsn,
         )
 
     def stop(self) -> None:

@@ -75,6 +75,18 @@ class LocalPostgres:
         password = password or self.password
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
 
+    def execute(self, *statements: str, dsn: str | None = None) -> None:
+        """Run statements in autocommit (CREATE DATABASE refuses a transaction block);
+        as the superuser unless another `dsn` is given."""
+        connection = psycopg2.connect(dsn or self.dsn())
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            connection.close()
+
     def _prepare(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():
             self._user = _run_as(self.data_dir)

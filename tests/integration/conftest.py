@@ -24,33 +24,19 @@ GATEWAY_PASSWORD = secrets.token_hex(12)  # hex: safe inside a SQL literal
 DATABASE = "gw"
 
 
-def run_as_superuser(postgres: LocalPostgres, dbname: str, *statements: str) -> None:
-    connection = psycopg2.connect(postgres.dsn(dbname=dbname))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        connection.close()
-
-
 def provision(postgres: LocalPostgres) -> None:
     """Roles and database as production has them (see manifests' init script)."""
-    run_as_superuser(
-        postgres,
-        "postgres",
+    postgres.execute(
         f"CREATE ROLE gateway LOGIN PASSWORD '{GATEWAY_PASSWORD}'",
         "CREATE ROLE reader NOLOGIN",
         "GRANT reader TO gateway",
         f"CREATE DATABASE {DATABASE} OWNER gateway",
     )
-    run_as_superuser(
-        postgres,
-        DATABASE,
+    postgres.execute(
         "GRANT USAGE ON SCHEMA public TO reader",
         "ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA public "
         "GRANT SELECT ON TABLES TO reader",
+        dsn=postgres.dsn(dbname=DATABASE),
     )
 
 

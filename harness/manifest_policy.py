@@ -266,15 +266,18 @@ def _check_image(res: Resource, image: str | None, where: str) -> Iterator[Findi
 # --- cross-object rules --------------------------------------------------------------------
 
 
+def _missing_workload(target: str, kind: str, name: str) -> Finding:
+    return Finding(
+        target,
+        f"{kind}/{name}",
+        "workload.missing",
+        f"no {kind} with pods labelled {NAME_LABEL}={name}",
+    )
+
+
 def _check_gateway(resources: Sequence[Resource], target: str) -> Iterator[Finding]:
-    gateways = _workloads(resources, "Deployment", GATEWAY_NAME)
-    if not gateways:
-        yield Finding(
-            target,
-            f"Deployment/{GATEWAY_NAME}",
-            "workload.missing",
-            f"no Deployment with pods labelled {NAME_LABEL}={GATEWAY_NAME}",
-        )
+    if not _workloads(resources, "Deployment", GATEWAY_NAME):
+        yield _missing_workload(target, "Deployment", GATEWAY_NAME)
     pdbs = [res for res in resources if res.kind == "PodDisruptionBudget"]
     for deployment in (res for res in resources if res.kind == "Deployment"):
         yield from _check_rollout(deployment)
@@ -286,7 +289,7 @@ def _check_gateway(resources: Sequence[Resource], target: str) -> Iterator[Findi
             yield _finding(deployment, "pdb.gateway", "no PodDisruptionBudget selects its pods")
         for pdb in covering:
             spec = pdb.body["spec"]
-            if "minAvailable" in spec and spec["minAvailable"] in (0, "0", "0%"):
+            if "minAvailable" in spec and _is_zero(spec["minAvailable"]):
                 yield _finding(pdb, "pdb.gateway", "minAvailable 0 protects nothing")
 
 
@@ -323,12 +326,7 @@ def _check_postgres_network(resources: Sequence[Resource], target: str) -> Itera
     postgres = _workloads(resources, "StatefulSet", POSTGRES_NAME)
     gateways = _workloads(resources, "Deployment", GATEWAY_NAME)
     if not postgres:
-        yield Finding(
-            target,
-            f"StatefulSet/{POSTGRES_NAME}",
-            "workload.missing",
-            f"no StatefulSet with pods labelled {NAME_LABEL}={POSTGRES_NAME}",
-        )
+        yield _missing_workload(target, "StatefulSet", POSTGRES_NAME)
     policies = [res for res in resources if res.kind == "NetworkPolicy"]
     for database in postgres:
         db_labels = pod_labels(database)

@@ -97,10 +97,6 @@ def _has_pending_input(connection: ext.connection) -> bool:
     return bool(readable)
 
 
-def _is_connection_failure(error: psycopg2.Error, connection: ext.connection) -> bool:
-    return bool(connection.closed) or error.pgcode is None or error.pgcode[:2] in {"08", "57"}
-
-
 def _cursor_prefix(name: str) -> str:
     return f"DECLARE {name} NO SCROLL CURSOR FOR "
 

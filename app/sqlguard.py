@@ -81,7 +81,14 @@ def statement_words(sql: str) -> list[list[str]]:
 
 
 # The same statements come back request after request (parameters travel separately).
-statement_words_cached = lru_cache(maxsize=1024)(statement_words)
+# Only short texts are kept: the cache holds its keys, and bodies may be up to
+# MAX_BODY_BYTES, so caching any text would let 1024 large queries pin ~1 GiB per worker.
+_CACHEABLE_CHARS = 4096
+_cached_words = lru_cache(maxsize=1024)(statement_words)
+
+
+def statement_words_cached(sql: str) -> list[list[str]]:
+    return _cached_words(sql) if len(sql) <= _CACHEABLE_CHARS else statement_words(sql)
 
 
 def _ends_transaction(words: list[str]) -> bool:

@@ -167,3 +167,13 @@ def test_nobody_may_lift_the_statement_timeout(sql: str, restricted: bool) -> No
     with pytest.raises(ApiError) as caught:
         check_statement(sql, restricted=restricted)
     assert caught.value.status == 403
+
+
+def test_only_short_statements_are_cached() -> None:
+    from app.sqlguard import _cached_words, statement_words_cached
+
+    _cached_words.cache_clear()
+    assert statement_words_cached("select 1") == [["SELECT"]]
+    long_sql = "select " + " + ".join(["1"] * 3000)
+    assert statement_words_cached(long_sql)[0][0] == "SELECT"
+    assert _cached_words.cache_info().currsize == 1

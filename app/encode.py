@@ -170,8 +170,8 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def encode_row(names: Sequence[str], row: Iterable[Any]) -> bytes:
-    return orjson.dumps(dict(zip(names, row, strict=True)), default=_as_text)
+def encode_row(names: Sequence[str], row: Iterable[Any], option: int = 0) -> bytes:
+    return orjson.dumps(dict(zip(names, row, strict=True)), default=_as_text, option=option)
 
 
 def encode_rows(names: Sequence[str], rows: Iterable[Iterable[Any]]) -> bytes:
@@ -181,13 +181,7 @@ def encode_rows(names: Sequence[str], rows: Iterable[Iterable[Any]]) -> bytes:
 
 def encode_lines(names: Sequence[str], rows: Iterable[Iterable[Any]]) -> bytes:
     """NDJSON: each row as `encode_row` gives it, one per line."""
-    return b"".join(
-        orjson.dumps(dict(zip(names, row, strict=True)), default=_as_text, option=_NEWLINE)
-        for row in rows
-    )
-
-
-_NEWLINE = orjson.OPT_APPEND_NEWLINE
+    return b"".join(encode_row(names, row, orjson.OPT_APPEND_NEWLINE) for row in rows)
 
 
 def dumps(value: Any) -> bytes:

@@ -347,3 +347,14 @@ def test_check_unique_columns_refuses_duplicates(names: list[str]) -> None:
 @pytest.mark.parametrize("names", [[], ["a"], ["a", "A", "b"], ["?column?", "a"]])
 def test_check_unique_columns_accepts_distinct_names(names: list[str]) -> None:
     assert check_unique_columns(names) is None
+
+
+def test_whole_result_and_ndjson_encoders_agree_with_encode_row() -> None:
+    from app.encode import encode_lines, encode_rows
+
+    names = ["id", "n", "doc"]
+    rows = [(1, "1.50", None), (2, "NaN", [1, "x"])]
+    singles = [encode_row(names, row) for row in rows]
+    assert encode_rows(names, rows) == b"[" + b",".join(singles) + b"]"
+    assert encode_lines(names, rows) == b"".join(line + b"\n" for line in singles)
+    assert encode_rows(names, []) == b"[]"

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from app.settings import load_settings
 from bench import report
 from bench.database import ITEMS, BenchDatabase
@@ -36,6 +38,8 @@ from bench.systems import (
 from bench.workloads import WORKLOADS
 
 SYSTEMS = report.SYSTEMS
+# Busier than this before the run, and every system's figures come out lower and noisier.
+BUSY_PERCENT = 10.0
 
 
 def _args() -> argparse.Namespace:
@@ -100,6 +104,19 @@ def _ceiling(wrk: str, script: Path, log: object, seconds: float) -> list[str]:
     return lines
 
 
+def _background_cpu() -> str:
+    """What the rest of the machine uses before the run: the figures assume an idle host."""
+    busy = psutil.cpu_percent(interval=2)
+    note = f"background CPU before the run: {busy:.0f} % of {os.cpu_count()} CPUs (2 s sample)"
+    if busy > BUSY_PERCENT:
+        note += (
+            f" -- **the machine was not idle (over {BUSY_PERCENT:.0f} %): "
+            "every system's figures are understated; rerun on an idle host**"
+        )
+    print(f"bench: {note}", flush=True)
+    return note
+
+
 def main() -> int:
     args = _args()
     workloads = [w for w in WORKLOADS if args.workloads is None or w.key in args.workloads]
@@ -111,6 +128,7 @@ def main() -> int:
     log = (workdir / "servers.log").open("w")
     database = BenchDatabase(workdir)
     services: dict[str, Service] = {}
+    background = _background_cpu()
     load_before = os.getloadavg()
     started = time.monotonic()
     cells: list[dict] = []
@@ -176,6 +194,7 @@ def main() -> int:
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
         f"{time.monotonic() - started:.0f} s in all",
+        background,
         f"gateway: `python -m app` (gunicorn gthread) WORKERS={effective.workers} "
         f"THREADS={effective.threads} POOL_MIN={effective.pool_min} "
         f"POOL_MAX={effective.pool_max} LOG_LEVEL={effective.log_level}"

@@ -11,7 +11,6 @@ SQL has been sent, a failure is reported and never retried.
 from __future__ import annotations
 
 import logging
-import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 import psycopg2
 import psycopg2.extensions as ext
+from gevent.monkey import get_original
 
 from app import metrics
 from app.encode import (
@@ -45,6 +45,9 @@ STREAM_BATCH_ROWS = 2000
 _FINISH = "COMMIT; RESET ALL; RESET ROLE"
 _CURSOR_FIRST_WORDS = {"SELECT", "VALUES", "TABLE"}
 _PARAMETER_ERRORS = (TypeError, IndexError, KeyError, ValueError)
+# The OS's select even in a gevent worker: a zero timeout never blocks, and the cooperative
+# version cost about 4 % of a request's CPU.
+_select = get_original("select", "select")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class _Transaction:
 def _has_pending_input(connection: ext.connection) -> bool:
     """An idle connection has nothing to read; data or EOF means the server hung up."""
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        readable, _, _ = _select([connection.fileno()], [], [], 0)
     except (OSError, ValueError, psycopg2.Error):
         return True
     return bool(readable)

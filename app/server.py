@@ -1,4 +1,8 @@
-"""The production server: gunicorn with threaded workers and a draining SIGTERM.
+"""The production server: gunicorn with gevent workers and a draining SIGTERM.
+
+Each worker serves its connections from greenlets in one thread; psycopg2 waits
+cooperatively (`app.green`). Against threads this removes the hand-offs between threads
+and the GIL contention that set the latency tail (see the README's Benchmarks).
 
 On SIGTERM gunicorn would close its listening socket at once. The gateway first turns
 `/readyz` to 503 and lets in-flight requests finish, still answering, and only then
@@ -18,6 +22,7 @@ from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
 from app import create_app
+from app.green import make_psycopg2_cooperative
 from app.jsonlog import logging_config
 from app.lifecycle import LIFECYCLE
 from app.settings import Settings
@@ -54,8 +59,8 @@ class GatewayServer(BaseApplication):
         options = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "threads": settings.threads,
-            "worker_class": "gthread",
+            "worker_class": "gevent",
+            "worker_connections": settings.worker_connections,
             "graceful_timeout": settings.graceful_timeout_s,
             "keepalive": 5,
             "accesslog": None,
@@ -69,6 +74,8 @@ class GatewayServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
+        # Runs in each worker after gevent has patched it, before any connection exists.
+        make_psycopg2_cooperative()
         return create_app(self._settings)
 
     def run(self) -> None:

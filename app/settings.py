@@ -44,7 +44,7 @@ class Settings:
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen beyond loopback
     port: int = 5000
     workers: int = 2
-    threads: int = 4
+    worker_connections: int = 100
     graceful_timeout_s: int = 30
     log_level: str = "INFO"
 
@@ -147,7 +147,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",  # noqa: S104
         port=_int(env, "PORT", 5000, 1, 65535),
         workers=_int(env, "WORKERS", 2, 1, 64),
-        threads=_int(env, "THREADS", 4, 1, 256),
+        worker_connections=_int(env, "WORKER_CONNECTIONS", 100, 1, 10_000),
         graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_S", 30, 1, 3600),
         log_level=log_level,
     )

@@ -2,7 +2,7 @@
 
 python -m bench                        # the full run (~10 min), artifacts/bench/
 python -m bench --seconds 3 --systems gateway --workloads select1 point
-python -m bench --gateway-env THREADS=4 --out artifacts/bench/trial
+python -m bench --gateway-env WORKERS=3 --out artifacts/bench/trial
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _args() -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra environment for the gateway (e.g. THREADS=4); repeatable",
+        help="extra environment for the gateway (e.g. WORKERS=3); repeatable",
     )
     parser.add_argument("--title", default="gateway vs direct psycopg2 vs postgres-meta")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench")
@@ -195,8 +195,8 @@ def main() -> int:
         f"load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
         f"{time.monotonic() - started:.0f} s in all",
         background,
-        f"gateway: `python -m app` (gunicorn gthread) WORKERS={effective.workers} "
-        f"THREADS={effective.threads} POOL_MIN={effective.pool_min} "
+        f"gateway: `python -m app` (gunicorn gevent) WORKERS={effective.workers} "
+        f"WORKER_CONNECTIONS={effective.worker_connections} POOL_MIN={effective.pool_min} "
         f"POOL_MAX={effective.pool_max} LOG_LEVEL={effective.log_level}"
         + (f" (extra env: {gateway_env})" if gateway_env else ""),
         "direct: psycopg2 in autocommit, one connection per thread, threads = concurrency, no HTTP",

@@ -73,7 +73,8 @@ class Gateway:
         headers = kwargs.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return self.session.post(self.url + path, json=body, headers=headers, timeout=60, **kwargs)
+        kwargs.setdefault("timeout", 60)
+        return self.session.post(self.url + path, json=body, headers=headers, **kwargs)
 
     def query(self, sql: str, **fields: Any) -> Any:
         token = fields.pop("token", None)
@@ -100,10 +101,13 @@ def start_gateway_for(
     started: list[Gateway] = []
     logs = tmp_path_factory.mktemp("gateway-logs")
 
-    def start(server: LocalPostgres | None = None, **env: str) -> Gateway:
+    def start(
+        server: LocalPostgres | None = None, database_url: str | None = None, **env: str
+    ) -> Gateway:
         port = free_port()
         log = (logs / f"gateway-{port}.log").open("w")
-        process = start_gateway(gateway_url(server or postgres), "127.0.0.1", port, env, log)
+        dsn = database_url or gateway_url(server or postgres)
+        process = start_gateway(dsn, "127.0.0.1", port, env, log)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url + "/healthz", process, timeout_s=30)
         gateway = Gateway(url, process)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 
 import pytest
+import requests
 
 from tests.integration.conftest import start_postgres
 
@@ -40,6 +42,43 @@ def test_database_down_is_503_and_recovery_needs_no_500(own_postgres, start_gate
         response = gateway.query("select 1 as one")
         assert response.status_code == 200, response.text
     assert gateway.get("/readyz").status_code == 200
+
+
+def test_a_slow_query_does_not_hold_up_the_rest_of_its_worker(start_gateway_for) -> None:
+    """One worker: while it waits on PostgreSQL for one request, it still answers others."""
+    gateway = start_gateway_for(WORKERS="1", POOL_MIN="2")
+    slow: dict[str, requests.Response] = {}
+
+    def slow_query() -> None:
+        body = {"query": "select pg_sleep(2) is null as slept"}
+        slow["response"] = requests.post(gateway.url + "/query", json=body, timeout=30)
+
+    waiter = threading.Thread(target=slow_query)
+    waiter.start()
+    time.sleep(0.3)
+    for _ in range(5):
+        started = time.monotonic()
+        assert gateway.query("select 1 as one").json() == {"result": [{"one": 1}]}
+        assert time.monotonic() - started < 0.5
+    assert waiter.is_alive(), "the slow query should still be running"
+    waiter.join()
+    assert slow["response"].json() == {"result": [{"slept": False}]}
+
+
+def test_a_silent_database_is_503_within_the_connect_timeout(start_gateway_for) -> None:
+    """A server that accepts TCP but never answers: the connect deadline still holds."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        url = f"postgresql://gateway:unused@127.0.0.1:{port}/gateway?connect_timeout=1"
+        gateway = start_gateway_for(database_url=url, WORKERS="1", POOL_MIN="0")
+        started = time.monotonic()
+        response = gateway.post("/query", {"query": "select 1"}, timeout=15)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == "database unavailable"
+    assert 0.9 < elapsed < 5, f"answered after {elapsed:.1f} s"
 
 
 def test_sigterm_finishes_inflight_query_and_turns_unready(start_gateway_for) -> None:

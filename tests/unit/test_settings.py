@@ -88,7 +88,7 @@ INVALID = [
     ("POSTGRES_PORT", "99999"),
     ("POSTGRES_PORT", "pg"),
     ("WORKERS", "0"),
-    ("THREADS", "many"),
+    ("WORKER_CONNECTIONS", "many"),
     ("GRACEFUL_TIMEOUT_S", "0"),
     ("READ_ONLY", "maybe"),
     ("READ_ONLY", "2"),

@@ -1,14 +1,17 @@
-"""A bounded, thread-safe psycopg2 connection pool that waits instead of failing.
+"""A bounded, thread-safe psycopg2 connection pool that waits, first come first served.
 
 psycopg2's own pools raise at once when exhausted and cannot report how many callers
 wait, both of which the gateway needs (503 only after a bounded wait; pool metrics).
+Waiters are served in arrival order: a released connection, or a freed slot, goes
+straight to the longest waiter, so a request that arrives later cannot take it first
+(under gevent that barging starved some requests for seconds).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
+from collections import deque
 from collections.abc import Callable
 
 import psycopg2
@@ -23,8 +26,21 @@ class ConnectFailed(Exception):
     """PostgreSQL refused or did not answer a new connection."""
 
 
+class _Waiter:
+    """A caller in the queue: handed a `connection`, or (None) a slot to connect itself."""
+
+    __slots__ = ("connection", "event")
+
+    def __init__(self) -> None:
+        self.connection: ext.connection | None = None
+        self.event = threading.Event()
+
+
 class ConnectionPool:
-    """Idle connections are reused newest-first; broken ones are closed, never reused."""
+    """Idle connections are reused newest-first; broken ones are closed, never reused.
+
+    Invariant: there are idle connections only while nobody waits.
+    """
 
     def __init__(
         self,
@@ -36,9 +52,9 @@ class ConnectionPool:
         self._max_size = max_size
         self._on_change = on_change
         self._idle: list[ext.connection] = []
+        self._waiters: deque[_Waiter] = deque()
         self._size = 0
-        self._waiting = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -50,50 +66,43 @@ class ConnectionPool:
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return len(self._waiters)
 
     def acquire(self, timeout_s: float) -> ext.connection:
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while not self._idle and self._size >= self._max_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PoolTimeout
-                self._waiting += 1
-                self._on_change(self)
-                try:
-                    self._cond.wait(remaining)
-                finally:
-                    self._waiting -= 1
+        waiter = None
+        with self._lock:
             if self._idle:
                 connection = self._idle.pop()
-                self._on_change(self)
-                return connection
-            self._size += 1  # reserve the slot before connecting outside the lock
-        try:
-            connection = self._connect()
-        except psycopg2.Error as error:
-            self._forget_one()
-            raise ConnectFailed(str(error)) from error
+            elif self._size < self._max_size:
+                self._size += 1  # reserve the slot before connecting outside the lock
+                connection = None
+            else:
+                waiter = _Waiter()
+                self._waiters.append(waiter)
         self._on_change(self)
-        return connection
+        if waiter is not None:
+            connection = self._wait(waiter, timeout_s)
+        return connection if connection is not None else self._open()
 
     def release(self, connection: ext.connection, broken: bool = False) -> None:
         if broken or connection.closed:
             self._close(connection)
-            self._forget_one()
+            self._free_slot()
             return
-        with self._cond:
-            self._idle.append(connection)
-            self._cond.notify()
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.connection = connection
+                waiter.event.set()
+            else:
+                self._idle.append(connection)
         self._on_change(self)
 
     def discard_idle(self) -> None:
         """Close every idle connection: after one proved broken, its siblings likely are."""
-        with self._cond:
+        with self._lock:
             stale, self._idle = self._idle, []
             self._size -= len(stale)
-            self._cond.notify(len(stale))
         for connection in stale:
             self._close(connection)
         self._on_change(self)
@@ -112,10 +121,36 @@ class ConnectionPool:
     def close(self) -> None:
         self.discard_idle()
 
-    def _forget_one(self) -> None:
-        with self._cond:
-            self._size -= 1
-            self._cond.notify()
+    def _wait(self, waiter: _Waiter, timeout_s: float) -> ext.connection | None:
+        """The connection handed over, or None for a slot; PoolTimeout if neither came."""
+        if not waiter.event.wait(max(timeout_s, 0)):
+            with self._lock:
+                queued = waiter in self._waiters
+                if queued:
+                    self._waiters.remove(waiter)
+            if queued:
+                self._on_change(self)
+                raise PoolTimeout
+            # Served between the timeout and the lock: take what was handed over.
+        return waiter.connection
+
+    def _open(self) -> ext.connection:
+        """Connect in a slot already counted in `size`; a failure frees the slot."""
+        try:
+            connection = self._connect()
+        except psycopg2.Error as error:
+            self._free_slot()
+            raise ConnectFailed(str(error)) from error
+        self._on_change(self)
+        return connection
+
+    def _free_slot(self) -> None:
+        """A connection is gone: the longest waiter may open a new one in its place."""
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().event.set()
+            else:
+                self._size -= 1
         self._on_change(self)
 
     @staticmethod

@@ -16,7 +16,9 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links ./wheelhouse \
       --require-hashes --only-binary=:all: -r requirements.lock
 COPY app/ /opt/gateway/app/
-RUN /opt/venv/bin/python -m compileall -q /opt/gateway/app
+# Compile, and fail the build here if a runtime import (the gevent worker's too) is missing.
+RUN /opt/venv/bin/python -m compileall -q /opt/gateway/app \
+ && PYTHONPATH=/opt/gateway /opt/venv/bin/python -c "import app.server, gunicorn.workers.ggevent"
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

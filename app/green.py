@@ -28,18 +28,19 @@ def _connect_deadline(connection: ext.connection) -> float | None:
 def wait_cooperatively(connection: ext.connection) -> None:
     """psycopg2's wait callback: poll until done, yielding to gevent while the socket waits."""
     deadline = _connect_deadline(connection)
-    expired = psycopg2.OperationalError("timeout expired while connecting")
     while True:
         state = connection.poll()
         if state == ext.POLL_OK:
             return
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if state == ext.POLL_READ:
-            wait_read(connection.fileno(), timeout=remaining, timeout_exc=expired)
-        elif state == ext.POLL_WRITE:
-            wait_write(connection.fileno(), timeout=remaining, timeout_exc=expired)
-        else:
+        if state not in (ext.POLL_READ, ext.POLL_WRITE):
             raise psycopg2.OperationalError(f"unexpected state from psycopg2 poll(): {state}")
+        wait = wait_read if state == ext.POLL_READ else wait_write
+        if deadline is None:
+            wait(connection.fileno())
+        else:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            expired = psycopg2.OperationalError("timeout expired while connecting")
+            wait(connection.fileno(), timeout=remaining, timeout_exc=expired)
 
 
 def make_psycopg2_cooperative() -> None:

@@ -50,7 +50,7 @@ def test_a_slow_query_does_not_hold_up_the_rest_of_its_worker(start_gateway_for)
     slow: dict[str, requests.Response] = {}
 
     def slow_query() -> None:
-        body = {"query": "select pg_sleep(2) is null as slept"}
+        body = {"query": "select pg_sleep(3) is null as slept"}
         slow["response"] = requests.post(gateway.url + "/query", json=body, timeout=30)
 
     waiter = threading.Thread(target=slow_query)
@@ -59,7 +59,7 @@ def test_a_slow_query_does_not_hold_up_the_rest_of_its_worker(start_gateway_for)
     for _ in range(5):
         started = time.monotonic()
         assert gateway.query("select 1 as one").json() == {"result": [{"one": 1}]}
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0
     assert waiter.is_alive(), "the slow query should still be running"
     waiter.join()
     assert slow["response"].json() == {"result": [{"slept": False}]}

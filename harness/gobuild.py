@@ -18,7 +18,20 @@ from pathlib import Path
 from harness import paths
 from harness.steps import HarnessError, Step, probe, step
 
-GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false", "GOTOOLCHAIN": "local"}
+
+def go_env() -> dict[str, str]:
+    """Static builds with the harness's own module and build caches, so that `cluster purge`
+    removes what the harness downloaded and compiled and nothing of the user's Go work."""
+    cache = paths.cache_dir()
+    return {
+        "CGO_ENABLED": "0",
+        "GOFLAGS": "-mod=mod -buildvcs=false",
+        "GOTOOLCHAIN": "local",
+        "GOMODCACHE": str(cache / "go-mod"),
+        "GOCACHE": str(cache / "go-build"),
+    }
+
+
 ZERO_VERSION_REQUIREMENT = re.compile(r"^\s+(\S+) v0\.0\.0$", re.MULTILINE)
 
 
@@ -80,7 +93,7 @@ def build(spec: GoBuild) -> Path:
         args = ["go", "build", "-trimpath", "-o", target]
         if spec.ldflags:
             args.append("-ldflags=" + " ".join(spec.ldflags))
-        current.run([*args, *spec.packages], cwd=module_dir, env=GO_ENV)
+        current.run([*args, *spec.packages], cwd=module_dir, env=go_env())
     return binaries
 
 
@@ -106,7 +119,7 @@ def _throwaway_module(current: Step, spec: GoBuild, module_dir: Path) -> Path:
 def _download(current: Step, module: str, version: str) -> dict[str, str]:
     """`go mod download` one module version; returns go's JSON description."""
     return json.loads(
-        current.output(["go", "mod", "download", "-json", f"{module}@{version}"], env=GO_ENV)
+        current.output(["go", "mod", "download", "-json", f"{module}@{version}"], env=go_env())
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from harness import paths, versions
+from harness import gobuild, paths, versions
 from harness.steps import HarnessError, probe, step
 
 
@@ -42,7 +42,7 @@ def ensure_kind() -> str:
         gobin.mkdir(parents=True, exist_ok=True)
         current.run(
             ["go", "install", f"{versions.KIND_MODULE}@{versions.KIND_VERSION}"],
-            env={"GOBIN": str(gobin), "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"},
+            env={**gobuild.go_env(), "GOBIN": str(gobin)},
             cwd=gobin,
         )
     return str(gobin / "kind")

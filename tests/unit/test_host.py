@@ -1,0 +1,53 @@
+"""Host provisioning logic that decides whether a fresh machine's first run works."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from harness import host
+from harness.steps import HarnessError
+
+STATUS_WITH = "Name:\tx\nCapBnd:\t000001ffffffffff\n"
+STATUS_WITHOUT = "Name:\tx\nCapBnd:\t000001fffeffffff\n"  # bit 24 cleared, as on CI machines
+
+
+def test_missing_cap_sys_resource_is_read_from_the_bounding_set() -> None:
+    assert host.lacks_cap_sys_resource(STATUS_WITHOUT)
+    assert not host.lacks_cap_sys_resource(STATUS_WITH)
+
+
+def test_stopping_an_unreaped_child_returns_once_it_exited() -> None:
+    """The first-run failure: dockerd is the harness's own child, and after SIGTERM it is a
+    zombie until reaped, which `os.kill(pid, 0)` reports as alive for ever."""
+    child = subprocess.Popen(["sleep", "60"])
+    started = time.monotonic()
+    host.stop_process(child.pid, timeout_s=10)
+    assert time.monotonic() - started < 5
+    assert host.process_start_time(child.pid) is None
+
+
+def test_a_process_that_ignores_sigterm_is_reported_not_waited_for_for_ever() -> None:
+    child = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 30"])
+    time.sleep(0.3)  # let the shell install its trap
+    try:
+        with pytest.raises(HarnessError, match="did not stop"):
+            host.stop_process(child.pid, timeout_s=1)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_recorded_dockerd_whose_pid_was_reused_is_not_ours(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(host, "HOST_CHANGES", tmp_path / "changes.json")
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        host._record(dockerd={"pid": child.pid, "start_time": "1"})  # another process's start
+        assert host.started_dockerd_pid() is None
+        host._record(dockerd={"pid": child.pid, "start_time": host.process_start_time(child.pid)})
+        assert host.started_dockerd_pid() == child.pid
+    finally:
+        child.kill()
+        child.wait()

@@ -1,125 +1,72 @@
-"""Refuse statements that would end the gateway's transaction or undo its restrictions.
+"""What the gateway refuses before a statement reaches PostgreSQL.
 
-Each request runs inside a transaction the gateway opened, with `SET LOCAL` limits and,
-for role-mapped tokens or `READ_ONLY`, a role or read-only mode. A `COMMIT` inside the SQL
-would end that transaction early and run the rest without those limits, so it is
-refused before anything is sent. This is a guard against mistakes and casual escapes;
-the hard boundary is the privileges of the database roles (see README, Security).
+This is not the security boundary: PostgreSQL's logins, privileges and read-only
+transactions are (see README, Security). It refuses only what is cheap to tell exactly and
+would otherwise fail in a worse way:
+- a NUL character: the wire protocol cannot carry one, and the driver would cut the SQL there;
+- transaction control: each request is one transaction the gateway opened, so a COMMIT would
+  end it early (ROLLBACK TO and RELEASE of a savepoint stay inside it and are allowed);
+- text that PostgreSQL's lexer would scan in super-linear time, which no cancel interrupts;
+- more statements than MAX_STATEMENTS.
+Statement boundaries come from `app.sqlscan`, which reads the text as PostgreSQL does.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-
 from app.errors import ApiError
+from app.sqlscan import LexerCostExceeded, Piece, Scanner
 
-_TOKEN = re.compile(
-    r"""
-      (?P<space>\s+)
-    | (?P<line_comment>--[^\n]*)
-    | (?P<block_comment>/\*)
-    | (?P<dollar>\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$)
-    | (?P<escape_string>[Ee]'(?:[^'\\]|\\.|'')*(?:'|$))
-    | (?P<string>(?:[BbXxNn]|[Uu]&)?'(?:[^']|'')*(?:'|$))
-    | (?P<ident>(?:[Uu]&)?"(?:[^"]|"")*(?:"|$))
-    | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-    | (?P<semicolon>;)
-    | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-_TRANSACTION_CONTROL = {"BEGIN", "START", "COMMIT", "END", "ABORT", "ROLLBACK"}
-# The server's MAX_STATEMENT_TIMEOUT_MS holds for every request.
-_ALWAYS_PROTECTED_SETTINGS = {"STATEMENT_TIMEOUT"}
-_PROTECTED_SETTINGS = _ALWAYS_PROTECTED_SETTINGS | {
-    "ROLE",
-    "SESSION",
-    "SESSION_AUTHORIZATION",
-    "TRANSACTION",
-    "DEFAULT_TRANSACTION_READ_ONLY",
-    "TRANSACTION_READ_ONLY",
-}
+MAX_STATEMENTS = 1000
+# About 30 ms of PostgreSQL's lexer (it backs up about 3 ns per unit; see app.sqlscan).
+MAX_LEXER_COST = 10_000_000
+_ENDS_TRANSACTION = frozenset({"BEGIN", "START", "COMMIT", "END", "ABORT", "ROLLBACK"})
 
 
-def _skip_block_comment(sql: str, start: int) -> int:
-    """Block comments nest in PostgreSQL; return the index after the matching `*/`."""
-    depth, i = 1, start
-    while depth and i < len(sql):
-        if sql.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif sql.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-        else:
-            i += 1
-    return i
+def scanner(text: str) -> Scanner:
+    """A scanner over the client's SQL that refuses NUL and super-linear input."""
+    if "\x00" in text:
+        raise ApiError(400, "the SQL holds a NUL character (U+0000), which PostgreSQL cannot take")
+    return Scanner(text, max_lexer_cost=MAX_LEXER_COST)
 
 
-def statement_words(sql: str) -> list[list[str]]:
-    """The words and identifiers of each `;`-separated statement, upper-cased, outside
-    string literals and comments (E'' strings honour backslash escapes)."""
-    statements: list[list[str]] = [[]]
-    i = 0
-    while i < len(sql):
-        match = _TOKEN.match(sql, i)
-        assert match is not None  # the `other` alternative matches any character
-        kind, i = match.lastgroup, match.end()
-        if kind == "block_comment":
-            i = _skip_block_comment(sql, i)
-        elif kind == "dollar":
-            end = sql.find(match.group(), i)
-            i = len(sql) if end < 0 else end + len(match.group())
-        elif kind == "word":
-            statements[-1].append(match.group().upper())
-        elif kind == "ident":
-            # "role" is the same setting as role: compare quoted names by their content.
-            name = match.group().removeprefix("U&").removeprefix("u&")[1:-1].replace('""', '"')
-            statements[-1].append(name.upper())
-        elif kind == "semicolon":
-            statements.append([])
-    return [words for words in statements if words]
+def next_statement(scan: Scanner, position: int, standard_strings: bool) -> Piece | None:
+    """The next statement to send, checked; None when the text is used up."""
+    try:
+        piece = scan.next_piece(position, standard_strings)
+    except LexerCostExceeded:
+        raise ApiError(
+            400,
+            "the SQL would make PostgreSQL's lexer back up too far (deeply nested /* comments "
+            "or very long operator runs); simplify it",
+            sqlstate="54001",
+        ) from None
+    if piece is not None and _ends_transaction(piece.words):
+        raise ApiError(
+            400,
+            f"{piece.words[0]} is not allowed: every request already runs in one transaction; "
+            "use /transaction to group statements (SAVEPOINT and ROLLBACK TO work)",
+        )
+    return piece
 
 
-# The same statements come back request after request (parameters travel separately).
-# Only short texts are kept: the cache holds its keys, and bodies may be up to
-# MAX_BODY_BYTES, so caching any text would let 1024 large queries pin ~1 GiB per worker.
-_CACHEABLE_CHARS = 4096
-_cached_words = lru_cache(maxsize=1024)(statement_words)
+def check(text: str) -> list[Piece]:
+    """Every statement of `text` as a fresh session reads it (standard_conforming_strings
+    on), checked; refused as a whole before anything is sent."""
+    scan = scanner(text)
+    pieces: list[Piece] = []
+    position = 0
+    while (piece := next_statement(scan, position, True)) is not None:
+        pieces.append(piece)
+        if len(pieces) > MAX_STATEMENTS:
+            raise ApiError(400, f"the SQL holds more than {MAX_STATEMENTS} statements")
+        position = piece.end + 1
+    return pieces
 
 
-def statement_words_cached(sql: str) -> list[list[str]]:
-    return _cached_words(sql) if len(sql) <= _CACHEABLE_CHARS else statement_words(sql)
-
-
-def _ends_transaction(words: list[str]) -> bool:
-    if words[0] not in _TRANSACTION_CONTROL:
-        return False
-    # ROLLBACK [WORK|TRANSACTION] TO SAVEPOINT stays inside the transaction.
-    return not (words[0] == "ROLLBACK" and "TO" in words[1:3])
-
-
-def _changes_setting(words: list[str], protected: set[str]) -> bool:
-    if words[0] not in {"SET", "RESET"}:
-        return False
-    target = [w for w in words[1:3] if w != "LOCAL"]
-    return bool(target) and target[0] in protected
-
-
-def check_statement(sql: str, restricted: bool) -> None:
-    """Raise a 400 for transaction control; a 403 for changing the statement timeout, and
-    (when restricted) for changing the role or the read-only mode."""
-    for words in statement_words_cached(sql):
-        if _ends_transaction(words):
-            raise ApiError(
-                400,
-                f"{words[0]} is not allowed: every request already runs in one transaction; "
-                "use /transaction to group statements",
-            )
-        protected = _PROTECTED_SETTINGS if restricted else _ALWAYS_PROTECTED_SETTINGS
-        if _changes_setting(words, protected) or (restricted and "SET_CONFIG" in words):
-            raise ApiError(
-                403,
-                "changing the role, the read-only mode or the statement timeout is not allowed "
-                "for this request; use timeout_ms for the timeout",
-                sqlstate="42501",
-            )
+def _ends_transaction(words: tuple[str, ...]) -> bool:
+    if not words or words[0] not in _ENDS_TRANSACTION:
+        return words[:2] == ("PREPARE", "TRANSACTION") and len(words) == 2
+    if words[0] == "ROLLBACK":  # ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name
+        rest = words[2:] if words[1:2] in (("WORK",), ("TRANSACTION",)) else words[1:]
+        return rest[:1] != ("TO",)
+    return True

@@ -1,11 +1,15 @@
-"""The statement guard: no transaction control, and no role/read-only changes when restricted."""
+"""The statement guard: no transaction control, no NUL, nothing PostgreSQL's lexer chokes on.
+
+The guard is not the security boundary (PostgreSQL's logins and read-only transactions
+are), so it must never refuse what PostgreSQL accepts inside a transaction.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from app.errors import ApiError
-from app.sqlguard import check_statement, statement_words
+from app.sqlguard import MAX_LEXER_COST, MAX_STATEMENTS, check
 
 ENDS_TRANSACTION = [
     "COMMIT",
@@ -31,14 +35,25 @@ ENDS_TRANSACTION = [
     # An E'' string escapes a quote with a backslash: the literal ends after the
     # second quote, so PostgreSQL runs the COMMIT (checked against PostgreSQL 18).
     "SELECT E'\\''; COMMIT; --'",
+    # Lexer differences that once let a COMMIT (or SET ROLE and a write) through: a carriage
+    # return ends a -- comment; a string spelled on two lines keeps the first spelling's
+    # E'' escapes; an E'' after a number is still one; a routine body ends at its END.
+    "--x\rCOMMIT",
+    "select E'x'\n'\\' ; '; commit; insert into t values (1); --'",
+    "select 1E'\\' x '; commit; --'",
+    "create function f() returns int language sql begin atomic select 1; end; commit",
+    "create function f(begin int) returns int language sql return begin; commit; end",
+    "select 1 /* a /* nested */ b */; commit",
+    "prepare transaction 'x'",
+    # é$$ is one identifier (letters from U+0080 up, then $): no dollar quote opens there.
+    "select é$$ as x; commit; select 1 as y$$",
 ]
 
 
 @pytest.mark.parametrize("sql", ENDS_TRANSACTION)
-@pytest.mark.parametrize("restricted", [False, True])
-def test_transaction_control_is_refused(sql: str, restricted: bool) -> None:
+def test_transaction_control_is_refused(sql: str) -> None:
     with pytest.raises(ApiError) as caught:
-        check_statement(sql, restricted)
+        check(sql)
     assert caught.value.status == 400
     assert "/transaction" in caught.value.message
 
@@ -64,6 +79,15 @@ ALLOWED = [
     "select 1 /* ; commit */",
     "select 1 /* outer /* inner */ ; commit */",
     "create function f() returns void language plpgsql as $$ begin commit; end $$",
+    # PostgreSQL accepts these in a transaction, so the guard must too.
+    "create function f() returns int language sql begin atomic select 1; end",
+    "create procedure p() language sql begin atomic select case when true then 1 end; end",
+    "create rule r as on insert to t do also (insert into u values (1); insert into u values (2))",
+    "select 1 as x into t",
+    "select 1 as é$$",  # an identifier may hold dollar signs
+    "select U&'d\\0061t' UESCAPE '!'",
+    "prepare transaction_names as select 1",
+    "savepoint s; select 1; rollback to s; release s",
     "update t set end_date = now(), begin_date = now()",
     "select 1 as begin",
     "select 1;",
@@ -72,108 +96,55 @@ ALLOWED = [
 
 
 @pytest.mark.parametrize("sql", ALLOWED)
-@pytest.mark.parametrize("restricted", [False, True])
-def test_harmless_statements_pass(sql: str, restricted: bool) -> None:
-    assert check_statement(sql, restricted) is None
-
-
-CHANGES_RESTRICTION = [
-    "SET ROLE postgres",
-    "set role = postgres",
-    "set local role postgres",
-    "SET SESSION ROLE postgres",
-    "SET/**/ROLE postgres",
-    "RESET ROLE",
-    "reset role;",
-    "SET SESSION AUTHORIZATION postgres",
-    "SET SESSION AUTHORIZATION DEFAULT",
-    "RESET SESSION AUTHORIZATION",
-    "SET session_authorization = postgres",
-    "select set_config('role', 'postgres', true)",
-    "SELECT * FROM pg_catalog.set_config('transaction_read_only', 'off', true)",
-    "SET TRANSACTION READ WRITE",
-    "set transaction isolation level serializable, read write",
-    "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
-    "SET default_transaction_read_only = off",
-    "set local default_transaction_read_only to false",
-    "SET LOCAL transaction_read_only TO off",
-    "select 1; set role postgres",
-    # Quoted identifiers name the same setting/function (checked against PostgreSQL 18:
-    # both switch a SET LOCAL ROLE'd transaction back to the login role).
-    'SET "role" TO postgres',
-    "select \"set_config\"('role', 'postgres', true)",
-]
-
-
-@pytest.mark.parametrize("sql", CHANGES_RESTRICTION)
-def test_restricted_requests_cannot_change_role_or_read_only(sql: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        check_statement(sql, restricted=True)
-    assert caught.value.status == 403
-    assert caught.value.sqlstate == "42501"
-
-
-@pytest.mark.parametrize("sql", CHANGES_RESTRICTION)
-def test_unrestricted_requests_may_change_role_or_read_only(sql: str) -> None:
-    assert check_statement(sql, restricted=False) is None
+def test_statements_postgresql_accepts_in_a_transaction_pass(sql: str) -> None:
+    check(sql)
 
 
 @pytest.mark.parametrize(
     "sql",
     [
-        "SET search_path = public",
-        "SET LOCAL work_mem = '64MB'",
-        "select current_setting('role')",
-        "select 'set role x'",
-        "select 1 -- set role x",
-        "show role",
-        "select rolname from pg_roles",
+        "reset all; select pg_sleep(3)",
+        "set session statement_timeout = 0",
+        "select set_config('statement_timeout', '0', true)",
+        "SET ROLE postgres",
+        "SET SESSION AUTHORIZATION postgres",
+        "SET TRANSACTION READ WRITE",
+        "set standard_conforming_strings = off",
     ],
 )
-def test_restricted_requests_may_set_other_things(sql: str) -> None:
-    assert check_statement(sql, restricted=True) is None
+def test_settings_are_postgresqls_to_refuse_and_the_gateways_to_undo(sql: str) -> None:
+    """The deadline is the gateway's and roles are logins: such SQL is let through."""
+    check(sql)
 
 
-@pytest.mark.parametrize(
-    ("sql", "words"),
-    [
-        ("select 1", [["SELECT"]]),
-        ("select 'a b' as x; Commit", [["SELECT", "AS", "X"], ["COMMIT"]]),
-        ("/* a /* b */ c */ select", [["SELECT"]]),
-        ("select $q$ hidden $q$, $$ also $$", [["SELECT"]]),
-        ('select "Hidden" from t', [["SELECT", "HIDDEN", "FROM", "T"]]),  # quoted names count
-        ("select 1 -- hidden\n; end", [["SELECT"], ["END"]]),
-        ("select 'unterminated", [["SELECT"]]),
-        ("select $$ unterminated", [["SELECT"]]),
-        ("select 1 /* unterminated", [["SELECT"]]),
-        ("", []),
-    ],
-)
-def test_statement_words(sql: str, words: list[list[str]]) -> None:
-    assert statement_words(sql) == words
+def test_a_nul_character_is_refused() -> None:
+    with pytest.raises(ApiError) as caught:
+        check("select 1\x00; select 2")
+    assert caught.value.status == 400
+    assert "NUL" in caught.value.message
 
 
-@pytest.mark.parametrize("restricted", [False, True])
 @pytest.mark.parametrize(
     "sql",
     [
-        "SET statement_timeout = 0",
-        "set local statement_timeout to 0",
-        'SET "statement_timeout" = 0',
-        "select 1; RESET statement_timeout",
+        "select 1 " + "/*" * 4000 + " " + "*/" * 4000,  # PostgreSQL: about 50 ms, uncancellable
+        "select 1 " + "+" * 4000 + " 1",
     ],
 )
-def test_nobody_may_lift_the_statement_timeout(sql: str, restricted: bool) -> None:
+def test_text_that_makes_the_lexer_back_up_quadratically_is_refused(sql: str) -> None:
     with pytest.raises(ApiError) as caught:
-        check_statement(sql, restricted=restricted)
-    assert caught.value.status == 403
+        check(sql)
+    assert caught.value.status == 400
+    assert "lexer" in caught.value.message
 
 
-def test_only_short_statements_are_cached() -> None:
-    from app.sqlguard import _cached_words, statement_words_cached
+def test_modest_nesting_and_operators_pass() -> None:
+    check("select 1 /* a /* b /* c */ */ */ + 2 <> 3 ~* 'x' -- ====================\n")
+    check("select 1 " + "/*" * 100 + " " + "*/" * 100)
+    assert MAX_LEXER_COST > 100 * 200
 
-    _cached_words.cache_clear()
-    assert statement_words_cached("select 1") == [["SELECT"]]
-    long_sql = "select " + " + ".join(["1"] * 3000)
-    assert statement_words_cached(long_sql)[0][0] == "SELECT"
-    assert _cached_words.cache_info().currsize == 1
+
+def test_too_many_statements_are_refused() -> None:
+    check("select 1;" * MAX_STATEMENTS)
+    with pytest.raises(ApiError, match="more than"):
+        check("select 1;" * (MAX_STATEMENTS + 1))

@@ -16,12 +16,12 @@ import uuid
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from app import metrics
+from app import metrics, wait
 from app.db import Database
-from app.encode import dumps
 from app.errors import GENERIC_MESSAGE, ApiError
 from app.lifecycle import LIFECYCLE, Lifecycle
-from app.routes import bp, json_response
+from app.responses import error_response
+from app.routes import bp
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app")
@@ -31,8 +31,8 @@ _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCLE) -> Flask:
     settings = settings or load_settings(os.environ)
+    wait.install()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     database = Database(settings)
     app.extensions["pg_gateway.settings"] = settings
     app.extensions["pg_gateway.db"] = database
@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCL
     _install_error_handlers(app)
     if not settings.auth_required:
         log.warning("API_TOKENS is empty: /query and /transaction accept unauthenticated requests")
-    threading.Thread(target=database.pool.fill, args=(settings.pool_min,), daemon=True).start()
+    threading.Thread(
+        target=database.logins.main.fill, args=(settings.pool_min,), daemon=True
+    ).start()
     return app
 
 
@@ -86,9 +88,7 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
         g.sqlstate = error.sqlstate
-        response = json_response(dumps(error.body()), error.status)
-        response.headers.update(error.headers)
-        return response
+        return error_response(error)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

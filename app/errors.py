@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import psycopg2
 
@@ -50,32 +49,12 @@ class ApiError(Exception):
     statement: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {
-            "message": self.message,
-            "sqlstate": self.sqlstate,
-            "detail": self.detail,
-            "hint": self.hint,
-            "position": self.position,
-        }
-        if self.statement is not None:
-            error["statement"] = self.statement
-        return {"error": error}
-
     def at_statement(self, index: int) -> ApiError:
         return replace(self, statement=index)
 
-    def shift_position(self, delta: int) -> ApiError:
-        """Make a 1-based error position relative to the client's text, not the sent text."""
-        if self.position is None or self.position + delta < 1:
-            return self
-        return replace(self, position=self.position + delta)
 
-
-def status_for_sqlstate(sqlstate: str | None) -> int:
+def status_for_sqlstate(sqlstate: str) -> int:
     """The HTTP status for a PostgreSQL error code (see the table in the design)."""
-    if sqlstate is None:
-        return 503
     if sqlstate in _STATUS_BY_CODE:
         return _STATUS_BY_CODE[sqlstate]
     return _STATUS_BY_CLASS.get(sqlstate[:2], _DEFAULT_SQL_STATUS)
@@ -87,14 +66,12 @@ def unavailable(message: str) -> ApiError:
 
 
 def from_db_error(error: psycopg2.Error) -> ApiError:
-    """Translate a driver error into the contract's error, keeping PostgreSQL's own words."""
+    """Translate a server error (it has a SQLSTATE) into the contract's error, keeping
+    PostgreSQL's own words; app.transaction handles the driver's own failures."""
     sqlstate = error.pgcode
     status = status_for_sqlstate(sqlstate)
     if status == 500:
         return ApiError(500, GENERIC_MESSAGE, sqlstate=sqlstate)
-    if sqlstate is None:
-        # No SQLSTATE means the connection itself failed: the server is unreachable.
-        return unavailable("database unavailable")
     diag = error.diag
     position = int(diag.statement_position) if diag.statement_position else None
     message = diag.message_primary or str(error).strip()

@@ -1,19 +1,26 @@
-"""Draining state and in-flight count, shared by gunicorn's master and its workers.
+"""Draining state and in-flight requests, shared by gunicorn's master and its workers.
 
-The values live in shared memory created at import, before gunicorn forks, so the
-master can flip `draining` on SIGTERM and every worker's `/readyz` sees it at once.
+The values live in shared memory created at import, before gunicorn forks, so the master
+can flip `draining` on SIGTERM and every worker's `/readyz` sees it at once. Each worker
+counts its own requests in a slot of its own, which the master frees when the worker
+exits: requests of a worker that was killed never keep a drain waiting.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
+
+SLOTS = 128  # more than WORKERS may be (64), with room for workers being replaced
 
 
 class Lifecycle:
     def __init__(self) -> None:
         self._draining = multiprocessing.Value("b", 0)
-        self._inflight = multiprocessing.Value("i", 0)
+        # (pid, requests in flight) per worker; pid 0 marks a free slot.
+        self._slots = multiprocessing.Array("q", 2 * SLOTS)
+        self._slot: tuple[int, int] | None = None  # (pid, index) of this process
 
     @property
     def draining(self) -> bool:
@@ -21,18 +28,40 @@ class Lifecycle:
 
     @property
     def inflight(self) -> int:
-        return int(self._inflight.value)
+        with self._slots.get_lock():
+            return sum(self._slots[2 * index + 1] for index in range(SLOTS))
 
     def start_draining(self) -> None:
         self._draining.value = 1
 
+    def _index(self) -> int:
+        pid = os.getpid()
+        if self._slot is not None and self._slot[0] == pid:
+            return self._slot[1]
+        with self._slots.get_lock():
+            for index in range(SLOTS):
+                if self._slots[2 * index] in (0, pid):
+                    self._slots[2 * index], self._slots[2 * index + 1] = pid, 0
+                    self._slot = (pid, index)
+                    return index
+        raise RuntimeError(f"more than {SLOTS} processes serving requests")
+
     def enter(self) -> None:
-        with self._inflight.get_lock():
-            self._inflight.value += 1
+        index = self._index()
+        with self._slots.get_lock():
+            self._slots[2 * index + 1] += 1
 
     def leave(self) -> None:
-        with self._inflight.get_lock():
-            self._inflight.value -= 1
+        index = self._index()
+        with self._slots.get_lock():
+            self._slots[2 * index + 1] -= 1
+
+    def forget(self, pid: int) -> None:
+        """A worker exited (or was killed): its requests are no longer in flight."""
+        with self._slots.get_lock():
+            for index in range(SLOTS):
+                if self._slots[2 * index] == pid:
+                    self._slots[2 * index], self._slots[2 * index + 1] = 0, 0
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no request is in flight; False if the time ran out first."""

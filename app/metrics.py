@@ -37,17 +37,25 @@ SQL_ERRORS = Counter(
     "Requests failed by PostgreSQL, by SQLSTATE class",
     ["sqlstate_class"],
 )
-POOL_SIZE = Gauge("gateway_pool_connections", "Open connections", multiprocess_mode="livesum")
-POOL_IN_USE = Gauge("gateway_pool_in_use", "Connections lent out", multiprocess_mode="livesum")
+# One pool per PostgreSQL login (the gateway's own, and one per role a token maps to).
+POOL_SIZE = Gauge(
+    "gateway_pool_connections", "Open connections", ["login"], multiprocess_mode="livesum"
+)
+POOL_IN_USE = Gauge(
+    "gateway_pool_in_use", "Connections lent out", ["login"], multiprocess_mode="livesum"
+)
 POOL_WAITING = Gauge(
-    "gateway_pool_waiting", "Requests waiting for a connection", multiprocess_mode="livesum"
+    "gateway_pool_waiting",
+    "Requests waiting for a connection",
+    ["login"],
+    multiprocess_mode="livesum",
 )
 
 
 def record_pool(pool: ConnectionPool) -> None:
-    POOL_SIZE.set(pool.size)
-    POOL_IN_USE.set(pool.in_use)
-    POOL_WAITING.set(pool.waiting)
+    POOL_SIZE.labels(pool.login).set(pool.size)
+    POOL_IN_USE.labels(pool.login).set(pool.in_use)
+    POOL_WAITING.labels(pool.login).set(pool.waiting)
 
 
 def render() -> tuple[bytes, str]:

@@ -47,7 +47,9 @@ class ConnectionPool:
         connect: Callable[[], ext.connection],
         max_size: int,
         on_change: Callable[[ConnectionPool], None] = lambda _pool: None,
+        login: str = "",
     ) -> None:
+        self.login = login  # the PostgreSQL login its connections use (metrics label)
         self._connect = connect
         self._max_size = max_size
         self._on_change = on_change

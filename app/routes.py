@@ -1,11 +1,14 @@
-"""HTTP endpoints: they validate, authenticate and hand over to `Database`.
+"""HTTP endpoints: they read and validate the body, authenticate, and hand over to `Database`.
 
-Request flow: routes (this module) -> db (transaction, limits) -> encode (values to JSON).
+Request flow: routes (this module) -> db (transaction, limits) -> responses (JSON bodies).
+A body must arrive within BODY_TIMEOUT_S (408) and hold at most MAX_BODY_BYTES (413, also
+for chunked bodies); an oversized one is read and dropped up to a bound first, so that a
+client still sending gets the 413 rather than a broken pipe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
 
 from flask import Blueprint, Response, current_app, request
 
@@ -16,11 +19,22 @@ from app.errors import ApiError
 from app.lifecycle import Lifecycle
 from app.metrics import render
 from app.openapi import openapi_document
+from app.responses import (
+    NDJSON,
+    json_response,
+    ndjson,
+    result_body,
+    status_response,
+    transaction_body,
+)
 from app.settings import Settings
 from app.validation import parse_json_body, parse_query, parse_transaction
 
 READY_TIMEOUT_S = 1.0
-NDJSON = "application/x-ndjson"
+READ_CHUNK = 64 * 1024
+# An oversized body is read and dropped up to this much more, within this time.
+DISCARD_BYTES = 8 * 1024 * 1024
+DISCARD_TIMEOUT_S = 2.0
 
 # No automatic OPTIONS: Flask would answer it with an empty HTML body; 405 JSON instead.
 bp = Blueprint("gateway", __name__)
@@ -38,14 +52,64 @@ def _lifecycle() -> Lifecycle:
     return current_app.extensions["pg_gateway.lifecycle"]
 
 
-def json_response(body: bytes, status: int = 200) -> Response:
-    return Response(body, status=status, mimetype="application/json")
+def _read(size: int, deadline: float) -> bytes:
+    """One read of the body that gives up at the deadline (the socket's own timeout)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(remaining)
+    try:
+        return request.stream.read(size)
+    finally:
+        if sock is not None:
+            sock.settimeout(_settings().stream_stall_s)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than the server's MAX_BODY_BYTES ({limit})")
+
+
+def _body() -> bytes:
+    """The whole body, within the size and time limits."""
+    settings = _settings()
+    limit = settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        _discard(DISCARD_BYTES + request.content_length - limit)
+        raise _too_large(limit)
+    deadline = time.monotonic() + settings.body_timeout_s
+    chunks, size = [], 0
+    try:
+        while chunk := _read(min(READ_CHUNK, limit + 1 - size), deadline):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                _discard(DISCARD_BYTES)
+                raise _too_large(limit)
+    except (TimeoutError, OSError):
+        raise ApiError(
+            408,
+            f"the request body did not arrive within BODY_TIMEOUT_S ({settings.body_timeout_s} s)",
+        ) from None
+    return b"".join(chunks)
+
+
+def _discard(most: int) -> None:
+    """Read and drop what the client is still sending, up to `most` bytes and a short
+    time; the rest is gunicorn's to drop, within its keep-alive timeout."""
+    deadline = time.monotonic() + DISCARD_TIMEOUT_S
+    try:
+        while most > 0 and (chunk := _read(min(READ_CHUNK, most), deadline)):
+            most -= len(chunk)
+    except (TimeoutError, OSError):
+        return
 
 
 def _json_body() -> dict:
     if request.mimetype != "application/json":
         raise ApiError(415, "the request body must be JSON sent as Content-Type: application/json")
-    return parse_json_body(request.get_data(cache=False))
+    return parse_json_body(_body())
 
 
 def _wants_ndjson() -> bool:
@@ -55,37 +119,34 @@ def _wants_ndjson() -> bool:
 @bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
     role = role_for_request(_settings(), request.headers.get("Authorization"))
-    body = _json_body()
-    parsed = parse_query(body, _settings())
+    parsed = parse_query(_json_body(), _settings())
     if _wants_ndjson():
-        lines: Iterator[bytes] = _database().stream(parsed.statement, parsed.options, role)
-        return Response(lines, mimetype=NDJSON)
+        lines = _database().stream(parsed.statement, parsed.options, role)
+        return Response(ndjson(lines), mimetype=NDJSON)
     result = _database().query(parsed.statement, parsed.options, role)
-    return json_response(result.body(parsed.options.meta))
+    return json_response(result_body(result, parsed.options.meta))
 
 
 @bp.post("/transaction", provide_automatic_options=False)
 def transaction() -> Response:
     role = role_for_request(_settings(), request.headers.get("Authorization"))
-    body = _json_body()
-    parsed = parse_transaction(body, _settings())
+    parsed = parse_transaction(_json_body(), _settings())
     results = _database().transaction(parsed.statements, parsed.options, role)
-    meta = parsed.options.meta
-    return json_response(b'{"results":[' + b",".join(r.body(meta) for r in results) + b"]}")
+    return json_response(transaction_body(results, parsed.options.meta))
 
 
 @bp.get("/healthz", provide_automatic_options=False)
 def healthz() -> Response:
-    return json_response(b'{"status":"ok"}')
+    return status_response("ok")
 
 
 @bp.get("/readyz", provide_automatic_options=False)
 def readyz() -> Response:
     if _lifecycle().draining:
-        return json_response(dumps({"status": "draining"}), 503)
+        return status_response("draining", 503)
     if not _database().ping(READY_TIMEOUT_S):
-        return json_response(dumps({"status": "database unavailable"}), 503)
-    return json_response(b'{"status":"ready"}')
+        return status_response("database unavailable", 503)
+    return status_response("ready")
 
 
 @bp.get("/metrics", provide_automatic_options=False)

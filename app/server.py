@@ -19,10 +19,11 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
+from gunicorn.workers.base_async import AsyncWorker
+from gunicorn.workers.ggevent import GeventWorker
 from prometheus_client import multiprocess
 
 from app import create_app
-from app.green import make_psycopg2_cooperative
 from app.jsonlog import logging_config
 from app.lifecycle import LIFECYCLE
 from app.settings import Settings
@@ -45,21 +46,41 @@ class GatewayLogger(Logger):
         return None
 
 
+class GatewayWorker(GeventWorker):
+    """gunicorn's gevent worker with the gateway's limits on client connections."""
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        # Every read and write on the client's socket gives up after STREAM_STALL_S (the
+        # gevent worker would block for ever): a client that stops reading or sending
+        # holds its greenlet no longer. The request headers are bounded by the keep-alive
+        # timeout around gunicorn's parser, the body by BODY_TIMEOUT_S (app.routes).
+        client.settimeout(self.app.settings.stream_stall_s)
+        AsyncWorker.handle(self, listener, client, addr)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
+        if LIFECYCLE.draining:
+            # Answer, then close: a kept-alive client reconnects, and the Service sends the
+            # new connection to a pod that is not going away.
+            req.must_close = True
+        super().handle_request(listener_name, req, sock, addr)
+
+
 def _child_exit(_server: Arbiter, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
+    LIFECYCLE.forget(worker.pid)
 
 
 class GatewayServer(BaseApplication):
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self.settings = settings
         super().__init__()
 
     def load_config(self) -> None:
-        settings = self._settings
+        settings = self.settings
         options = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "worker_class": "gevent",
+            "worker_class": GatewayWorker,
             "worker_connections": settings.worker_connections,
             "graceful_timeout": settings.graceful_timeout_s,
             "keepalive": 5,
@@ -75,8 +96,7 @@ class GatewayServer(BaseApplication):
 
     def load(self) -> Flask:
         # Runs in each worker after gevent has patched it, before any connection exists.
-        make_psycopg2_cooperative()
-        return create_app(self._settings)
+        return create_app(self.settings)
 
     def run(self) -> None:
         DrainingArbiter(self).run()

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from psycopg2.extensions import parse_dsn
 
 MIB = 1024 * 1024
-_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+# A login role as PostgreSQL stores an unquoted name: lower case. Its password comes from
+# POSTGRES_PASSWORD_<ROLE> (upper-cased), which is unambiguous only for such names.
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -32,6 +34,8 @@ class Settings:
 
     dsn: dict[str, str] = field(default_factory=dict)
     api_tokens: dict[str, str | None] = field(default_factory=dict)
+    # Connection parameters of each role a token maps to: its own login and password.
+    role_dsns: dict[str, dict[str, str]] = field(default_factory=dict)
     read_only: bool = False
     statement_timeout_ms: int = 5000
     max_statement_timeout_ms: int = 60000
@@ -46,6 +50,8 @@ class Settings:
     workers: int = 2
     worker_connections: int = 100
     graceful_timeout_s: int = 30
+    body_timeout_s: int = 10
+    stream_stall_s: int = 30
     log_level: str = "INFO"
 
     @property
@@ -101,19 +107,44 @@ def _dsn(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _tokens(env: Mapping[str, str]) -> dict[str, str | None]:
-    """Parse `token` or `token:role` entries; a role must be a plain PostgreSQL name."""
+    """Parse `token` or `token:role` entries strictly: a typo must not widen access."""
     tokens: dict[str, str | None] = {}
     for entry in env.get("API_TOKENS", "").split(","):
         entry = entry.strip()
         if not entry:
             continue
-        token, _, role = entry.partition(":")
+        token, colon, role = entry.partition(":")
         if not token or any(c.isspace() for c in token):
             raise ConfigError("API_TOKENS", "every entry needs a token without spaces")
+        if colon and not role:
+            raise ConfigError("API_TOKENS", "the entry for a token ends in ':' with no role")
         if role and not _ROLE_NAME.match(role):
-            raise ConfigError("API_TOKENS", f"role {role!r} is not a valid PostgreSQL role name")
+            hint = f" (did you mean {role.lower()!r}?)" if _ROLE_NAME.match(role.lower()) else ""
+            raise ConfigError(
+                "API_TOKENS",
+                f"role {role!r} is not a lower-case PostgreSQL login name{hint}",
+            )
+        if token in tokens:
+            raise ConfigError("API_TOKENS", "a token is listed twice")
         tokens[token] = role or None
     return tokens
+
+
+def _role_dsns(
+    env: Mapping[str, str], dsn: dict[str, str], tokens: dict[str, str | None]
+) -> dict[str, dict[str, str]]:
+    """Each mapped role logs in as itself, with its own password, to the same database."""
+    role_dsns: dict[str, dict[str, str]] = {}
+    for role in sorted({role for role in tokens.values() if role and role != dsn.get("user")}):
+        variable = f"POSTGRES_PASSWORD_{role.upper()}"
+        password = env.get(variable, "")
+        if not password:
+            raise ConfigError(
+                "API_TOKENS",
+                f"role {role!r} logs in with its own password: set {variable}",
+            )
+        role_dsns[role] = {**dsn, "user": role, "password": password}
+    return role_dsns
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -132,9 +163,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_level = env.get("LOG_LEVEL", "INFO").strip().upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    dsn = _dsn(env)
+    tokens = _tokens(env)
     return Settings(
-        dsn=_dsn(env),
-        api_tokens=_tokens(env),
+        dsn=dsn,
+        api_tokens=tokens,
+        role_dsns=_role_dsns(env, dsn, tokens),
         read_only=_bool(env, "READ_ONLY"),
         statement_timeout_ms=statement_timeout,
         max_statement_timeout_ms=max_statement_timeout,
@@ -149,5 +183,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         workers=_int(env, "WORKERS", 2, 1, 64),
         worker_connections=_int(env, "WORKER_CONNECTIONS", 100, 1, 10_000),
         graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_S", 30, 1, 3600),
+        body_timeout_s=_int(env, "BODY_TIMEOUT_S", 10, 1, 3600),
+        stream_stall_s=_int(env, "STREAM_STALL_S", 30, 1, 3600),
         log_level=log_level,
     )

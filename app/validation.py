@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from psycopg2.extras import Json
 
 from app.errors import ApiError
@@ -88,12 +89,24 @@ def _bool(body: dict[str, Any], name: str) -> bool:
     return value
 
 
+def _exact_number(value: Any) -> orjson.Fragment:
+    """A fraction parsed as Decimal goes back into JSON digit for digit."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, default=_exact_number).decode()
+
+
 def _adapt(value: Any, depth: int = 0) -> Any:
-    """JSON objects become json parameters; arrays become PostgreSQL arrays."""
+    """JSON objects become json parameters (their numbers exact); arrays become PostgreSQL
+    arrays."""
     if depth > MAX_PARAM_DEPTH:
         raise bad_request(f"'params' are nested deeper than {MAX_PARAM_DEPTH} levels")
     if isinstance(value, dict):
-        return Json(value)
+        return Json(value, dumps=_json_text)
     if isinstance(value, list):
         return [_adapt(item, depth + 1) for item in value]
     return value

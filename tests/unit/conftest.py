@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.db import Database
-from app.encode import _TYPECASTERS
 from app.lifecycle import Lifecycle
+from app.sessions import Logins
 from app.settings import Settings
+from app.typecast import _TYPECASTERS
 
 ERROR_KEYS = {"message", "sqlstate", "detail", "hint", "position"}
 
@@ -44,7 +44,7 @@ def cast(oid: int, text: str | None) -> Any:
     return ext.string_types[oid](text, None)
 
 
-def _refuse_connect(_self: Database) -> ext.connection:
+def _refuse_connect() -> ext.connection:
     raise psycopg2.OperationalError("unit tests never connect to PostgreSQL")
 
 
@@ -57,10 +57,10 @@ def settings() -> Settings:
 def make_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
     """A test client for `create_app(Settings(**overrides))` that never opens a socket.
 
-    `Database._connect` is replaced before the app is built, so the pool (which binds it at
-    construction) and the pool-filling thread fail at once instead of dialling anything.
+    Every login's connector is replaced before the app is built, so the pools (which bind
+    it at construction) and the pool-filling thread fail at once instead of dialling.
     """
-    monkeypatch.setattr(Database, "_connect", _refuse_connect)
+    monkeypatch.setattr(Logins, "_connector", lambda _self, _dsn: _refuse_connect)
 
     def build(**overrides: Any) -> FlaskClient:
         overrides.setdefault("dsn", unreachable_dsn())

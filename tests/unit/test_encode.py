@@ -14,14 +14,8 @@ from typing import Any
 
 import pytest
 
-from app.encode import (
-    DuplicateColumnError,
-    check_unique_columns,
-    dumps,
-    encode_row,
-    iso_datetime,
-    iso_time,
-)
+from app.encode import DuplicateColumnError, check_unique_columns, dumps, encode_row
+from app.typecast import iso_datetime, iso_time
 from tests.unit.conftest import cast
 
 # OIDs of the built-in types.

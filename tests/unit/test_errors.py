@@ -15,6 +15,7 @@ from app.errors import (
     status_for_sqlstate,
     unavailable,
 )
+from app.responses import error_document
 from tests.unit.conftest import ERROR_KEYS
 
 # Every row of the design's table that a SQLSTATE decides, plus the neighbours the code lists.
@@ -40,7 +41,6 @@ SQLSTATE_TABLE = [
     ("XX000", 500, "internal_error"),
     ("58030", 500, "io_error"),
     ("P0001", 400, "raise_exception"),
-    (None, 503, "no sqlstate: the connection failed"),
 ]
 
 
@@ -48,7 +48,7 @@ SQLSTATE_TABLE = [
     ("sqlstate", "status"),
     [pytest.param(code, status, id=name) for code, status, name in SQLSTATE_TABLE],
 )
-def test_status_for_sqlstate(sqlstate: str | None, status: int) -> None:
+def test_status_for_sqlstate(sqlstate: str, status: int) -> None:
     assert status_for_sqlstate(sqlstate) == status
 
 
@@ -74,7 +74,7 @@ def fake_db_error(
     ("sqlstate", "status"),
     [pytest.param(code, status, id=name) for code, status, name in SQLSTATE_TABLE],
 )
-def test_from_db_error_status_and_retry_after(sqlstate: str | None, status: int) -> None:
+def test_from_db_error_status_and_retry_after(sqlstate: str, status: int) -> None:
     error = from_db_error(fake_db_error(sqlstate, "something failed"))
     assert error.status == status
     if status == 503:
@@ -95,7 +95,7 @@ def test_from_db_error_keeps_postgresql_words() -> None:
             position="15",
         )
     )
-    assert error.body() == {
+    assert error_document(error) == {
         "error": {
             "message": 'duplicate key value violates unique constraint "account_pkey"',
             "sqlstate": "23505",
@@ -108,13 +108,13 @@ def test_from_db_error_keeps_postgresql_words() -> None:
 
 def test_from_db_error_500_hides_the_message() -> None:
     error = from_db_error(fake_db_error("XX000", "could not read block 7 of /var/lib/secret"))
-    assert error.body()["error"]["message"] == GENERIC_MESSAGE
-    assert error.body()["error"]["sqlstate"] == "XX000"
-    assert "secret" not in str(error.body())
+    assert error_document(error)["error"]["message"] == GENERIC_MESSAGE
+    assert error_document(error)["error"]["sqlstate"] == "XX000"
+    assert "secret" not in str(error_document(error))
 
 
 def test_body_has_exactly_the_contract_keys() -> None:
-    body = ApiError(400, "bad").body()
+    body = error_document(ApiError(400, "bad"))
     assert body == {
         "error": {
             "message": "bad",
@@ -130,32 +130,18 @@ def test_body_has_exactly_the_contract_keys() -> None:
 def test_at_statement_adds_the_index_and_leaves_the_original_alone() -> None:
     original = ApiError(409, "dup", sqlstate="23505", position=3)
     indexed = original.at_statement(2)
-    assert indexed.body()["error"]["statement"] == 2
-    assert set(indexed.body()["error"]) == ERROR_KEYS | {"statement"}
+    assert error_document(indexed)["error"]["statement"] == 2
+    assert set(error_document(indexed)["error"]) == ERROR_KEYS | {"statement"}
     assert indexed.status == 409 and indexed.sqlstate == "23505" and indexed.position == 3
-    assert "statement" not in original.body()["error"]
+    assert "statement" not in error_document(original)["error"]
 
 
 def test_at_statement_zero_is_kept() -> None:
-    assert ApiError(400, "x").at_statement(0).body()["error"]["statement"] == 0
-
-
-@pytest.mark.parametrize(
-    ("position", "delta", "expected"),
-    [
-        (40, -30, 10),  # a prefix of 30 characters was prepended to the client's SQL
-        (31, -30, 1),
-        (30, -30, 30),  # the error lies in the prefix: keep the sent position, never < 1
-        (5, 0, 5),
-        (None, -30, None),
-    ],
-)
-def test_shift_position(position: int | None, delta: int, expected: int | None) -> None:
-    assert ApiError(400, "x", position=position).shift_position(delta).position == expected
+    assert error_document(ApiError(400, "x").at_statement(0))["error"]["statement"] == 0
 
 
 def test_unavailable_is_503_with_retry_after() -> None:
     error = unavailable("database unavailable")
     assert error.status == 503
     assert error.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
-    assert error.body()["error"]["message"] == "database unavailable"
+    assert error_document(error)["error"]["message"] == "database unavailable"

@@ -228,33 +228,6 @@ def test_unexpected_exception_is_generic_500(
     assert "hunter2" not in response.get_data(as_text=True)
 
 
-def test_transaction_control_is_refused_before_the_database(client: FlaskClient) -> None:
-    error = assert_error_body(client.post("/query", json={"query": "select 1; COMMIT"}), 400)
-    assert "COMMIT" in error["message"]
-
-
-def test_transaction_control_in_transaction_names_the_statement(client: FlaskClient) -> None:
-    body = {"statements": [{"query": "select 1"}, {"query": "select 2"}, {"query": "rollback"}]}
-    response = client.post("/transaction", json=body)
-    assert assert_error_body(response, 400, frozenset({"statement"}))["statement"] == 2
-
-
-def test_role_token_cannot_set_role(make_client: Callable[..., FlaskClient]) -> None:
-    client = make_client(api_tokens=TOKENS)
-    response = client.post(
-        "/query",
-        json={"query": "SET ROLE postgres"},
-        headers={"Authorization": "Bearer reader-token"},
-    )
-    assert assert_error_body(response, 403)["sqlstate"] == "42501"
-
-
-def test_read_only_transaction_cannot_unset_read_only(client: FlaskClient) -> None:
-    body = {"statements": [{"query": "SET TRANSACTION READ WRITE"}], "read_only": True}
-    error = assert_error_body(client.post("/transaction", json=body), 403, frozenset({"statement"}))
-    assert error["sqlstate"] == "42501" and error["statement"] == 0
-
-
 # --- operations endpoints and request ids ---------------------------------------------
 
 

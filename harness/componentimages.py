@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import components, docker, gobuild, host, paths, rootfs, versions
+from harness import components, docker, gobuild, machine, paths, rootfs, versions
 from harness.steps import HarnessError, Step, step
 
 REGISTRY = "registry.k8s.io"
@@ -127,7 +127,7 @@ def _iptables_image(current: Step, base: str, tag: str, binary: Path, dest: str)
 
 def _build_pause(current: Step) -> Path:
     """Compile Kubernetes' pause.c statically, as its build/pause Makefile does."""
-    gcc = host.require_commands({"gcc": "gcc"})["gcc"]
+    gcc = machine.require_commands({"gcc": "gcc"})["gcc"]
     source = (
         gobuild.module_dir("k8s.io/kubernetes", versions.KUBERNETES_VERSION)
         / "build/pause/linux/pause.c"

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from harness import docker, host, kindtool, nodeimage, paths, rootfs, versions
+from harness import build, host, kindtool, paths, versions
+from harness.build import docker
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, format_seconds, probe, run_cli, say, step
 
@@ -59,7 +60,7 @@ nodes:
 def provision_host() -> None:
     """A Docker engine that runs privileged containers, as kind's nodes are."""
     host.ensure_engine()
-    host.ensure_privileged(rootfs.busybox_image())
+    host.ensure_privileged(build.busybox_image())
 
 
 def cluster_exists(kind: str) -> bool:
@@ -178,7 +179,7 @@ def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
             )
             _wait_for_workloads(current)
     else:
-        image = nodeimage.ensure_node_image()
+        image = build.node_image()
         with step(f"create kind cluster {versions.CLUSTER_NAME} ({image})") as current:
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
                 config.write(_kind_config(image))
@@ -243,7 +244,7 @@ def status() -> int:
         print(f"kind {versions.KIND_VERSION}: not installed (`up` builds it)")
         return 1
     print(f"kind: {kind} ({versions.KIND_VERSION})")
-    for image in (nodeimage.offline_tag(), versions.KINDEST_NODE_IMAGE):
+    for image in (build.node_image_tag(), versions.KINDEST_NODE_IMAGE):
         found = "present" if docker.image_exists(image) else "absent"
         print(f"node image {image}: {found}")
     if not cluster_exists(kind):

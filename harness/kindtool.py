@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from harness import gobuild, paths, versions
+from harness import paths, versions
+from harness.build import gobuild
 from harness.steps import HarnessError, probe, step
 
 

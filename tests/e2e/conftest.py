@@ -17,7 +17,8 @@ from typing import TypeVar
 import pytest
 from kubernetes import client
 
-from harness import cluster, docker, kube, rootfs
+from harness import build, cluster, kube
+from harness.build import docker
 from harness.steps import HarnessError, probe, step
 
 T = TypeVar("T")
@@ -86,7 +87,7 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def busybox_image(kubeconfig: Path) -> str:
     """The offline busybox image, loaded into the node for test pods."""
-    image = run_harness(rootfs.busybox_image)
+    image = run_harness(build.busybox_image)
     run_harness(cluster.load_image, image)
     return image
 

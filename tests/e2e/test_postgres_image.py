@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import baseimages
+from harness import build
 from tests.e2e.conftest import run_harness
 
 READY_TIMEOUT = 60.0
@@ -74,7 +74,7 @@ class Postgres:
 
 @pytest.fixture(scope="module")
 def postgres_image() -> str:
-    return run_harness(baseimages.postgres)
+    return run_harness(build.postgres_image)
 
 
 @pytest.fixture(scope="module")

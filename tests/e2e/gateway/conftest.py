@@ -19,7 +19,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import app_image, cluster, deploy, diagnostics, paths, versions
+from harness import build, cluster, deploy, diagnostics, paths, versions
 from harness.deploy import Credentials
 from tests.e2e.conftest import run_harness
 
@@ -85,9 +85,9 @@ def _delete_previous_namespaces(core: client.CoreV1Api) -> None:
 @pytest.fixture(scope="session")
 def gateway_images() -> dict[str, str]:
     """Two builds of the gateway (distinct image IDs) for a rollout to a new tag."""
-    first = run_harness(app_image.build_gateway, f"e2e-{secrets.token_hex(3)}")
-    second = run_harness(app_image.build_gateway, f"e2e-{secrets.token_hex(3)}")
-    return {"first": first, "second": second, "postgres": run_harness(app_image.postgres_image)}
+    first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
+    second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
+    return {"first": first, "second": second, "postgres": run_harness(build.postgres_image)}
 
 
 @pytest.fixture(scope="session")

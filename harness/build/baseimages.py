@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from harness import docker, paths, rootfs, versions
+from harness import paths, versions
+from harness.build import docker, rootfs
 from harness.steps import run_cli, step
 
 

@@ -12,7 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import components, docker, gobuild, machine, paths, rootfs, versions
+from harness import machine, paths, versions
+from harness.build import components, docker, gobuild, rootfs
 from harness.steps import HarnessError, Step, step
 
 REGISTRY = "registry.k8s.io"

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import docker, machine, paths, versions
+from harness import machine, paths, versions
+from harness.build import docker
 from harness.steps import step
 
 # Trimmed after install: nothing at run time reads these.

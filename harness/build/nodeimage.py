@@ -17,16 +17,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import (
-    componentimages,
-    components,
-    docker,
-    gobuild,
-    kindsource,
-    paths,
-    rootfs,
-    versions,
-)
+from harness import paths, versions
+from harness.build import componentimages, components, docker, gobuild, kindsource, rootfs
 from harness.steps import Step, probe, say, step
 
 KEY_LABEL = "io.pg-gateway.node-image.key"
@@ -35,13 +27,13 @@ NODE_BINARIES = ("kubeadm", "kubelet", "kubectl")
 # Modules and build contexts whose content decides what the image holds.
 KEY_SOURCES = (
     "harness/versions.py",
-    "harness/components.py",
-    "harness/componentimages.py",
-    "harness/nodeimage.py",
-    "harness/rootfs.py",
-    "harness/kindsource.py",
-    "harness/gobuild.py",
-    "harness/docker.py",
+    "harness/build/components.py",
+    "harness/build/componentimages.py",
+    "harness/build/nodeimage.py",
+    "harness/build/rootfs.py",
+    "harness/build/kindsource.py",
+    "harness/build/gobuild.py",
+    "harness/build/docker.py",
     "images/kindnetd",
     "images/iptables",
 )

@@ -10,7 +10,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from harness import kindtool, versions
+from harness import names
+from harness.cluster import kindtool
 from harness.steps import probe
 
 COMMAND_TIMEOUT_S = 60
@@ -55,7 +56,7 @@ def collect(namespace: str, kubeconfig: Path, directory: Path) -> Path:
             "logs",
             str(directory / "kind"),
             "--name",
-            versions.CLUSTER_NAME,
+            names.CLUSTER,
         ],
         capture_output=True,
         timeout=300,

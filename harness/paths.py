@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness import versions
+from harness import names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO_ROOT / "images"
@@ -33,4 +33,4 @@ def log_dir() -> Path:
 
 def kubeconfig_path() -> Path:
     """The kubeconfig `cluster up` writes for the managed cluster."""
-    return cache_dir() / f"kubeconfig-{versions.CLUSTER_NAME}.yaml"
+    return cache_dir() / f"kubeconfig-{names.CLUSTER}.yaml"

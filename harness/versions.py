@@ -6,12 +6,6 @@ bump rebuilds exactly what it must and nothing else.
 
 from __future__ import annotations
 
-CLUSTER_NAME = "pg-gateway"
-NODE_PORT = 31234
-# A second published NodePort for the cluster's own e2e checks, so they never
-# compete with the gateway for NODE_PORT.
-SELF_TEST_NODE_PORT = 31235
-
 KIND_MODULE = "sigs.k8s.io/kind"
 KIND_VERSION = "v0.30.0"
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from kubernetes import client
 from kubernetes.stream import stream
 
-from harness import cluster, kube, versions
+from harness import cluster, kube, names
 from tests.e2e.conftest import WebImage
 
 READY_TIMEOUT = 120
@@ -89,7 +89,7 @@ def test_every_node_is_ready(core: client.CoreV1Api) -> None:
 
 def test_node_publishes_the_gateway_node_port_on_loopback_only() -> None:
     published = cluster.published_ports()
-    for port in (versions.NODE_PORT, versions.SELF_TEST_NODE_PORT):
+    for port in names.PUBLISHED_PORTS:
         assert published.get(port) == f"127.0.0.1:{port}", published
 
 
@@ -149,12 +149,12 @@ def test_locally_built_image_answers_http_through_node_port_on_loopback(
             selector=labels,
             ports=[
                 client.V1ServicePort(
-                    port=80, target_port=web_image.port, node_port=versions.SELF_TEST_NODE_PORT
+                    port=80, target_port=web_image.port, node_port=names.SELF_TEST_NODE_PORT
                 )
             ],
         ),
     )
-    _wait_node_port_free(core, versions.SELF_TEST_NODE_PORT)
+    _wait_node_port_free(core, names.SELF_TEST_NODE_PORT)
     core.create_namespaced_service(namespace, service)
     try:
         kube.wait_for(
@@ -165,7 +165,7 @@ def test_locally_built_image_answers_http_through_node_port_on_loopback(
             "deployment web rolled out",
             READY_TIMEOUT,
         )
-        body = _get_until_ok(f"http://127.0.0.1:{versions.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
+        body = _get_until_ok(f"http://127.0.0.1:{names.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
         assert web_image.marker in body
     finally:
         # Free the port now: the namespace itself takes a minute to go away.

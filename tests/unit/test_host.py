@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from harness import host, machine
+from harness import machine
+from harness.cluster import host
 from harness.steps import HarnessError
 
 STATUS_WITH = "Name:\tx\nCapBnd:\t000001ffffffffff\n"

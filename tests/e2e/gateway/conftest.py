@@ -19,11 +19,11 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import build, cluster, deploy, diagnostics, paths, versions
+from harness import build, cluster, deploy, diagnostics, names, paths
 from harness.deploy import Credentials
 from tests.e2e.conftest import run_harness
 
-BASE_URL = f"http://127.0.0.1:{versions.NODE_PORT}"
+BASE_URL = f"http://127.0.0.1:{names.NODE_PORT}"
 NAMESPACE_GONE_TIMEOUT_S = 180
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import time
 
-from harness import deploy, paths, versions
+from harness import deploy, names, paths
 from harness.availability import LoadProbe, ReplicaWatch, write_timeline
 
 CLIENTS = 4
@@ -44,7 +44,7 @@ def _rollouts(deployment) -> list[tuple[str, dict]]:
 def test_three_rollouts_keep_the_service_available(deployment) -> None:
     probe = LoadProbe(
         "127.0.0.1",
-        versions.NODE_PORT,
+        names.NODE_PORT,
         deployment.credentials.admin_token,
         clients=CLIENTS,
         rate_per_s=RATE_PER_S,

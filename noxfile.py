@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *PYTHON_PATHS)
     session.run("ruff", "format", "--check", *PYTHON_PATHS)
     session.run("hadolint", "Dockerfile")
-    session.run("python", "-m", "harness.manifest_lint")
+    session.run("python", "-m", "harness.manifests")
     session.run("shellcheck", *sorted(str(p) for p in ROOT.glob("scripts/*.sh")), ".ci/run")
 
 

@@ -15,6 +15,7 @@ import yaml
 from kubernetes import client
 
 from harness import kube, paths
+from harness.manifests.render import render
 from harness.steps import HarnessError
 
 GATEWAY = "pg-gateway"
@@ -39,17 +40,6 @@ class Credentials:
     @property
     def api_tokens(self) -> str:
         return f"{self.admin_token},{self.reader_token}:reader"
-
-
-def render(overlay: str) -> list[dict[str, Any]]:
-    """`kubectl kustomize` of manifests/overlays/<overlay>, as objects."""
-    directory = paths.REPO_ROOT / "manifests" / "overlays" / overlay
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise HarnessError(f"kubectl kustomize {directory} failed: {result.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def set_image(documents: list[dict[str, Any]], container: str, image: str) -> None:
@@ -129,7 +119,7 @@ def deploy(
     core = client.CoreV1Api(api)
     create_namespace(core, namespace)
     create_secret(core, namespace, credentials)
-    documents = render("kind")
+    documents = [res.body for res in render(paths.MANIFESTS_DIR / "overlays" / "kind")]
     for container, image in images.items():
         set_image(documents, container, image)
     apply(kubeconfig, namespace, documents)

@@ -13,6 +13,7 @@ from harness import names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO_ROOT / "images"
+MANIFESTS_DIR = REPO_ROOT / "manifests"
 
 
 def cache_dir() -> Path:

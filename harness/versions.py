@@ -10,6 +10,8 @@ KIND_MODULE = "sigs.k8s.io/kind"
 KIND_VERSION = "v0.30.0"
 
 KUBERNETES_VERSION = "v1.34.4"
+# The schemas the manifest lint validates against: the cluster's minor version.
+KUBERNETES_MINOR = KUBERNETES_VERSION.lstrip("v").rsplit(".", 1)[0]
 # Staging modules follow the main module as v0.<minor>.<patch>.
 KUBERNETES_STAGING_VERSION = "v0.34.4"
 # Fixed so rebuilding the same sources gives the same binaries (and cache hits).

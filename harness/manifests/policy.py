@@ -4,7 +4,7 @@
 what the deployment must guarantee beyond schema validity: probes, resources, a locked-down
 securityContext, pinned images, a PodDisruptionBudget and a zero-downtime rollout for the
 gateway, PostgreSQL reachable only from the gateway, and no Secret committed with data.
-`harness.manifest_lint` renders the overlays, validates the schemas and calls this.
+`harness.manifests.lint` renders the overlays, validates the schemas and calls this.
 
 Rule ids are stable (tests and readers grep for them):
 
@@ -34,6 +34,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.manifests.render import Resource
+
 PART_OF = ("app.kubernetes.io/part-of", "pg-gateway")
 NAME_LABEL = "app.kubernetes.io/name"
 GATEWAY_NAME = "pg-gateway"
@@ -45,26 +47,6 @@ LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 RESOURCE_NAMES = ("cpu", "memory")
 
 Obj = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One rendered object and the file it came from (or the target, when unknown)."""
-
-    body: Obj
-    source: str
-
-    @property
-    def kind(self) -> str:
-        return str(self.body.get("kind", "?"))
-
-    @property
-    def name(self) -> str:
-        return str(self.body.get("metadata", {}).get("name", "?"))
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)

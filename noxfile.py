@@ -89,7 +89,7 @@ def e2e(session: nox.Session) -> None:
     """
     install_groups(session, "e2e")
     # -s: long steps report progress live, and the checks print their measured figures.
-    pytest(session, "e2e", "-s")
+    pytest(session, "e2e", "-s", "-p", "harness.e2e.plugin")
 
 
 @nox.session(python=PYTHON)

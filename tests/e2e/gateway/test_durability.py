@@ -14,7 +14,7 @@ import time
 import requests
 from kubernetes.stream import stream
 
-from harness import kube
+from harness.e2e import kube
 
 ROWS = 200
 RECOVERY_LIMIT_S = 30.0

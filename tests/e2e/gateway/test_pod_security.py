@@ -12,7 +12,7 @@ import pytest
 import testinfra
 from kubernetes import client
 
-from harness import kube
+from harness.e2e import kube
 
 # A new pod's IP reaches the policy rules a moment after the pod starts, so "allowed"
 # means a connection within 15 s and "denied" means none in 15 s of trying.

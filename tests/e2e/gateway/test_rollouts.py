@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime
 import time
 
-from harness import deploy, names, paths
-from harness.availability import LoadProbe, ReplicaWatch, write_timeline
+from harness import names, paths
+from harness.e2e import deploy
+from harness.e2e.availability import LoadProbe, ReplicaWatch, write_timeline
 
 CLIENTS = 4
 RATE_PER_S = 40.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from harness import kube, paths
+from harness import paths
+from harness.e2e import kube
 from harness.manifests.render import render
 from harness.steps import HarnessError
 
@@ -22,6 +24,7 @@ GATEWAY = "pg-gateway"
 POSTGRES = "postgres"
 SECRET_NAME = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
 ROLLOUT_TIMEOUT_S = 240
+NAMESPACE_GONE_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,22 @@ def create_namespace(core: client.CoreV1Api, namespace: str) -> None:
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
     )
+
+
+def delete_previous_namespaces(core: client.CoreV1Api) -> None:
+    """An earlier kept run holds NodePort 31234: remove it and wait until it is gone."""
+    selector = "pg-gateway/e2e=true"
+    for namespace in core.list_namespace(label_selector=selector).items:
+        if namespace.metadata.deletion_timestamp is None:
+            core.delete_namespace(namespace.metadata.name)
+    deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT_S
+    while core.list_namespace(label_selector=selector).items:
+        if time.monotonic() > deadline:
+            raise HarnessError(
+                "namespaces of an earlier e2e run did not go away within "
+                f"{NAMESPACE_GONE_TIMEOUT_S} s"
+            )
+        time.sleep(1)
 
 
 def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentials) -> None:

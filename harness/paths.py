@@ -14,6 +14,9 @@ from harness import names
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO_ROOT / "images"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
+ARTIFACTS_DIR = REPO_ROOT / "artifacts"
+# The e2e run's timeline and, after a failure, its diagnostics (one directory a namespace).
+E2E_ARTIFACTS = ARTIFACTS_DIR / "e2e"
 
 
 def cache_dir() -> Path:
@@ -26,7 +29,7 @@ def cache_dir() -> Path:
 
 def log_dir() -> Path:
     """Full logs of every step (override with PG_GATEWAY_ARTIFACTS)."""
-    root = Path(os.environ.get("PG_GATEWAY_ARTIFACTS", REPO_ROOT / "artifacts"))
+    root = Path(os.environ.get("PG_GATEWAY_ARTIFACTS", ARTIFACTS_DIR))
     path = root / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -6,6 +6,9 @@ bump rebuilds exactly what it must and nothing else.
 
 from __future__ import annotations
 
+# The oldest Go that builds every module below (the `go` line of the throwaway modules).
+GO_MINIMUM = "1.24.0"
+
 KIND_MODULE = "sigs.k8s.io/kind"
 KIND_VERSION = "v0.30.0"
 
@@ -44,6 +47,8 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 # Public images used as they are where a registry answers.
 OFFICIAL_POSTGRES_IMAGE = "postgres:15"
+# The Dockerfile's default BASE_IMAGE (a Dockerfile cannot import this: keep them equal).
+OFFICIAL_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 OFFICIAL_BUSYBOX_IMAGE = "busybox:1.36"
 
 # Tags of the offline images the project's own images and tests build on.

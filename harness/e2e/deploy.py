@@ -15,14 +15,11 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from harness import paths
+from harness import names, paths
 from harness.e2e import kube
 from harness.manifests.render import render
 from harness.steps import HarnessError
 
-GATEWAY = "pg-gateway"
-POSTGRES = "postgres"
-SECRET_NAME = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
 ROLLOUT_TIMEOUT_S = 240
 NAMESPACE_GONE_TIMEOUT_S = 180
 
@@ -55,15 +52,15 @@ def set_image(documents: list[dict[str, Any]], container: str, image: str) -> No
 
 
 def create_namespace(core: client.CoreV1Api, namespace: str) -> None:
-    labels = {"app.kubernetes.io/part-of": GATEWAY, "pg-gateway/e2e": "true"}
+    labels = {names.PART_OF_LABEL: names.APP, names.E2E_LABEL: "true"}
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
     )
 
 
 def delete_previous_namespaces(core: client.CoreV1Api) -> None:
-    """An earlier kept run holds NodePort 31234: remove it and wait until it is gone."""
-    selector = "pg-gateway/e2e=true"
+    """An earlier kept run holds the NodePort: remove it and wait until it is gone."""
+    selector = f"{names.E2E_LABEL}=true"
     for namespace in core.list_namespace(label_selector=selector).items:
         if namespace.metadata.deletion_timestamp is None:
             core.delete_namespace(namespace.metadata.name)
@@ -81,7 +78,7 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name=SECRET_NAME),
+            metadata=client.V1ObjectMeta(name=names.SECRET),
             string_data={
                 "postgres-password": credentials.postgres_password,
                 "gateway-password": credentials.gateway_password,
@@ -108,9 +105,9 @@ def wait_serving(api: client.ApiClient, namespace: str) -> None:
     kube.wait_for(
         apps.list_namespaced_stateful_set,
         namespace,
-        POSTGRES,
+        names.POSTGRES,
         kube.statefulset_ready,
-        f"statefulset/{POSTGRES} ready",
+        f"statefulset/{names.POSTGRES} ready",
         ROLLOUT_TIMEOUT_S,
     )
     wait_rolled_out(apps, namespace)
@@ -120,9 +117,9 @@ def wait_rolled_out(apps: client.AppsV1Api, namespace: str) -> Any:
     return kube.wait_for(
         apps.list_namespaced_deployment,
         namespace,
-        GATEWAY,
+        names.GATEWAY,
         kube.deployment_rolled_out,
-        f"deployment/{GATEWAY} rolled out",
+        f"deployment/{names.GATEWAY} rolled out",
         ROLLOUT_TIMEOUT_S,
     )
 

@@ -38,7 +38,7 @@ def collect(namespace: str, kubeconfig: Path, directory: Path) -> Path:
     _save(directory / "endpoints.txt", [*kubectl, "get", "endpointslices", "-o", "wide"])
     _save(
         directory / "rollout-history.txt",
-        [*kubectl, "rollout", "history", "deployment/pg-gateway"],
+        [*kubectl, "rollout", "history", f"deployment/{names.GATEWAY}"],
     )
     pods = probe([*kubectl, "get", "pods", "-o", "json"], timeout=COMMAND_TIMEOUT_S)
     if pods.returncode == 0:

@@ -63,7 +63,7 @@ class Deployment:
         )
 
     def gateway_pods(self) -> list[Any]:
-        selector = "app.kubernetes.io/name=pg-gateway"
+        selector = f"{names.NAME_LABEL}={names.GATEWAY}"
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
         return [p for p in pods if p.metadata.deletion_timestamp is None]
 
@@ -150,7 +150,10 @@ def deployment(
     credentials = Credentials.random()
     deployed = Deployment(namespace, kubeconfig, api, credentials, gateway_images)
     request.session.stash[DEPLOYMENT_KEY] = deployed
-    images = {"gateway": gateway_images["first"], "postgres": gateway_images["postgres"]}
+    images = {
+        names.GATEWAY_CONTAINER: gateway_images["first"],
+        names.POSTGRES_CONTAINER: gateway_images["postgres"],
+    }
     run_harness(deploy.deploy, api, kubeconfig, namespace, images, credentials)
     yield deployed
     if not request.config.getoption("--keep-namespace") and not os.environ.get("PG_GATEWAY_KEEP"):
@@ -170,7 +173,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.failed and deployed is not None and "deployment" in getattr(item, "fixturenames", ()):
         directory = session.stash.get(DIAGNOSED_KEY, None)
         if directory is None:
-            directory = paths.REPO_ROOT / "artifacts" / "e2e" / deployed.namespace
+            directory = paths.E2E_ARTIFACTS / deployed.namespace
             diagnostics.collect(deployed.namespace, deployed.kubeconfig, directory)
             session.stash[DIAGNOSED_KEY] = directory
         report.sections.append(("diagnostics", f"saved under {directory}"))

@@ -6,7 +6,6 @@ The Secret is made here, per deployment, with random values: nothing secret is i
 from __future__ import annotations
 
 import secrets
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,9 @@ from kubernetes import client
 from harness import names, paths
 from harness.e2e import kube
 from harness.manifests.render import render
-from harness.steps import HarnessError
+from harness.steps import HarnessError, Step, step
 
+OVERLAY = "kind"  # the NodePort on 127.0.0.1, the locally built images
 ROLLOUT_TIMEOUT_S = 240
 NAMESPACE_GONE_TIMEOUT_S = 180
 
@@ -88,16 +88,11 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
     )
 
 
-def apply(kubeconfig: Path, namespace: str, documents: list[dict[str, Any]]) -> None:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", "-"],
-        input=yaml.safe_dump_all(documents),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise HarnessError(f"kubectl apply failed: {result.stderr.strip()}")
+def apply(current: Step, kubeconfig: Path, namespace: str, documents: list[dict[str, Any]]) -> None:
+    """`kubectl apply` the objects; what was applied is kept beside the step's log."""
+    manifest = current.log_path.with_suffix(".yaml")
+    manifest.write_text(yaml.safe_dump_all(documents))
+    current.run(["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", manifest])
 
 
 def wait_serving(api: client.ApiClient, namespace: str) -> None:
@@ -133,10 +128,11 @@ def deploy(
 ) -> None:
     """Namespace, Secret, the `kind` overlay with this run's images; wait until it serves."""
     core = client.CoreV1Api(api)
-    create_namespace(core, namespace)
-    create_secret(core, namespace, credentials)
-    documents = [res.body for res in render(paths.MANIFESTS_DIR / "overlays" / "kind")]
-    for container, image in images.items():
-        set_image(documents, container, image)
-    apply(kubeconfig, namespace, documents)
-    wait_serving(api, namespace)
+    with step(f"deploy manifests/overlays/{OVERLAY} to {namespace}") as current:
+        create_namespace(core, namespace)
+        create_secret(core, namespace, credentials)
+        documents = [res.body for res in render(paths.MANIFESTS_DIR / "overlays" / OVERLAY)]
+        for container, image in images.items():
+            set_image(documents, container, image)
+        apply(current, kubeconfig, namespace, documents)
+        wait_serving(api, namespace)

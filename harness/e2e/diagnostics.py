@@ -7,7 +7,6 @@ half gone) writes its error there instead, so collecting never hides the real fa
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from harness import names
@@ -15,6 +14,7 @@ from harness.cluster import kindtool
 from harness.steps import probe
 
 COMMAND_TIMEOUT_S = 60
+KIND_LOGS_TIMEOUT_S = 300
 
 
 def _save(path: Path, argv: list[str]) -> None:
@@ -49,17 +49,8 @@ def collect(namespace: str, kubeconfig: Path, directory: Path) -> Path:
                 logs = [*kubectl, "logs", name, "-c", container["name"]]
                 _save(base.with_suffix(".txt"), logs)
                 _save(base.with_name(base.name + "-previous.txt"), [*logs, "--previous"])
-    subprocess.run(
-        [
-            kindtool.ensure_kind(),
-            "export",
-            "logs",
-            str(directory / "kind"),
-            "--name",
-            names.CLUSTER,
-        ],
-        capture_output=True,
-        timeout=300,
-        check=False,
+    probe(
+        [kindtool.ensure_kind(), "export", "logs", directory / "kind", "--name", names.CLUSTER],
+        timeout=KIND_LOGS_TIMEOUT_S,
     )
     return directory

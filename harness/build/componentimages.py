@@ -17,6 +17,8 @@ from harness.build import components, docker, gobuild, rootfs
 from harness.steps import HarnessError, Step, step
 
 REGISTRY = "registry.k8s.io"
+# The docker build context of the images whose binary calls iptables (kube-proxy, kindnetd).
+IPTABLES_CONTEXT = paths.IMAGES_DIR / "iptables"
 
 
 def control_plane_images() -> dict[str, str]:
@@ -120,7 +122,7 @@ def _static_image(
 def _iptables_image(current: Step, base: str, tag: str, binary: Path, dest: str) -> None:
     with tempfile.TemporaryDirectory(dir=paths.cache_dir()) as work:
         context = Path(work)
-        shutil.copytree(paths.IMAGES_DIR / "iptables", context, dirs_exist_ok=True)
+        shutil.copytree(IPTABLES_CONTEXT, context, dirs_exist_ok=True)
         shutil.copy2(binary, context / binary.name)
         args = {"BASE_IMAGE": base, "BINARY": binary.name, "DEST": dest}
         docker.build(current, context, tag, args)

@@ -24,19 +24,8 @@ from harness.steps import Step, probe, say, step
 KEY_LABEL = "io.pg-gateway.node-image.key"
 EXECUTABLE_DIRS = ("usr/local/bin", "kind/bin")
 NODE_BINARIES = ("kubeadm", "kubelet", "kubectl")
-# Modules and build contexts whose content decides what the image holds.
-KEY_SOURCES = (
-    "harness/versions.py",
-    "harness/build/components.py",
-    "harness/build/componentimages.py",
-    "harness/build/nodeimage.py",
-    "harness/build/rootfs.py",
-    "harness/build/kindsource.py",
-    "harness/build/gobuild.py",
-    "harness/build/docker.py",
-    "images/kindnetd",
-    "images/iptables",
-)
+# This package: the code that builds the image decides what it holds.
+BUILD_PACKAGE = Path(__file__).parent
 
 # The RUN steps of kind's images/base/Dockerfile, then kind's image preloading
 # (pkg/build/nodeimage/imageimporter.go), run inside the build container.
@@ -72,14 +61,30 @@ rm -rf /kind/images.tar /tmp/* /var/log/*
 """
 
 
+def key_inputs() -> dict[str, Path]:
+    """Every file whose content decides what the image holds, found from the inputs: the
+    source of this package and of harness.versions, and the build contexts the component
+    builds declare (each Go build's local module, the iptables image context).
+
+    Keys are the files' paths from their root's parent (`build/nodeimage.py`).
+    """
+    contexts = [spec.local_dir for spec in components.ALL if spec.local_dir]
+    roots = [BUILD_PACKAGE, Path(versions.__file__), *contexts, componentimages.IPTABLES_CONTEXT]
+    inputs: dict[str, Path] = {}
+    for root in roots:
+        found = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in found:
+            if path.is_file() and "__pycache__" not in path.parts:
+                inputs[path.relative_to(root.parent).as_posix()] = path
+    return inputs
+
+
 def node_image_key() -> str:
+    """A hash of the Go toolchain's version and of every input file's name and content."""
     digest = hashlib.sha256(gobuild.go_version().encode())
-    for source in KEY_SOURCES:
-        path = paths.REPO_ROOT / source
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if file.is_file():
-                digest.update(file.relative_to(paths.REPO_ROOT).as_posix().encode())
-                digest.update(file.read_bytes())
+    for name, path in sorted(key_inputs().items()):
+        digest.update(name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 

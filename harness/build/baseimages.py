@@ -39,5 +39,5 @@ def _print_all() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m harness.baseimages`: build both and print their tags.
+    # `python -m harness.build.baseimages`: build both and print their tags.
     sys.exit(run_cli(_print_all))

@@ -69,7 +69,7 @@ class Deployment:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("pg-gateway", "pg-gateway e2e gate")
+    group = parser.getgroup(names.APP, f"{names.APP} e2e gate")
     group.addoption(
         "--keep-namespace",
         action="store_true",

@@ -5,7 +5,7 @@
 # BASE_IMAGE is the official slim Python image by default; offline it is the Debian
 # bookworm + python3 image the harness builds (same Python 3.11, same paths per base).
 # Wheels come from ./wheelhouse (filled by `pip download` from requirements.lock, see
-# harness/app_image.py) so the build itself needs no network and installs by hash.
+# harness/build/app_image.py) so the build itself needs no network and installs by hash.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build

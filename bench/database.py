@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from harness.local_postgres import LocalPostgres
+from harness.local.postgres import LocalPostgres
 
 ROLE = "bench"
 DATABASE = "bench"

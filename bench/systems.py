@@ -16,8 +16,8 @@ from typing import IO
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from harness.local_postgres import free_port
-from harness.serve import start_gateway, stop_gateway, wait_healthy
+from harness.local.postgres import free_port
+from harness.local.serve import start_gateway, stop_gateway, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 PGMETA_PACKAGE = "@supabase/postgres-meta"

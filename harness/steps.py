@@ -7,6 +7,7 @@ and a failure always points at one step and one log.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import subprocess
@@ -51,6 +52,7 @@ class Step:
     def __init__(self, name: str, log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
+        self.inner = 0  # steps running inside this one: the innermost reports progress
 
     def log(self, message: str) -> None:
         with self.log_path.open("a") as log:
@@ -125,29 +127,48 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def _heartbeat(name: str, started: float, done: threading.Event) -> None:
+def _heartbeat(current: Step, started: float, done: threading.Event) -> None:
     while not done.wait(HEARTBEAT_SECONDS):
-        say(f"    ... {name}: still running ({format_seconds(time.monotonic() - started)})")
+        if not current.inner:
+            elapsed = format_seconds(time.monotonic() - started)
+            say(f"    ... {current.name}: still running ({elapsed})")
+
+
+# The step running in this thread, so a step started inside another one is known as such.
+_running: contextvars.ContextVar[Step | None] = contextvars.ContextVar("step", default=None)
 
 
 @contextmanager
 def step(name: str) -> Iterator[Step]:
-    """Announce a step, log it to its own file and report how long it took."""
+    """Announce a step, log it to its own file and report how long it took.
+
+    A step started inside another one is named in the outer step's log, and only the
+    innermost running step prints heartbeats.
+    """
     log_path = paths.log_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name)}.log"
     log_path.write_text(f"# step: {name}\n")
+    current = Step(name, log_path)
+    outer = _running.get()
+    if outer is not None:
+        outer.log(f"inner step '{name}': {log_path}")
+        outer.inner += 1
+    token = _running.set(current)
     say(f"==> {name}")
     started = time.monotonic()
     done = threading.Event()
-    ticker = threading.Thread(target=_heartbeat, args=(name, started, done), daemon=True)
+    ticker = threading.Thread(target=_heartbeat, args=(current, started, done), daemon=True)
     ticker.start()
     try:
-        yield Step(name, log_path)
+        yield current
     except StepFailed:
         raise
     except HarnessError as exc:
         raise StepFailed(name, log_path, str(exc)) from exc
     finally:
         done.set()
+        _running.reset(token)
+        if outer is not None:
+            outer.inner -= 1
     say(f"    {name}: done in {format_seconds(time.monotonic() - started)}")
 
 

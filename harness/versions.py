@@ -6,16 +6,15 @@ bump rebuilds exactly what it must and nothing else.
 
 from __future__ import annotations
 
-CLUSTER_NAME = "pg-gateway"
-NODE_PORT = 31234
-# A second published NodePort for the cluster's own e2e checks, so they never
-# compete with the gateway for NODE_PORT.
-SELF_TEST_NODE_PORT = 31235
+# The oldest Go that builds every module below (the `go` line of the throwaway modules).
+GO_MINIMUM = "1.24.0"
 
 KIND_MODULE = "sigs.k8s.io/kind"
 KIND_VERSION = "v0.30.0"
 
 KUBERNETES_VERSION = "v1.34.4"
+# The schemas the manifest lint validates against: the cluster's minor version.
+KUBERNETES_MINOR = KUBERNETES_VERSION.lstrip("v").rsplit(".", 1)[0]
 # Staging modules follow the main module as v0.<minor>.<patch>.
 KUBERNETES_STAGING_VERSION = "v0.34.4"
 # Fixed so rebuilding the same sources gives the same binaries (and cache hits).
@@ -48,6 +47,8 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 # Public images used as they are where a registry answers.
 OFFICIAL_POSTGRES_IMAGE = "postgres:15"
+# The Dockerfile's default BASE_IMAGE (a Dockerfile cannot import this: keep them equal).
+OFFICIAL_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 OFFICIAL_BUSYBOX_IMAGE = "busybox:1.36"
 
 # Tags of the offline images the project's own images and tests build on.

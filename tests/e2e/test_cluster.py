@@ -7,21 +7,81 @@ NetworkPolicy. Every target is loopback or a pod this run created.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
 from kubernetes import client
 from kubernetes.stream import stream
 
-from harness import cluster, kube, versions
-from tests.e2e.conftest import WebImage
+from harness import cluster, names
+from harness.build import docker
+from harness.e2e import kube
+from harness.e2e.plugin import run_harness
+from harness.steps import probe, step
 
 READY_TIMEOUT = 120
 NODEPORT_TIMEOUT = 60
 POLICY_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class WebImage:
+    """A locally built HTTP server image (in no registry) and what it serves."""
+
+    tag: str
+    marker: str
+    port: int = 8080
+
+    @property
+    def command(self) -> list[str]:
+        return ["httpd", "-f", "-p", str(self.port), "-h", "/www"]
+
+
+@pytest.fixture(scope="module")
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace for these checks, deleted (with everything in it) afterwards."""
+    name = f"e2e-cluster-{uuid.uuid4().hex[:8]}"
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e": "cluster"}))
+    core.create_namespace(body)
+    # Pods are refused until the controller manager has made the default ServiceAccount.
+    kube.wait_for(
+        core.list_namespaced_service_account,
+        name,
+        "default",
+        lambda _account: True,
+        f"ServiceAccount default in {name}",
+        60,
+    )
+    yield name
+    core.delete_namespace(name, propagation_policy="Foreground")
+
+
+@pytest.fixture(scope="module")
+def web_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebImage]:
+    """Build the web image from a generated context and load it with `kind load`."""
+    marker = f"served-by-e2e-{uuid.uuid4().hex[:8]}"
+    image = WebImage(tag=f"pg-gateway/e2e-web:{marker}", marker=marker)
+    context = tmp_path_factory.mktemp("web-image")
+    (context / "index.html").write_text(marker + "\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY index.html /www/index.html\nCMD {json.dumps(image.command)}\n"
+    )
+    run_harness(_build_image, context, image.tag)
+    run_harness(cluster.load_image, image.tag)
+    yield image
+    probe(["docker", "rmi", image.tag])
+
+
+def _build_image(context: Path, tag: str) -> None:
+    with step(f"build {tag}") as current:
+        docker.build(current, context, tag)
 
 
 def _meta(name: str, **labels: str) -> client.V1ObjectMeta:
@@ -89,7 +149,7 @@ def test_every_node_is_ready(core: client.CoreV1Api) -> None:
 
 def test_node_publishes_the_gateway_node_port_on_loopback_only() -> None:
     published = cluster.published_ports()
-    for port in (versions.NODE_PORT, versions.SELF_TEST_NODE_PORT):
+    for port in names.PUBLISHED_PORTS:
         assert published.get(port) == f"127.0.0.1:{port}", published
 
 
@@ -149,12 +209,12 @@ def test_locally_built_image_answers_http_through_node_port_on_loopback(
             selector=labels,
             ports=[
                 client.V1ServicePort(
-                    port=80, target_port=web_image.port, node_port=versions.SELF_TEST_NODE_PORT
+                    port=80, target_port=web_image.port, node_port=names.SELF_TEST_NODE_PORT
                 )
             ],
         ),
     )
-    _wait_node_port_free(core, versions.SELF_TEST_NODE_PORT)
+    _wait_node_port_free(core, names.SELF_TEST_NODE_PORT)
     core.create_namespaced_service(namespace, service)
     try:
         kube.wait_for(
@@ -165,7 +225,7 @@ def test_locally_built_image_answers_http_through_node_port_on_loopback(
             "deployment web rolled out",
             READY_TIMEOUT,
         )
-        body = _get_until_ok(f"http://127.0.0.1:{versions.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
+        body = _get_until_ok(f"http://127.0.0.1:{names.SELF_TEST_NODE_PORT}/", NODEPORT_TIMEOUT)
         assert web_image.marker in body
     finally:
         # Free the port now: the namespace itself takes a minute to go away.

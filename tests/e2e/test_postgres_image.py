@@ -18,9 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import baseimages
-from tests.e2e.conftest import run_harness
-
 READY_TIMEOUT = 60.0
 USER, PASSWORD, DATABASE = "app", "e2e-secret", "appdb"
 
@@ -70,11 +67,6 @@ class Postgres:
     def logs(self) -> str:
         result = docker("logs", self.container)
         return result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def postgres_image() -> str:
-    return run_harness(baseimages.postgres)
 
 
 @pytest.fixture(scope="module")

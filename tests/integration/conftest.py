@@ -17,8 +17,8 @@ import psycopg2
 import pytest
 import requests
 
-from harness.local_postgres import LocalPostgres, free_port
-from harness.serve import start_gateway, stop_gateway, wait_healthy
+from harness.local.postgres import LocalPostgres, free_port
+from harness.local.serve import start_gateway, stop_gateway, wait_healthy
 
 GATEWAY_PASSWORD = secrets.token_hex(12)  # hex: safe inside a SQL literal
 DATABASE = "gw"

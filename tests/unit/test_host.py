@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from harness import host
+from harness import machine
+from harness.cluster import host
 from harness.steps import HarnessError
 
 STATUS_WITH = "Name:\tx\nCapBnd:\t000001ffffffffff\n"
@@ -41,12 +42,12 @@ def test_a_process_that_ignores_sigterm_is_reported_not_waited_for_for_ever() ->
 
 
 def test_a_recorded_dockerd_whose_pid_was_reused_is_not_ours(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(host, "HOST_CHANGES", tmp_path / "changes.json")
+    monkeypatch.setattr(machine, "HOST_CHANGES", tmp_path / "changes.json")
     child = subprocess.Popen(["sleep", "60"])
     try:
-        host._record(dockerd={"pid": child.pid, "start_time": "1"})  # another process's start
+        machine.record(dockerd={"pid": child.pid, "start_time": "1"})  # another process's start
         assert host.started_dockerd_pid() is None
-        host._record(dockerd={"pid": child.pid, "start_time": host.process_start_time(child.pid)})
+        machine.record(dockerd={"pid": child.pid, "start_time": host.process_start_time(child.pid)})
         assert host.started_dockerd_pid() == child.pid
     finally:
         child.kill()

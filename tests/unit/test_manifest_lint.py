@@ -12,19 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness import manifest_lint
-from harness.manifest_lint import (
-    MANIFESTS_DIR,
-    Target,
-    ToolMissingError,
-    kustomize_command,
-    lint,
-    lint_target,
-    main,
-    render,
-    validate_schema,
-)
-from harness.manifest_policy import Resource
+from harness.manifests import lint as manifest_lint
+from harness.manifests.lint import Target, lint, lint_target, main, validate_schema
+from harness.manifests.render import Resource, ToolMissingError, kustomize_command, render
+from harness.paths import MANIFESTS_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
 
@@ -39,7 +30,8 @@ def rendered(command: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """`{overlay: {Kind/name: object}}` for the real kind and aws overlays."""
     return {
         name: {
-            res.ref: dict(res.body) for res in render(MANIFESTS_DIR / "overlays" / name, command)
+            res.ref: dict(res.body)
+            for res in render(MANIFESTS_DIR / "overlays" / name, command=command)
         }
         for name in ("kind", "aws")
     }
@@ -60,7 +52,7 @@ def test_main_prints_one_summary_line(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_findings_name_the_source_file(command: list[str]) -> None:
-    resources = render(MANIFESTS_DIR / "overlays" / "kind", command)
+    resources = render(MANIFESTS_DIR / "overlays" / "kind", origins=True, command=command)
     sources = {res.ref: res.source for res in resources}
     assert sources["Deployment/pg-gateway"] == "manifests/base/gateway/deployment.yaml"
     assert sources["NetworkPolicy/postgres-allow-gateway"] == "manifests/base/networkpolicy.yaml"

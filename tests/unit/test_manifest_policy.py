@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness import manifest_policy
-from harness.manifest_lint import MANIFESTS_DIR, render
-from harness.manifest_policy import Resource, check, image_tag_problem, selector_matches
+from harness.manifests import policy as manifest_policy
+from harness.manifests.policy import check, image_tag_problem, selector_matches
+from harness.manifests.render import Resource, render
+from harness.paths import MANIFESTS_DIR
 
 Objs = dict[str, dict[str, Any]]
 

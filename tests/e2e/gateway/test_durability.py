@@ -14,19 +14,22 @@ import time
 import requests
 from kubernetes.stream import stream
 
-from harness import kube
+from harness import names
+from harness.e2e import kube
 
 ROWS = 200
 RECOVERY_LIMIT_S = 30.0
 OUTAGE_TIMEOUT_S = 180.0
 
-# Runs inside a gateway pod: the token comes from the pod's own environment.
+# Runs inside a gateway pod (argv[1]: its local URL); the token comes from the pod's own
+# environment.
 PROBE_INSIDE = """
-import json, os, urllib.error, urllib.request
+import json, os, sys, urllib.error, urllib.request
+URL = sys.argv[1]
 token = os.environ["API_TOKENS"].split(",")[0].split(":")[0]
 def status(path, body=None):
     headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
-    request = urllib.request.Request("http://127.0.0.1:5000" + path, data=body, headers=headers)
+    request = urllib.request.Request(URL + path, data=body, headers=headers)
     try:
         return urllib.request.urlopen(request, timeout=10).status
     except urllib.error.HTTPError as error:
@@ -41,8 +44,8 @@ def inside_gateway(deployment) -> tuple[int, int]:
         deployment.core.connect_get_namespaced_pod_exec,
         pod,
         deployment.namespace,
-        container="gateway",
-        command=["python", "-c", PROBE_INSIDE],
+        container=names.GATEWAY_CONTAINER,
+        command=["python", "-c", PROBE_INSIDE, f"http://127.0.0.1:{names.GATEWAY_PORT}"],
         stderr=True,
         stdin=False,
         stdout=True,
@@ -66,9 +69,9 @@ def test_rows_survive_postgres_pod_deletion(deployment) -> None:
         assert response.status_code == 200, f"row {i} not acknowledged: {response.text}"
 
     core, namespace = deployment.core, deployment.namespace
-    old_uid = core.read_namespaced_pod("postgres-0", namespace).metadata.uid
+    old_uid = core.read_namespaced_pod(names.POSTGRES_POD, namespace).metadata.uid
     deleted_at = time.monotonic()
-    core.delete_namespaced_pod("postgres-0", namespace)
+    core.delete_namespaced_pod(names.POSTGRES_POD, namespace)
 
     inside: list[tuple[int, int]] = []
     outside: list[int | str] = []
@@ -77,7 +80,7 @@ def test_rows_survive_postgres_pod_deletion(deployment) -> None:
     while served_at is None:
         assert time.monotonic() - deleted_at < OUTAGE_TIMEOUT_S, (inside, outside)
         if postgres_ready_at is None:
-            pod = core.read_namespaced_pod("postgres-0", namespace)
+            pod = core.read_namespaced_pod(names.POSTGRES_POD, namespace)
             if pod.metadata.uid != old_uid and kube.pod_ready(pod):
                 postgres_ready_at = time.monotonic()
             else:

@@ -12,16 +12,17 @@ import pytest
 import testinfra
 from kubernetes import client
 
-from harness import kube
+from harness import names
+from harness.e2e import kube
 
 # A new pod's IP reaches the policy rules a moment after the pod starts, so "allowed"
-# means a connection within 15 s and "denied" means none in 15 s of trying.
+# means a connection within 15 s and "denied" means none in 15 s of trying (argv: host port).
 CONNECT = """
 import socket, sys, time
 deadline = time.monotonic() + 15
 while True:
     try:
-        socket.create_connection(("postgres", 5432), timeout=3).close()
+        socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
         print("connected")
         sys.exit(0)
     except OSError as error:
@@ -53,7 +54,7 @@ def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:
                     name="probe",
                     image=deployment.images["first"],
                     image_pull_policy="IfNotPresent",
-                    command=["python", "-c", CONNECT],
+                    command=["python", "-c", CONNECT, names.POSTGRES, str(names.POSTGRES_PORT)],
                     security_context=security,
                 )
             ],
@@ -78,7 +79,7 @@ def test_network_policy_admits_only_gateway_pods_to_postgres(deployment) -> None
     stranger = run_connect_pod(deployment, f"stranger-{suffix}", {"role": "stranger"})
     assert stranger.startswith("Failed"), stranger
     lookalike = run_connect_pod(
-        deployment, f"lookalike-{suffix}", {"app.kubernetes.io/name": "pg-gateway"}
+        deployment, f"lookalike-{suffix}", {names.NAME_LABEL: names.GATEWAY}
     )
     assert lookalike == "Succeeded: connected", lookalike
 
@@ -87,7 +88,7 @@ def test_network_policy_admits_only_gateway_pods_to_postgres(deployment) -> None
 def gateway_host(deployment):
     pod = deployment.gateway_pods()[0].metadata.name
     return testinfra.get_host(
-        f"kubectl://{pod}?container=gateway&namespace={deployment.namespace}",
+        f"kubectl://{pod}?container={names.GATEWAY_CONTAINER}&namespace={deployment.namespace}",
         kubeconfig=str(deployment.kubeconfig),
     )
 
@@ -114,4 +115,4 @@ def test_gunicorn_listens_on_5000(gateway_host) -> None:
         for fields in (line.split() for line in listening)
         if fields[3] == "0A"  # TCP_LISTEN
     }
-    assert 5000 in local_ports
+    assert names.GATEWAY_PORT in local_ports

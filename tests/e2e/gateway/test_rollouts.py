@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime
 import time
 
-from harness import deploy, paths, versions
-from harness.availability import LoadProbe, ReplicaWatch, write_timeline
+from harness import names, paths
+from harness.e2e import deploy
+from harness.e2e.availability import LoadProbe, ReplicaWatch, write_timeline
 
 CLIENTS = 4
 RATE_PER_S = 40.0
@@ -21,8 +22,11 @@ SETTLE_S = 3.0
 
 def _rollouts(deployment) -> list[tuple[str, dict]]:
     restarted_at = datetime.datetime.now(datetime.UTC).isoformat()
-    container = {"name": "gateway", "image": deployment.images["second"]}
-    config = {"name": "gateway", "env": [{"name": "STATEMENT_TIMEOUT_MS", "value": "6000"}]}
+    container = {"name": names.GATEWAY_CONTAINER, "image": deployment.images["second"]}
+    config = {
+        "name": names.GATEWAY_CONTAINER,
+        "env": [{"name": "STATEMENT_TIMEOUT_MS", "value": "6000"}],
+    }
     return [
         ("new image tag", {"spec": {"template": {"spec": {"containers": [container]}}}}),
         (
@@ -44,28 +48,27 @@ def _rollouts(deployment) -> list[tuple[str, dict]]:
 def test_three_rollouts_keep_the_service_available(deployment) -> None:
     probe = LoadProbe(
         "127.0.0.1",
-        versions.NODE_PORT,
+        names.NODE_PORT,
         deployment.credentials.admin_token,
         clients=CLIENTS,
         rate_per_s=RATE_PER_S,
     )
     probe.start()
-    replicas = ReplicaWatch(deployment.apps, deployment.namespace, deploy.GATEWAY, probe.origin)
+    replicas = ReplicaWatch(deployment.apps, deployment.namespace, names.GATEWAY, probe.origin)
     replicas.start()
     marks: list[tuple[float, str]] = []
     try:
         time.sleep(SETTLE_S)
         for label, patch in _rollouts(deployment):
             marks.append((probe.elapsed_s(), label))
-            deployment.apps.patch_namespaced_deployment(deploy.GATEWAY, deployment.namespace, patch)
+            deployment.apps.patch_namespaced_deployment(names.GATEWAY, deployment.namespace, patch)
             deploy.wait_rolled_out(deployment.apps, deployment.namespace)
             marks.append((probe.elapsed_s(), f"{label} done"))
         time.sleep(SETTLE_S)
     finally:
         probe.stop()
         replicas.stop()
-    directory = paths.REPO_ROOT / "artifacts" / "e2e"
-    csv_path, png_path = write_timeline(directory, probe, replicas, marks)
+    csv_path, png_path = write_timeline(paths.E2E_ARTIFACTS, probe, replicas, marks)
     duration = probe.elapsed_s()
     failures = probe.failures
     print(

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from harness import paths, versions
+from harness import names, paths
 from harness.seed import SEED_QUERIES, SEED_RESPONSES
 
 SCRIPT = paths.REPO_ROOT / "scripts" / "post_query.sh"
@@ -16,7 +16,7 @@ def test_seed_round_trip_with_post_query_script(deployment) -> None:
     env = {**os.environ, "API_TOKEN": deployment.credentials.admin_token}
     for sql, expected in zip(SEED_QUERIES, SEED_RESPONSES, strict=True):
         done = subprocess.run(
-            [str(SCRIPT), "127.0.0.1", str(versions.NODE_PORT), sql],
+            [str(SCRIPT), "127.0.0.1", str(names.NODE_PORT), sql],
             capture_output=True,
             text=True,
             env=env,

@@ -7,13 +7,14 @@ half gone) writes its error there instead, so collecting never hides the real fa
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from harness import kindtool, versions
+from harness import names
+from harness.cluster import kindtool
 from harness.steps import probe
 
 COMMAND_TIMEOUT_S = 60
+KIND_LOGS_TIMEOUT_S = 300
 
 
 def _save(path: Path, argv: list[str]) -> None:
@@ -37,7 +38,7 @@ def collect(namespace: str, kubeconfig: Path, directory: Path) -> Path:
     _save(directory / "endpoints.txt", [*kubectl, "get", "endpointslices", "-o", "wide"])
     _save(
         directory / "rollout-history.txt",
-        [*kubectl, "rollout", "history", "deployment/pg-gateway"],
+        [*kubectl, "rollout", "history", f"deployment/{names.GATEWAY}"],
     )
     pods = probe([*kubectl, "get", "pods", "-o", "json"], timeout=COMMAND_TIMEOUT_S)
     if pods.returncode == 0:
@@ -48,17 +49,8 @@ def collect(namespace: str, kubeconfig: Path, directory: Path) -> Path:
                 logs = [*kubectl, "logs", name, "-c", container["name"]]
                 _save(base.with_suffix(".txt"), logs)
                 _save(base.with_name(base.name + "-previous.txt"), [*logs, "--previous"])
-    subprocess.run(
-        [
-            kindtool.ensure_kind(),
-            "export",
-            "logs",
-            str(directory / "kind"),
-            "--name",
-            versions.CLUSTER_NAME,
-        ],
-        capture_output=True,
-        timeout=300,
-        check=False,
+    probe(
+        [kindtool.ensure_kind(), "export", "logs", directory / "kind", "--name", names.CLUSTER],
+        timeout=KIND_LOGS_TIMEOUT_S,
     )
     return directory

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from harness import docker, paths, rootfs, versions
+from harness import paths, versions
+from harness.build import docker, rootfs
 from harness.steps import run_cli, step
 
 
@@ -38,5 +39,5 @@ def _print_all() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m harness.baseimages`: build both and print their tags.
+    # `python -m harness.build.baseimages`: build both and print their tags.
     sys.exit(run_cli(_print_all))

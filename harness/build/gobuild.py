@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import paths
+from harness import paths, versions
 from harness.steps import HarnessError, Step, probe, step
 
 
@@ -84,7 +84,8 @@ def build(spec: GoBuild) -> Path:
         return binaries
     if shutil.which("go") is None:
         raise HarnessError(
-            "the Go toolchain (1.24 or newer) is needed to build offline: install it from go.dev"
+            f"the Go toolchain ({versions.GO_MINIMUM} or newer) is needed to build offline: "
+            "install it from go.dev"
         )
     with step(f"go build {spec.name} {spec.version}") as current:
         module_dir = spec.local_dir or _throwaway_module(current, spec, out / "module")
@@ -102,7 +103,7 @@ def _throwaway_module(current: Step, spec: GoBuild, module_dir: Path) -> Path:
     lines = [
         "module pggateway.local/build/" + spec.name,
         "",
-        "go 1.24.0",
+        f"go {versions.GO_MINIMUM}",
         "",
         f"require {spec.module} {spec.version}",
     ]

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import sys
 
-from harness import baseimages, docker, paths
+from harness import paths, versions
+from harness.build import baseimages, docker
 from harness.steps import step
 
-OFFICIAL_PYTHON = "python:3.11-slim-bookworm"  # the Dockerfile's default BASE_IMAGE
 GATEWAY_REPOSITORY = "pg-gateway/gateway"
 
 
 def python_base() -> str:
     """The official image when this machine has it or reaches a registry, else offline."""
-    return OFFICIAL_PYTHON if docker.available(OFFICIAL_PYTHON) else baseimages.python_base()
-
-
-def postgres_image() -> str:
-    return baseimages.postgres()
+    official = versions.OFFICIAL_PYTHON_IMAGE
+    return official if docker.available(official) else baseimages.python_base()
 
 
 def build_gateway(tag: str) -> str:

@@ -3,7 +3,7 @@
 CI machines have the docker CLI but no engine, no systemd as PID 1, and a
 capability bounding set without CAP_SYS_RESOURCE (see README, "Host setup"). On a
 Debian-like host where we are root this module fixes all three, and records
-every change in `HOST_CHANGES` so `cluster purge` can undo exactly those;
+every change with `harness.machine` so `cluster purge` can undo exactly those;
 anywhere else it says what to install instead of guessing.
 """
 
@@ -16,10 +16,9 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from harness import machine
 from harness.steps import HarnessError, Step, probe, say, step
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")
@@ -27,72 +26,10 @@ DOCKERD_LOG = Path("/var/log/pg-gateway-dockerd.log")
 RUNTIME_NAME = "runc-drop-sys-resource"
 RUNTIME_PATH = Path("/usr/local/libexec/pg-gateway") / RUNTIME_NAME
 RUNTIME_TEMPLATE = Path(__file__).with_name("files") / RUNTIME_NAME
-# What the harness changed on this machine (packages, daemon.json, a dockerd it started).
-HOST_CHANGES = Path("/var/lib/pg-gateway/host-changes.json")
 CAPS_ERROR = "unable to apply caps"
 CAP_SYS_RESOURCE = 24
 DOCKER_START_TIMEOUT = 60.0
 DOCKER_STOP_TIMEOUT = 60.0
-
-
-def _can_self_provision() -> bool:
-    return (
-        os.geteuid() == 0
-        and Path("/etc/debian_version").exists()
-        and shutil.which("apt-get") is not None
-    )
-
-
-def load_changes() -> dict[str, Any]:
-    """The record of host changes; empty when the harness changed nothing here."""
-    try:
-        return json.loads(HOST_CHANGES.read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def _record(**changes: Any) -> None:
-    record = load_changes()
-    record.update(changes)
-    HOST_CHANGES.parent.mkdir(parents=True, exist_ok=True)
-    HOST_CHANGES.write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _installed(package: str) -> bool:
-    status = probe(["dpkg-query", "-W", "-f=${Status}", package])
-    return status.returncode == 0 and status.stdout.endswith(" installed")
-
-
-def apt_install(packages: list[str]) -> None:
-    """Install Debian packages (root on Debian only; the caller checked)."""
-    new = [package for package in packages if not _installed(package)]
-    with step(f"apt-get install {' '.join(packages)}") as current:
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        current.run(["apt-get", "update"], env=env, timeout=600)
-        current.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", *packages],
-            env=env,
-            timeout=1200,
-        )
-    recorded = load_changes().get("apt_packages", [])
-    _record(apt_packages=sorted(set(recorded) | set(new)))
-
-
-def require_commands(commands: Mapping[str, str]) -> dict[str, str]:
-    """Resolve commands (name -> Debian package), installing missing ones where we may."""
-    missing = [name for name in commands if shutil.which(name) is None]
-    if missing:
-        packages = sorted({commands[name] for name in missing})
-        if not _can_self_provision():
-            raise HarnessError(
-                f"missing commands {', '.join(missing)}: install the packages {', '.join(packages)}"
-            )
-        apt_install(packages)
-    found = {name: shutil.which(name) for name in commands}
-    still_missing = [name for name, path in found.items() if path is None]
-    if still_missing:
-        raise HarnessError(f"{', '.join(still_missing)} still missing after installing packages")
-    return {name: str(path) for name, path in found.items()}
 
 
 def docker_answers() -> bool:
@@ -147,7 +84,7 @@ def _start_dockerd(current_step: Step) -> None:
         dockerd = subprocess.Popen(
             ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    _record(dockerd={"pid": dockerd.pid, "start_time": process_start_time(dockerd.pid)})
+    machine.record(dockerd={"pid": dockerd.pid, "start_time": process_start_time(dockerd.pid)})
     deadline = time.monotonic() + DOCKER_START_TIMEOUT
     while time.monotonic() < deadline:
         if docker_answers():
@@ -165,7 +102,7 @@ def _start_dockerd(current_step: Step) -> None:
 
 def started_dockerd_pid() -> int | None:
     """The pid of the dockerd this harness started, if that very process still runs."""
-    started = load_changes().get("dockerd") or {}
+    started = machine.load_changes().get("dockerd") or {}
     pid = started.get("pid")
     if pid and started.get("start_time") and process_start_time(pid) == started["start_time"]:
         return int(pid)
@@ -190,8 +127,8 @@ def _write_runtime_wrapper(current_step: Step) -> None:
     RUNTIME_PATH.write_text(RUNTIME_TEMPLATE.read_text().replace("@REAL_RUNC@", real_runc))
     RUNTIME_PATH.chmod(0o755)
     before = DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
-    if "daemon_json_before" not in load_changes():
-        _record(daemon_json_before=before, runtime_wrapper=str(RUNTIME_PATH))
+    if "daemon_json_before" not in machine.load_changes():
+        machine.record(daemon_json_before=before, runtime_wrapper=str(RUNTIME_PATH))
     config = json.loads(before) if before else {}
     config.setdefault("runtimes", {})[RUNTIME_NAME] = {"path": str(RUNTIME_PATH)}
     config["default-runtime"] = RUNTIME_NAME
@@ -214,7 +151,7 @@ def ensure_engine() -> None:
     """
     if docker_answers():
         return
-    if not _can_self_provision():
+    if not machine.can_self_provision():
         raise HarnessError(
             "no Docker engine answers `docker info`. Install and start Docker "
             "(Debian/Ubuntu: `apt-get install docker.io`; "
@@ -222,7 +159,7 @@ def ensure_engine() -> None:
             "make sure your user may use it, then run this again."
         )
     if shutil.which("dockerd") is None:
-        apt_install(["docker.io"])
+        machine.apt_install(["docker.io"])
     with step("start Docker engine") as current:
         if lacks_cap_sys_resource() and not _wrapper_configured():
             current.log("CAP_SYS_RESOURCE is not in the bounding set: registering the wrapper")
@@ -241,7 +178,7 @@ def ensure_privileged(image: str) -> None:
         return
     if CAPS_ERROR not in result.stderr:
         raise HarnessError(f"a privileged probe container failed: {result.stderr.strip()}")
-    if not _can_self_provision() or started_dockerd_pid() is None:
+    if not machine.can_self_provision() or started_dockerd_pid() is None:
         raise HarnessError(
             "privileged containers fail with 'unable to apply caps' (CAP_SYS_RESOURCE is not "
             f"in this host's bounding set). Register {RUNTIME_TEMPLATE} as dockerd's default "

@@ -11,7 +11,8 @@ import functools
 import re
 from pathlib import Path
 
-from harness import gobuild, versions
+from harness import versions
+from harness.build import gobuild
 from harness.steps import HarnessError
 
 NODEIMAGE_PACKAGE = "pkg/build/nodeimage"

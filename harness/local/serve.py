@@ -20,10 +20,10 @@ from typing import IO
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from harness.local_postgres import LocalPostgres
+from harness import paths
+from harness.local.postgres import LocalPostgres
 from harness.seed import SEED_QUERIES
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30
 
 
@@ -48,7 +48,7 @@ def start_gateway(
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
         [sys.executable, "-m", "app"],
-        cwd=ROOT,
+        cwd=paths.REPO_ROOT,
         env=env,
         start_new_session=True,
         stdout=log,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from harness import gobuild, paths, versions
+from harness import names, paths, versions
+from harness.build import gobuild
 from harness.steps import HarnessError, probe, step
 
 
@@ -46,3 +47,8 @@ def ensure_kind() -> str:
             cwd=gobin,
         )
     return str(gobin / "kind")
+
+
+def cluster_exists(kind: str) -> bool:
+    """`kind get clusters` lists ours."""
+    return names.CLUSTER in probe([kind, "get", "clusters"]).stdout.split()

@@ -6,7 +6,7 @@ The Secret is made here, per deployment, with random values: nothing secret is i
 from __future__ import annotations
 
 import secrets
-import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from harness import kube, paths
-from harness.steps import HarnessError
+from harness import names, paths
+from harness.e2e import kube
+from harness.manifests.render import render
+from harness.steps import HarnessError, Step, step
 
-GATEWAY = "pg-gateway"
-POSTGRES = "postgres"
-SECRET_NAME = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
+OVERLAY = "kind"  # the NodePort on 127.0.0.1, the locally built images
 ROLLOUT_TIMEOUT_S = 240
+NAMESPACE_GONE_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,6 @@ class Credentials:
         return f"{self.admin_token},{self.reader_token}:reader"
 
 
-def render(overlay: str) -> list[dict[str, Any]]:
-    """`kubectl kustomize` of manifests/overlays/<overlay>, as objects."""
-    directory = paths.REPO_ROOT / "manifests" / "overlays" / overlay
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise HarnessError(f"kubectl kustomize {directory} failed: {result.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 def set_image(documents: list[dict[str, Any]], container: str, image: str) -> None:
     """Point every container of that name at `image` (the tag the run just built)."""
     for document in documents:
@@ -62,17 +52,33 @@ def set_image(documents: list[dict[str, Any]], container: str, image: str) -> No
 
 
 def create_namespace(core: client.CoreV1Api, namespace: str) -> None:
-    labels = {"app.kubernetes.io/part-of": GATEWAY, "pg-gateway/e2e": "true"}
+    labels = {names.PART_OF_LABEL: names.APP, names.E2E_LABEL: "true"}
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
     )
+
+
+def delete_previous_namespaces(core: client.CoreV1Api) -> None:
+    """An earlier kept run holds the NodePort: remove it and wait until it is gone."""
+    selector = f"{names.E2E_LABEL}=true"
+    for namespace in core.list_namespace(label_selector=selector).items:
+        if namespace.metadata.deletion_timestamp is None:
+            core.delete_namespace(namespace.metadata.name)
+    deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT_S
+    while core.list_namespace(label_selector=selector).items:
+        if time.monotonic() > deadline:
+            raise HarnessError(
+                "namespaces of an earlier e2e run did not go away within "
+                f"{NAMESPACE_GONE_TIMEOUT_S} s"
+            )
+        time.sleep(1)
 
 
 def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentials) -> None:
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name=SECRET_NAME),
+            metadata=client.V1ObjectMeta(name=names.SECRET),
             string_data={
                 "postgres-password": credentials.postgres_password,
                 "gateway-password": credentials.gateway_password,
@@ -82,16 +88,11 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
     )
 
 
-def apply(kubeconfig: Path, namespace: str, documents: list[dict[str, Any]]) -> None:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", "-"],
-        input=yaml.safe_dump_all(documents),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise HarnessError(f"kubectl apply failed: {result.stderr.strip()}")
+def apply(current: Step, kubeconfig: Path, namespace: str, documents: list[dict[str, Any]]) -> None:
+    """`kubectl apply` the objects; what was applied is kept beside the step's log."""
+    manifest = current.log_path.with_suffix(".yaml")
+    manifest.write_text(yaml.safe_dump_all(documents))
+    current.run(["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", manifest])
 
 
 def wait_serving(api: client.ApiClient, namespace: str) -> None:
@@ -99,9 +100,9 @@ def wait_serving(api: client.ApiClient, namespace: str) -> None:
     kube.wait_for(
         apps.list_namespaced_stateful_set,
         namespace,
-        POSTGRES,
+        names.POSTGRES,
         kube.statefulset_ready,
-        f"statefulset/{POSTGRES} ready",
+        f"statefulset/{names.POSTGRES} ready",
         ROLLOUT_TIMEOUT_S,
     )
     wait_rolled_out(apps, namespace)
@@ -111,9 +112,9 @@ def wait_rolled_out(apps: client.AppsV1Api, namespace: str) -> Any:
     return kube.wait_for(
         apps.list_namespaced_deployment,
         namespace,
-        GATEWAY,
+        names.GATEWAY,
         kube.deployment_rolled_out,
-        f"deployment/{GATEWAY} rolled out",
+        f"deployment/{names.GATEWAY} rolled out",
         ROLLOUT_TIMEOUT_S,
     )
 
@@ -127,10 +128,11 @@ def deploy(
 ) -> None:
     """Namespace, Secret, the `kind` overlay with this run's images; wait until it serves."""
     core = client.CoreV1Api(api)
-    create_namespace(core, namespace)
-    create_secret(core, namespace, credentials)
-    documents = render("kind")
-    for container, image in images.items():
-        set_image(documents, container, image)
-    apply(kubeconfig, namespace, documents)
-    wait_serving(api, namespace)
+    with step(f"deploy manifests/overlays/{OVERLAY} to {namespace}") as current:
+        create_namespace(core, namespace)
+        create_secret(core, namespace, credentials)
+        documents = [res.body for res in render(paths.MANIFESTS_DIR / "overlays" / OVERLAY)]
+        for container, image in images.items():
+            set_image(documents, container, image)
+        apply(current, kubeconfig, namespace, documents)
+        wait_serving(api, namespace)

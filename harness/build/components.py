@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness import paths, versions
-from harness.gobuild import GoBuild
+from harness.build.gobuild import GoBuild
 
 KUBERNETES_BINARIES = (
     "kubeadm",

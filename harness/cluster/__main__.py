@@ -1,0 +1,67 @@
+"""`python -m harness.cluster up|down|status` (also `nox -s cluster -- ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from harness import build, cluster, names, versions
+from harness.build import docker
+from harness.cluster import host, kindtool, node
+from harness.cluster.create import marker
+from harness.paths import kubeconfig_path
+from harness.steps import probe, run_cli
+
+
+def status() -> int:
+    """Report each layer; exit code 0 only when the cluster answers."""
+    if not host.docker_answers():
+        print("docker: no engine answers (`up` installs/starts one where it can)")
+        return 1
+    print("docker: engine answers")
+    kind = kindtool.find_kind()
+    if kind is None:
+        print(f"kind {versions.KIND_VERSION}: not installed (`up` builds it)")
+        return 1
+    print(f"kind: {kind} ({versions.KIND_VERSION})")
+    for image in (build.node_image_tag(), versions.KINDEST_NODE_IMAGE):
+        found = "present" if docker.image_exists(image) else "absent"
+        print(f"node image {image}: {found}")
+    if not kindtool.cluster_exists(kind):
+        print(f"cluster {names.CLUSTER}: absent")
+        return 1
+    owner = "created by this tool" if marker().exists() else "NOT created by this tool"
+    print(f"cluster {names.CLUSTER}: present, {owner}; kubeconfig: {kubeconfig_path()}")
+    nodes = probe(node.kubectl_argv("get", "nodes", "-o", "wide"))
+    print(nodes.stdout or nodes.stderr)
+    return nodes.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.cluster", description=(cluster.__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--load",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="local docker image to load into the cluster (repeatable; up only)",
+    )
+    args = parser.parse_args(argv)
+
+    def up() -> None:
+        cluster.ensure_cluster(tuple(args.load))
+
+    actions: dict[str, Callable[[], int | None]] = {
+        "up": up,
+        "down": cluster.delete_cluster,
+        "status": status,
+    }
+    return run_cli(actions[args.command])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

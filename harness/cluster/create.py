@@ -1,0 +1,210 @@
+"""`up`: the ordered actions that take a bare machine to a ready kind cluster.
+
+As kind's own `create`, `up` is a list of small actions run in order; each announces itself
+as a step and, when it fails, says what to do next. Whatever already exists is reused (a
+running cluster, the cached node image), so a warm `up` takes seconds. A cluster created
+here is marked, so `down` never deletes another one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import build, names, paths, versions
+from harness.cluster import host, kindtool, node
+from harness.paths import kubeconfig_path
+from harness.steps import HarnessError, Step, format_seconds, say, step
+
+CREATE_WAIT = "180s"
+
+
+@dataclass
+class Up:
+    """What the actions of one `up` learn and hand on."""
+
+    images: tuple[str, ...]
+    kubeconfig: Path = field(default_factory=kubeconfig_path)
+    kind: str = ""
+    exists: bool = False  # the cluster existed before this `up`
+    node_image: str = ""
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of `up`: its name, its work, what to do when it fails, and when it runs.
+
+    `name` and `remedy` may show what the actions learnt, as `{node_image}` (fields of `Up`).
+    """
+
+    name: str
+    run: Callable[[Step, Up], None]
+    remedy: str
+    when: Callable[[Up], bool] = lambda _up: True
+
+
+def marker() -> Path:
+    """Present only for a cluster this tool created, so `down` never deletes another."""
+    return paths.cache_dir() / "clusters" / names.CLUSTER
+
+
+def _kind_config(image: str) -> str:
+    mappings = "".join(
+        f"  - containerPort: {port}\n    hostPort: {port}\n"
+        '    listenAddress: "127.0.0.1"\n    protocol: TCP\n'
+        for port in names.PUBLISHED_PORTS
+    )
+    return f"""kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: {names.CLUSTER}
+nodes:
+- role: control-plane
+  image: {image}
+  extraPortMappings:
+{mappings}"""
+
+
+def _provision_host(_current: Step, _up: Up) -> None:
+    """A Docker engine that runs privileged containers, as kind's nodes are."""
+    host.ensure_engine()
+    host.ensure_privileged(build.busybox_image())
+
+
+def _find_kind(current: Step, up: Up) -> None:
+    """kind at the pinned version, and whether it already runs our cluster."""
+    up.kind = kindtool.ensure_kind()
+    up.exists = kindtool.cluster_exists(up.kind)
+    current.log(f"kind: {up.kind}; cluster {names.CLUSTER} exists: {up.exists}")
+
+
+def _node_image(current: Step, up: Up) -> None:
+    up.node_image = build.node_image()
+    current.log(f"node image: {up.node_image}")
+
+
+def _create(current: Step, up: Up) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
+        config.write(_kind_config(up.node_image))
+    marker().parent.mkdir(parents=True, exist_ok=True)
+    marker().write_text(up.node_image + "\n")
+    current.run(
+        [
+            up.kind,
+            "create",
+            "cluster",
+            "--config",
+            config.name,
+            "--kubeconfig",
+            up.kubeconfig,
+            "--wait",
+            CREATE_WAIT,
+        ]
+    )
+    Path(config.name).unlink()
+
+
+def _reuse(current: Step, up: Up) -> None:
+    """Start the node if a restart stopped it, check its ports, export its kubeconfig."""
+    node.ensure_control_plane_answers(current)
+    node.check_port_mappings()
+    current.run(
+        [
+            up.kind,
+            "export",
+            "kubeconfig",
+            "--name",
+            names.CLUSTER,
+            "--kubeconfig",
+            up.kubeconfig,
+        ]
+    )
+
+
+def _wait_for_workloads(current: Step, _up: Up) -> None:
+    node.wait_for_workloads(current)
+
+
+def _load_images(_current: Step, up: Up) -> None:
+    for image in up.images:
+        load_image(image, kind=up.kind)
+
+
+AGAIN = "then `python -m harness.cluster up` again"
+ACTIONS = (
+    Action(
+        "Docker engine for privileged containers",
+        _provision_host,
+        "`docker info` and `docker run --privileged` must work for this user (as root on a "
+        f"Debian-like machine the harness sets up docker.io itself); {AGAIN}",
+    ),
+    Action(
+        f"kind {versions.KIND_VERSION}",
+        _find_kind,
+        f"put kind {versions.KIND_VERSION} on PATH, or install Go {versions.GO_MINIMUM} or "
+        f"newer so the harness builds it; {AGAIN}",
+    ),
+    Action(
+        f"node image for Kubernetes {versions.KUBERNETES_VERSION}",
+        _node_image,
+        f"the step log above names the build that failed; fix it, {AGAIN} (what was built is "
+        "cached and not built twice)",
+        when=lambda up: not up.exists,
+    ),
+    Action(
+        f"create kind cluster {names.CLUSTER} ({{node_image}})",
+        _create,
+        f"`python -m harness.cluster down` removes a half-made cluster; {AGAIN}",
+        when=lambda up: not up.exists,
+    ),
+    Action(
+        f"reuse kind cluster {names.CLUSTER}",
+        _reuse,
+        f"`python -m harness.cluster down` deletes it; {AGAIN} to start from a new cluster",
+        when=lambda up: up.exists,
+    ),
+    Action(
+        "system workloads ready",
+        _wait_for_workloads,
+        "`kubectl --kubeconfig {kubeconfig} get pods -A` shows which pod is not ready; "
+        f"if it stays so, `python -m harness.cluster down`, {AGAIN}",
+    ),
+    Action(
+        "load images into the node",
+        _load_images,
+        "each image must exist locally (`docker image inspect IMAGE`)",
+        when=lambda up: bool(up.images),
+    ),
+)
+
+
+def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
+    """Run `up`'s actions in order: create or reuse the cluster, load `images` into it.
+
+    Returns the kubeconfig path.
+    """
+    started = time.monotonic()
+    up = Up(images)
+    for action in ACTIONS:
+        if not action.when(up):
+            continue
+        try:
+            with step(action.name.format_map(vars(up))) as current:
+                action.run(current, up)
+        except HarnessError as error:
+            remedy = action.remedy.format_map(vars(up))
+            raise HarnessError(f"{error}\n  what to do: {remedy}") from error
+    say(
+        f"cluster {names.CLUSTER} ready in {format_seconds(time.monotonic() - started)}; "
+        f"kubeconfig: {up.kubeconfig}"
+    )
+    return up.kubeconfig
+
+
+def load_image(image: str, *, kind: str | None = None) -> None:
+    """`kind load docker-image`: the only way a local image reaches the node offline."""
+    kind = kind or kindtool.ensure_kind()
+    with step(f"kind load docker-image {image}") as current:
+        current.run([kind, "load", "docker-image", image, "--name", names.CLUSTER])

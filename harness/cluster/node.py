@@ -1,0 +1,115 @@
+"""The cluster's control-plane node container: kubectl inside it, its ports, its readiness.
+
+kubectl runs inside the node (`docker exec`) so the cluster can be checked whatever the host
+has installed, and before a kubeconfig has been exported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+from harness import names
+from harness.steps import HarnessError, Step, probe
+
+ROLLOUT_TIMEOUT = "180s"
+RESTART_TIMEOUT = 120
+KUBE_SYSTEM_WORKLOADS = ("deployment/coredns", "daemonset/kindnet", "daemonset/kube-proxy")
+STORAGE_WORKLOAD = ("-n", "local-path-storage", "deployment/local-path-provisioner")
+SYSTEM_NAMESPACES = ("kube-system", "local-path-storage")
+
+
+def control_plane() -> str:
+    """The node container's name, as kind names it."""
+    return f"{names.CLUSTER}-control-plane"
+
+
+def kubectl_argv(*args: str) -> list[str]:
+    """kubectl inside the control-plane node: works whatever the host has installed."""
+    admin = "--kubeconfig=/etc/kubernetes/admin.conf"
+    return ["docker", "exec", control_plane(), "kubectl", admin, *args]
+
+
+def _kubectl(current: Step, *args: str) -> str:
+    return current.output(kubectl_argv(*args))
+
+
+def wait_for_workloads(current: Step) -> None:
+    """kube-system and the storage provisioner rolled out, the node Ready, since this boot."""
+    for workload in KUBE_SYSTEM_WORKLOADS:
+        _kubectl(
+            current,
+            "-n",
+            "kube-system",
+            "rollout",
+            "status",
+            workload,
+            f"--timeout={ROLLOUT_TIMEOUT}",
+        )
+    _kubectl(current, "rollout", "status", *STORAGE_WORKLOAD, f"--timeout={ROLLOUT_TIMEOUT}")
+    _kubectl(
+        current, "wait", "--for=condition=Ready", "node", "--all", f"--timeout={ROLLOUT_TIMEOUT}"
+    )
+    _wait_system_pods_ready_since_boot()
+
+
+def _wait_system_pods_ready_since_boot() -> None:
+    """Right after the node container restarts, the API still shows the pods of the
+    previous boot as Ready (with IPs that are gone): wait for readiness of this boot."""
+    started = probe(["docker", "inspect", "--format", "{{.State.StartedAt}}", control_plane()])
+    boot = datetime.fromisoformat(started.stdout.strip()[:19] + "+00:00")
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while True:
+        listing = probe(kubectl_argv("get", "pods", "--all-namespaces", "-o", "json"))
+        pods = json.loads(listing.stdout)["items"] if listing.returncode == 0 else []
+        stale = [
+            pod["metadata"]["name"]
+            for pod in pods
+            if pod["metadata"]["namespace"] in SYSTEM_NAMESPACES and not _ready_since(pod, boot)
+        ]
+        if pods and not stale:
+            return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"system pods not ready within {RESTART_TIMEOUT}s: {stale}")
+        time.sleep(2)
+
+
+def _ready_since(pod: dict, boot: datetime) -> bool:
+    for condition in pod.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            changed = datetime.fromisoformat(condition["lastTransitionTime"].replace("Z", "+00:00"))
+            return condition["status"] == "True" and changed >= boot
+    return False
+
+
+def ensure_control_plane_answers(current: Step) -> None:
+    """After a host or dockerd restart the node may be stopped or still booting."""
+    running = probe(["docker", "inspect", "--format", "{{.State.Running}}", control_plane()])
+    if running.stdout.strip() == "false":
+        current.run(["docker", "start", control_plane()])
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while probe(kubectl_argv("get", "--raw=/readyz")).returncode != 0:
+        if time.monotonic() > deadline:
+            raise HarnessError(f"the control plane did not answer within {RESTART_TIMEOUT}s")
+        time.sleep(2)
+
+
+def published_ports() -> dict[int, str]:
+    """Container port -> host address the node publishes it on (`docker port`)."""
+    published: dict[int, str] = {}
+    for line in probe(["docker", "port", control_plane()]).stdout.splitlines():
+        container, _, host_address = line.partition(" -> ")
+        published.setdefault(int(container.split("/")[0]), host_address.strip())
+    return published
+
+
+def check_port_mappings() -> None:
+    """A reused cluster must publish the ports this version of the harness maps."""
+    published = published_ports()
+    for port in names.PUBLISHED_PORTS:
+        if published.get(port) != f"127.0.0.1:{port}":
+            raise HarnessError(
+                f"cluster {names.CLUSTER} does not publish 127.0.0.1:{port} (made by an "
+                "older harness?): run `python -m harness.cluster down` and `up` again"
+            )

@@ -1,0 +1,180 @@
+"""The e2e gate's pytest plugin: the cluster, the images, the deployed gateway, diagnostics.
+
+Loaded with `-p harness.e2e.plugin` (`nox -s e2e`, `tox -e e2e`), the way pytest-kind ships
+its fixtures: a test names what it needs (`kubeconfig`, `core`, `apps`, `networking`,
+`busybox_image`, `postgres_image`, `deployment`) and imports no conftest.
+
+Session order for the gateway's checks: cluster up (reused when warm) -> images built and
+loaded -> namespace, Secret, manifests -> wait until serving. A harness failure fails the test
+with the harness's message (a gate that skipped would pass without testing anything); when a
+check of the deployment fails, the diagnostics are saved under artifacts/e2e/<namespace>/ and
+the failure report names that directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from kubernetes import client
+
+from harness import build, cluster, names, paths
+from harness.e2e import deploy, diagnostics, kube
+from harness.e2e.deploy import Credentials
+from harness.steps import HarnessError
+
+BASE_URL = f"http://127.0.0.1:{names.NODE_PORT}"
+ADMIN = "admin"  # selects the deployment's admin token
+T = TypeVar("T")
+
+
+@dataclass
+class Deployment:
+    """What the tests need to talk to and about the deployed gateway."""
+
+    namespace: str
+    kubeconfig: Path
+    api: client.ApiClient
+    credentials: Credentials
+    images: dict[str, str]
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def query(self, sql: str, token: str | None = ADMIN, **fields: Any) -> requests.Response:
+        """POST /query through the NodePort on 127.0.0.1, as a client outside would."""
+        headers = {}
+        if token:
+            value = self.credentials.admin_token if token == ADMIN else token
+            headers["Authorization"] = f"Bearer {value}"
+        return requests.post(
+            f"{BASE_URL}/query", json={"query": sql, **fields}, headers=headers, timeout=30
+        )
+
+    def gateway_pods(self) -> list[Any]:
+        selector = f"{names.NAME_LABEL}={names.GATEWAY}"
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(names.APP, f"{names.APP} e2e gate")
+    group.addoption(
+        "--keep-namespace",
+        action="store_true",
+        help="leave the e2e namespace in place after the run (deleted at the next run)",
+    )
+
+
+def run_harness(function: Callable[..., T], *args: object) -> T:
+    """Run a harness step; its failure (step name, log path) fails the test, not errors it."""
+    try:
+        return function(*args)
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Path:
+    try:
+        return cluster.ensure_cluster()
+    except HarnessError as exc:
+        pytest.fail(f"the kind cluster could not be brought up: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: Path) -> client.ApiClient:
+    return kube.api_client(str(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def networking(api: client.ApiClient) -> client.NetworkingV1Api:
+    return client.NetworkingV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def busybox_image(kubeconfig: Path) -> str:
+    """The offline busybox image, loaded into the node for test pods."""
+    image = run_harness(build.busybox_image)
+    run_harness(cluster.load_image, image)
+    return image
+
+
+@pytest.fixture(scope="session")
+def postgres_image() -> str:
+    """The PostgreSQL image the deployment runs (built, not loaded: plain docker can run it)."""
+    return run_harness(build.postgres_image)
+
+
+@pytest.fixture(scope="session")
+def gateway_images(postgres_image: str) -> dict[str, str]:
+    """Two builds of the gateway (distinct image IDs) for a rollout to a new tag."""
+    first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
+    second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
+    return {"first": first, "second": second, "postgres": postgres_image}
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    request: pytest.FixtureRequest,
+    kubeconfig: Path,
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    gateway_images: dict[str, str],
+) -> Iterator[Deployment]:
+    for image in gateway_images.values():
+        run_harness(cluster.load_image, image)
+    run_harness(deploy.delete_previous_namespaces, core)
+    namespace = f"pgw-e2e-{secrets.token_hex(4)}"
+    credentials = Credentials.random()
+    deployed = Deployment(namespace, kubeconfig, api, credentials, gateway_images)
+    request.session.stash[DEPLOYMENT_KEY] = deployed
+    images = {
+        names.GATEWAY_CONTAINER: gateway_images["first"],
+        names.POSTGRES_CONTAINER: gateway_images["postgres"],
+    }
+    run_harness(deploy.deploy, api, kubeconfig, namespace, images, credentials)
+    yield deployed
+    if not request.config.getoption("--keep-namespace") and not os.environ.get("PG_GATEWAY_KEEP"):
+        core.delete_namespace(namespace)
+
+
+DEPLOYMENT_KEY = pytest.StashKey[Deployment]()
+DIAGNOSED_KEY = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failed check of the deployment saves the diagnostics once and names where."""
+    report = yield
+    session = item.session
+    deployed = session.stash.get(DEPLOYMENT_KEY, None)
+    if report.failed and deployed is not None and "deployment" in getattr(item, "fixturenames", ()):
+        directory = session.stash.get(DIAGNOSED_KEY, None)
+        if directory is None:
+            directory = paths.E2E_ARTIFACTS / deployed.namespace
+            diagnostics.collect(deployed.namespace, deployed.kubeconfig, directory)
+            session.stash[DIAGNOSED_KEY] = directory
+        report.sections.append(("diagnostics", f"saved under {directory}"))
+    return report

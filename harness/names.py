@@ -1,0 +1,29 @@
+"""The names and ports of what the gate creates and deploys, in one place.
+
+The manifests (YAML) spell the workload names too; the manifest lint checks the rendered
+objects against these, so a rename on one side only fails `nox -s lint`.
+"""
+
+from __future__ import annotations
+
+CLUSTER = "pg-gateway"  # the kind cluster
+NODE_PORT = 31234  # the gateway's Service, published on 127.0.0.1 by the kind node
+# A second published NodePort for the cluster's own e2e checks, so they never
+# compete with the gateway for NODE_PORT.
+SELF_TEST_NODE_PORT = 31235
+PUBLISHED_PORTS = (NODE_PORT, SELF_TEST_NODE_PORT)
+
+APP = "pg-gateway"  # the application: app.kubernetes.io/part-of of every object
+GATEWAY = "pg-gateway"  # Deployment and Service, and app.kubernetes.io/name of its pods
+POSTGRES = "postgres"  # StatefulSet and Service, and app.kubernetes.io/name of its pods
+POSTGRES_POD = f"{POSTGRES}-0"  # the StatefulSet's one pod
+SECRET = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
+GATEWAY_CONTAINER = "gateway"
+POSTGRES_CONTAINER = "postgres"
+GATEWAY_PORT = 5000
+POSTGRES_PORT = 5432
+
+NAME_LABEL = "app.kubernetes.io/name"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+# On the namespaces an e2e run creates, so the next run finds and deletes a kept one.
+E2E_LABEL = "pg-gateway/e2e"

@@ -1,0 +1,84 @@
+"""`up` runs its ordered actions: which run when, and what a failure tells the user.
+
+The actions' work is replaced by recorders (no Docker, no kind); the runner, the conditions,
+the step announcements and the remedies are the real ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness import names, steps
+from harness.cluster import create
+from harness.steps import HarnessError
+
+
+@pytest.fixture(autouse=True)
+def scratch_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step logs and the kubeconfig path under tmp_path, not in the work tree or ~/.cache."""
+    monkeypatch.setenv("PG_GATEWAY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
+def record_actions(
+    monkeypatch: pytest.MonkeyPatch, *, exists: bool, fail: str | None = None
+) -> list[str]:
+    """Replace each action's work by a recorder; the cluster exists or not; one may fail."""
+    ran: list[str] = []
+
+    def recorder(action: create.Action) -> create.Action:
+        def run(_current: steps.Step, up: create.Up) -> None:
+            ran.append(action.name)
+            up.exists, up.node_image = exists, "node:test"
+            if action.name == fail:
+                raise HarnessError("it broke")
+
+        return dataclasses.replace(action, run=run)
+
+    monkeypatch.setattr(create, "ACTIONS", tuple(map(recorder, create.ACTIONS)))
+    return ran
+
+
+def test_a_missing_cluster_is_created_from_the_node_image(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran = record_actions(monkeypatch, exists=False)
+    create.ensure_cluster()
+    assert [name.split()[0] for name in ran] == ["Docker", "kind", "node", "create", "system"]
+    assert f"==> create kind cluster {names.CLUSTER} (node:test)" in capsys.readouterr().err
+
+
+def test_an_existing_cluster_is_reused_and_gets_the_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran = record_actions(monkeypatch, exists=True)
+    create.ensure_cluster(("pg-gateway/gateway:test",))
+    assert [name.split()[0] for name in ran] == ["Docker", "kind", "reuse", "system", "load"]
+
+
+def test_a_failed_action_stops_up_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = record_actions(monkeypatch, exists=True, fail="system workloads ready")
+    with pytest.raises(HarnessError) as failure:
+        create.ensure_cluster(("image",))
+    assert ran[-1] == "system workloads ready"
+    message = str(failure.value)
+    assert message.startswith("step 'system workloads ready' failed: it broke")
+    assert f"what to do: `kubectl --kubeconfig {create.kubeconfig_path()} get pods -A`" in message
+
+
+def test_every_name_and_remedy_names_only_what_up_knows() -> None:
+    up = create.Up(("image",))
+    for action in create.ACTIONS:
+        assert action.name.format_map(vars(up))
+        assert action.remedy.format_map(vars(up))
+
+
+def test_an_inner_step_is_named_in_the_outer_steps_log() -> None:
+    with steps.step("outer") as outer:
+        with steps.step("inner") as inner:
+            assert outer.inner == 1
+        assert outer.inner == 0
+    assert f"inner step 'inner': {inner.log_path}" in outer.log_path.read_text()

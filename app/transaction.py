@@ -17,6 +17,7 @@ contract's ApiError here, with positions in the client's own text.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -108,6 +109,9 @@ class Transaction:
         self.budget_left = settings.max_result_bytes  # for all statements of the request
         self._catalog = catalog
         self._cursor = connection.cursor()
+        # Names of the gateway's cursors and tables: a client's own held cursor or temporary
+        # table of the same session cannot be mistaken for one.
+        self._name_prefix = f"pgw_{secrets.token_hex(4)}_"
         self._names = 0
         self._begin = _begin_sql(options, settings)
 
@@ -182,8 +186,8 @@ class Transaction:
         elif how is Plan.MATERIALIZE_RETURNING:
             self._send(piece, "WITH pgw_dml AS (", body, "\n) SELECT count(*) FROM pgw_dml")
         elif how is Plan.MATERIALIZE:
-            before = f"CREATE TEMP TABLE pgw_rows_{name} AS "
-            self._send(piece, before, body, f"\n; DROP TABLE pgw_rows_{name}")
+            before = f"CREATE TEMP TABLE {name}_rows AS "
+            self._send(piece, before, body, f"\n; DROP TABLE {name}_rows")
         else:
             self._send(piece, "", body, "")
 
@@ -200,7 +204,7 @@ class Transaction:
         if how is Plan.CURSOR:
             self._send(piece, f"DECLARE {name} NO SCROLL CURSOR FOR ", body, f"\n; {fetch}")
         else:
-            table = f"pgw_rows_{name}"
+            table = f"{name}_rows"
             wrap = how is Plan.MATERIALIZE_RETURNING
             before = f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
             before += "WITH pgw_dml AS (" if wrap else ""
@@ -211,7 +215,7 @@ class Transaction:
 
     def _name(self) -> str:
         self._names += 1
-        return f"pgw_{self._names}"
+        return f"{self._name_prefix}{self._names}"
 
     def _send(self, piece: Piece, before: str, body: str, after: str) -> None:
         """One message holding one statement of the client's (the first also opens the

@@ -1,36 +1,31 @@
-"""The benchmark's PostgreSQL: one server, one least-privilege role, seeded tables.
+"""The benchmark's PostgreSQL: one server, the deployment's logins, seeded tables.
 
-Every system logs in as the same role `bench` (owner of database `bench`), the way
-production runs the gateway, so no system gets superuser shortcuts.
+Every system logs in as `gateway` (owner of database `bench`, from the manifests' roles.sql),
+the way production runs the gateway, so no system gets superuser shortcuts.
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from harness.local.postgres import LocalPostgres
+from harness.local.provision import Logins, provision
 
-ROLE = "bench"
-DATABASE = "bench"
 ITEMS = 100_000  # the rows the seed below inserts
 
 
 class BenchDatabase:
     def __init__(self, workdir: Path) -> None:
         self.server = LocalPostgres(workdir / "pgdata")
-        self.password = secrets.token_hex(12)  # hex: safe inside a SQL literal
+        self.logins = Logins(database="bench")
 
     @property
     def dsn(self) -> str:
-        return self.server.dsn(user=ROLE, password=self.password, dbname=DATABASE)
+        return self.logins.gateway_dsn(self.server)
 
     def start(self) -> None:
         self.server.start()
-        self.server.execute(
-            f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'",
-            f"CREATE DATABASE {DATABASE} OWNER {ROLE}",
-        )
+        provision(self.server, self.logins)
         self.server.execute(
             "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL,"
             " score double precision NOT NULL, created_at timestamptz NOT NULL)",

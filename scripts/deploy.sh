@@ -61,17 +61,20 @@ if "$kubectl" -n "$namespace" get secret pg-gateway-secrets >/dev/null 2>&1; the
 else
 	echo "deploy: creating secret pg-gateway-secrets with random values"
 	# Values go through files in a private directory, never through argv or the terminal.
-	for key in postgres-password gateway-password api-tokens; do
+	# api-tokens: an admin token (the gateway's login) and a read-only one (reader's login).
+	for key in postgres-password gateway-password reader-password admin-token reader-token; do
 		random_secret | tr -d '\n' >"$tmp/$key"
 	done
+	printf '%s,%s:reader' "$(cat "$tmp/admin-token")" "$(cat "$tmp/reader-token")" >"$tmp/api-tokens"
 	"$kubectl" -n "$namespace" create secret generic pg-gateway-secrets \
 		--from-file=postgres-password="$tmp/postgres-password" \
 		--from-file=gateway-password="$tmp/gateway-password" \
+		--from-file=reader-password="$tmp/reader-password" \
 		--from-file=api-tokens="$tmp/api-tokens" >/dev/null
-	rm -f "$tmp/postgres-password" "$tmp/gateway-password" "$tmp/api-tokens"
+	rm -f "$tmp"/*-password "$tmp"/*-token "$tmp/api-tokens"
 	"$kubectl" -n "$namespace" label secret pg-gateway-secrets \
 		app.kubernetes.io/part-of=pg-gateway >/dev/null
-	echo "deploy: read the API token with:" \
+	echo "deploy: read the API tokens (admin,reader:reader) with:" \
 		"$kubectl -n $namespace get secret pg-gateway-secrets -o jsonpath='{.data.api-tokens}' | base64 -d"
 fi
 

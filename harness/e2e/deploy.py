@@ -30,12 +30,13 @@ class Credentials:
 
     postgres_password: str
     gateway_password: str
+    reader_password: str
     admin_token: str
     reader_token: str
 
     @classmethod
     def random(cls) -> Credentials:
-        return cls(*(secrets.token_urlsafe(24) for _ in range(4)))
+        return cls(*(secrets.token_urlsafe(24) for _ in range(5)))
 
     @property
     def api_tokens(self) -> str:
@@ -82,6 +83,7 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
             string_data={
                 "postgres-password": credentials.postgres_password,
                 "gateway-password": credentials.gateway_password,
+                "reader-password": credentials.reader_password,
                 "api-tokens": credentials.api_tokens,
             },
         ),

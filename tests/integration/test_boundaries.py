@@ -36,8 +36,9 @@ WRITES = [
     "select 1; commit; insert into ledger values (12)",
     "select E'x'\n'\\' ; '; commit; insert into ledger values (13); --'",
     "select é$$ as x; commit; insert into ledger values (14); select 1 as y$$",
-    'set standard_conforming_strings = off; select \'\\\'; commit; insert into ledger values (15); --\'',
-    "select U&\"\\0061\" from (select 1 as a) s; commit; insert into ledger values (16)",
+    "set standard_conforming_strings = off; "
+    "select '\\'; commit; insert into ledger values (15); --'",
+    'select U&"\\0061" from (select 1 as a) s; commit; insert into ledger values (16)',
     "create temp table shadow as select * from ledger",
     "alter table ledger add column x int",
     "grant insert on ledger to reader",
@@ -137,8 +138,7 @@ ESCAPES = [
     "select set_config('statement_timeout', '0', false), pg_sleep(3)",
     "update pg_settings set setting = '0' where name = 'statement_timeout'; select pg_sleep(3)",
     "set session characteristics as transaction read write; reset all; select pg_sleep(3)",
-    "do $$ begin perform set_config('statement_timeout', '0', true); "
-    "perform pg_sleep(3); end $$",
+    "do $$ begin perform set_config('statement_timeout', '0', true); perform pg_sleep(3); end $$",
     "select count(*) from generate_series(1, 1000000000)",
 ]
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
@@ -40,19 +42,40 @@ def test_request_id_is_echoed_or_generated(gateway) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
 
 
-def test_invalid_configuration_stops_with_one_line() -> None:
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"POOL_MAX": "lots"}, "configuration error: POOL_MAX: must be an integer, got 'lots'"),
+        # An empty role once gave the token full access, a repeated token kept the last
+        # entry, and a role in capitals started and then failed every request.
+        (
+            {"API_TOKENS": "t:"},
+            "configuration error: API_TOKENS: the entry for a token ends in ':' with no role",
+        ),
+        ({"API_TOKENS": "t:reader,t"}, "configuration error: API_TOKENS: a token is listed twice"),
+        (
+            {"API_TOKENS": "t:READER"},
+            "configuration error: API_TOKENS: role 'READER' is not a lower-case PostgreSQL "
+            "login name (did you mean 'reader'?)",
+        ),
+        (
+            {"API_TOKENS": "t:reader"},
+            "configuration error: API_TOKENS: role 'reader' logs in with its own password: "
+            "set POSTGRES_PASSWORD_READER",
+        ),
+    ],
+)
+def test_invalid_configuration_stops_with_one_line(env: dict[str, str], line: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "app"],
-        env={"POOL_MAX": "lots", "PATH": "/usr/bin:/bin"},
+        env={**env, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=30,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "configuration error: POOL_MAX: must be an integer, got 'lots'"
-    ]
+    assert done.stderr.strip().splitlines() == [line]
 
 
 def test_schemathesis_finds_no_server_error(gateway) -> None:

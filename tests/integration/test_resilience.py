@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import threading
 import time
 
+import psutil
 import pytest
 import requests
 
@@ -106,3 +108,33 @@ def test_sigterm_finishes_inflight_query_and_turns_unready(start_gateway_for) ->
     assert 503 in readiness
     assert 200 not in readiness
     assert gateway.process.wait(timeout=30) == 0
+
+
+def test_a_drain_does_not_wait_for_the_requests_of_a_killed_worker(start_gateway_for) -> None:
+    """The old counter was shared by all workers: a worker killed mid-request left it
+    above zero, and the next SIGTERM waited out the whole GRACEFUL_TIMEOUT_S."""
+    gateway = start_gateway_for(WORKERS="2", GRACEFUL_TIMEOUT_S="20")
+    sleepers = [
+        threading.Thread(target=lambda: _quietly(gateway.query, "select pg_sleep(10)"))
+        for _ in range(6)
+    ]
+    for sleeper in sleepers:
+        sleeper.start()
+    time.sleep(1)
+    workers = psutil.Process(gateway.process.pid).children()
+    for worker in workers:  # both: whichever held the sleepers
+        worker.kill()
+    time.sleep(2)  # gunicorn replaces them
+    started = time.monotonic()
+    gateway.process.send_signal(signal.SIGTERM)
+    assert gateway.process.wait(timeout=30) == 0
+    drained_in = time.monotonic() - started
+    for sleeper in sleepers:
+        sleeper.join()
+    print(f"\ndrain after killed workers: exited {drained_in:.1f} s after SIGTERM")
+    assert drained_in < 5
+
+
+def _quietly(call, *args) -> None:
+    with contextlib.suppress(requests.RequestException):  # its worker was killed
+        call(*args)

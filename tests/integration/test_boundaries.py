@@ -44,6 +44,12 @@ WRITES = [
     "grant insert on ledger to reader",
     "create table elsewhere (n int)",
     "select pg_catalog.lo_import('/etc/passwd')",
+    # What left READ_ONLY on the old code: a read-write switch or a COMMIT the text guard
+    # could not see behind a carriage return.
+    "--x\rset transaction read write;\ninsert into ledger values (17)",
+    "--x\rcommit;\ninsert into ledger values (18)",
+    "--x\rset session characteristics as transaction read write;\ncommit;\n"
+    "insert into ledger values (19)",
 ]
 
 

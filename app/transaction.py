@@ -68,7 +68,8 @@ class Plan(Enum):
 def plan(piece: Piece, read_only: bool, can_create_temp: bool) -> Plan:
     """How a statement's rows can be read in bounded memory (see the module doc)."""
     first = piece.words[0] if piece.words else ""
-    top, modifying = piece.top_keywords, piece.paren_keywords & _DATA_MODIFYING
+    top = piece.top_keywords
+    modifying = (piece.paren_keywords | top) & _DATA_MODIFYING  # in a WITH, or its main part
     if first in _QUERIES or (first == "WITH" and not modifying):
         return Plan.DIRECT if "INTO" in top else Plan.CURSOR  # SELECT ... INTO returns none
     if read_only or not can_create_temp:

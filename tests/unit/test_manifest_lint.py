@@ -203,6 +203,7 @@ def test_gateway_env_and_secret_keys(rendered: dict[str, Any]) -> None:
     assert secret_refs == {
         "POSTGRES_PASSWORD": ("pg-gateway-secrets", "gateway-password"),
         "API_TOKENS": ("pg-gateway-secrets", "api-tokens"),
+        "POSTGRES_PASSWORD_READER": ("pg-gateway-secrets", "reader-password"),
     }
     config = rendered["kind"]["ConfigMap/pg-gateway-config"]["data"]
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -211,8 +212,13 @@ def test_gateway_env_and_secret_keys(rendered: dict[str, Any]) -> None:
     assert grace > 5 + int(config["GRACEFUL_TIMEOUT_S"])
 
 
-def test_postgres_init_script_uses_a_psql_variable(rendered: dict[str, Any]) -> None:
-    script = rendered["kind"]["ConfigMap/postgres-init"]["data"]["10-gateway-roles.sh"]
+def test_postgres_init_sql_is_roles_sql_with_passwords_as_psql_variables(
+    rendered: dict[str, Any],
+) -> None:
+    """The ConfigMap carries manifests/base/postgres/roles.sql, the file the local servers
+    run too; passwords come from the environment as psql variables, never inline."""
+    script = rendered["kind"]["ConfigMap/postgres-init"]["data"]["10-roles.sql"]
+    assert script == (MANIFESTS_DIR / "base" / "postgres" / "roles.sql").read_text()
     assert "PASSWORD :'gateway_password'" in script
-    assert "<<'EOSQL'" in script  # quoted heredoc: the shell expands nothing in the SQL
-    assert "$GATEWAY_PASSWORD" not in script.split("EOSQL", 1)[1]
+    assert "PASSWORD :'reader_password'" in script
+    assert "\\getenv gateway_password GATEWAY_PASSWORD" in script

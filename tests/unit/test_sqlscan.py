@@ -38,7 +38,9 @@ def postgres_boundaries(text: str) -> set[int] | None:
         if token.name == "ASCII_59" and depth <= 0:  # ;
             if content:
                 boundaries.add(token.start)
-            content = False
+            # Depth restarts with each statement, as in the scanner: a statement whose
+            # parentheses do not balance is a syntax error, whichever count one keeps.
+            content, depth = False, 0
             continue
         depth += {"ASCII_40": 1, "ASCII_41": -1}.get(token.name, 0)
         content = content or token.name not in {"SQL_COMMENT", "C_COMMENT"}

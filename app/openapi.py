@@ -34,7 +34,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(_ref("Error"), "error") for status in statuses}
 
 
-_SQL_ERRORS = (400, 401, 403, 409, 413, 415, 503, 504)
+_SQL_ERRORS = (400, 401, 403, 408, 409, 413, 415, 503, 504)
 _SECURITY = [{"bearer": []}]
 
 

@@ -49,18 +49,20 @@ def next_statement(scan: Scanner, position: int, standard_strings: bool) -> Piec
     return piece
 
 
-def check(text: str) -> list[Piece]:
-    """Every statement of `text` as a fresh session reads it (standard_conforming_strings
-    on), checked; refused as a whole before anything is sent."""
-    scan = scanner(text)
+def statements(scan: Scanner, position: int, standard_strings: bool) -> list[Piece]:
+    """Every statement from `position` on, checked: refused as a whole, before any is sent."""
     pieces: list[Piece] = []
-    position = 0
-    while (piece := next_statement(scan, position, True)) is not None:
+    while (piece := next_statement(scan, position, standard_strings)) is not None:
         pieces.append(piece)
         if len(pieces) > MAX_STATEMENTS:
             raise ApiError(400, f"the SQL holds more than {MAX_STATEMENTS} statements")
         position = piece.end + 1
     return pieces
+
+
+def check(text: str) -> list[Piece]:
+    """Every statement of `text` as a fresh session reads it (standard_conforming_strings on)."""
+    return statements(scanner(text), 0, True)
 
 
 def _ends_transaction(words: tuple[str, ...]) -> bool:

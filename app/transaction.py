@@ -32,8 +32,8 @@ from app.encode import DuplicateColumnError, check_unique_columns, encode_lines,
 from app.errors import ApiError, from_db_error, unavailable
 from app.sessions import Session
 from app.settings import Settings
-from app.sqlguard import MAX_STATEMENTS, next_statement, scanner
-from app.sqlscan import Piece, Scanner
+from app.sqlguard import scanner, statements
+from app.sqlscan import Piece
 from app.typecast import TYPE_QUERY, Convert, TypeCatalog
 from app.validation import Options, Statement
 from app.wait import DeadlineExceeded
@@ -154,13 +154,13 @@ class Transaction:
         text = self._text(statement)
         scan = scanner(text)
         standard = self._standard_strings()
-        pending = _checked(scan, 0, standard)
+        pending = statements(scan, 0, standard)
         while pending:
             piece = pending.pop(0)
             yield text, piece, not pending
             if pending and (now := self._standard_strings()) != standard:
                 standard = now
-                pending = _checked(scan, piece.end + 1, standard)
+                pending = statements(scan, piece.end + 1, standard)
 
     def _text(self, statement: Statement) -> str:
         """The SQL as PostgreSQL receives it: psycopg2 binds parameters by quoting them into
@@ -273,16 +273,6 @@ def _begin_sql(options: Options, settings: Settings) -> str:
     if options.read_only:
         sql += "; SELECT 1"  # a snapshot taken: SQL can no longer switch to READ WRITE
     return sql + ";\n"
-
-
-def _checked(scan: Scanner, position: int, standard_strings: bool) -> list[Piece]:
-    pieces: list[Piece] = []
-    while (piece := next_statement(scan, position, standard_strings)) is not None:
-        pieces.append(piece)
-        if len(pieces) > MAX_STATEMENTS:
-            raise ApiError(400, f"the SQL holds more than {MAX_STATEMENTS} statements")
-        position = piece.end + 1
-    return pieces
 
 
 def translate(error: psycopg2.Error, connection: Session) -> ApiError:

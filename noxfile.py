@@ -89,7 +89,8 @@ def e2e(session: nox.Session) -> None:
     """
     install_groups(session, "e2e")
     # -s: long steps report progress live, and the checks print their measured figures.
-    pytest(session, "e2e", "-s", "-p", "harness.e2e.plugin")
+    # pytest-kind first, so the harness's plugin's kind_cluster fixture replaces its own.
+    pytest(session, "e2e", "-s", "-p", "pytest-kind", "-p", "harness.e2e.plugin")
 
 
 @nox.session(python=PYTHON)

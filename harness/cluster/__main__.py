@@ -9,7 +9,7 @@ from collections.abc import Callable
 from harness import build, cluster, names, versions
 from harness.build import docker
 from harness.cluster import host, kindtool, node
-from harness.cluster.create import marker
+from harness.cluster.kindcluster import marker
 from harness.paths import kubeconfig_path
 from harness.steps import probe, run_cli
 

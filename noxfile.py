@@ -76,7 +76,8 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def cluster(session: nox.Session) -> None:
-    """`nox -s cluster -- up|down|status`: the kind cluster the e2e gate runs on."""
+    """`nox -s cluster -- up|down|status|purge [--dry-run]`: the kind cluster the e2e gate
+    runs on; `purge` undoes everything the harness did to this machine."""
     install_groups(session, "e2e")
     session.run("python", "-m", "harness.cluster", *(session.posargs or ["status"]))
 

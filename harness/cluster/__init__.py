@@ -1,9 +1,9 @@
-"""The gate's kind cluster: `python -m harness.cluster up|down|status`.
+"""The gate's kind cluster: `python -m harness.cluster up|down|status|purge`.
 
 `ensure_cluster()` (what `up` runs) takes a bare machine to a ready cluster and reuses
 whatever already exists, and returns it as pytest-kind's `KindCluster` (`GateCluster`:
 `load_docker_image()` puts a local image on the node); `delete_cluster()` (`down`) only
-deletes a cluster this tool created.
+deletes a cluster this tool created; `purge` undoes everything the harness did here.
 """
 
 from __future__ import annotations

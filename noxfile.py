@@ -76,7 +76,8 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def cluster(session: nox.Session) -> None:
-    """`nox -s cluster -- up|down|status`: the kind cluster the e2e gate runs on."""
+    """`nox -s cluster -- up|down|status|purge [--dry-run]`: the kind cluster the e2e gate
+    runs on; `purge` undoes everything the harness did to this machine."""
     install_groups(session, "e2e")
     session.run("python", "-m", "harness.cluster", *(session.posargs or ["status"]))
 
@@ -89,7 +90,8 @@ def e2e(session: nox.Session) -> None:
     """
     install_groups(session, "e2e")
     # -s: long steps report progress live, and the checks print their measured figures.
-    pytest(session, "e2e", "-s", "-p", "harness.e2e.plugin")
+    # pytest-kind first, so the harness's plugin's kind_cluster fixture replaces its own.
+    pytest(session, "e2e", "-s", "-p", "pytest-kind", "-p", "harness.e2e.plugin")
 
 
 @nox.session(python=PYTHON)

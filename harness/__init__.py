@@ -29,16 +29,18 @@ build/                the images, behind node_image(), busybox_image(), postgres
   baseimages          offline python and postgres bases for the project's own images
   app_image           the gateway image from the project's Dockerfile
 
-cluster/              the kind cluster, behind ensure_cluster(), load_image(),
-                      delete_cluster() in cluster/__init__
-  create              `up` as an ordered list of actions; load_image()
+cluster/              the kind cluster, behind ensure_cluster() and delete_cluster() in
+                      cluster/__init__
+  create              `up` as an ordered list of actions
+  kindcluster         pytest-kind's KindCluster for the gate: create or reuse, load, kubectl
   host                a Docker engine that runs privileged containers (install, start, fix)
   kindtool            kind at the pinned version (PATH, cache, or `go install`)
   node                the control-plane node: kubectl inside it, readiness, published ports
-  __main__            `python -m harness.cluster up|down|status`
+  purge               undo what the harness did to this machine, and nothing else
+  __main__            `python -m harness.cluster up|down|status|purge`
 
-e2e/                  the library of tests/e2e, loaded with `-p harness.e2e.plugin`
-  plugin              the fixtures, the --keep-namespace option, the diagnostics hook
+e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p harness.e2e.plugin`
+  plugin              the fixtures (kind_cluster for pytest-kind's), --keep-namespace, diagnostics
   deploy              namespace, Secret, the rendered overlay applied; waits until serving
   kube                typed waits on Kubernetes objects, built on watches
   availability        a steady client load and a watch on the Deployment during rollouts

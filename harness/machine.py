@@ -29,10 +29,11 @@ def can_self_provision() -> bool:
     )
 
 
-def load_changes() -> dict[str, Any]:
-    """The record of host changes; empty when the harness changed nothing here."""
+def load_changes(path: Path | None = None) -> dict[str, Any]:
+    """The record of host changes (at `path`, for tests); empty when the harness changed
+    nothing here."""
     try:
-        return json.loads(HOST_CHANGES.read_text())
+        return json.loads((path or HOST_CHANGES).read_text())
     except FileNotFoundError:
         return {}
 
@@ -45,14 +46,14 @@ def record(**changes: Any) -> None:
     HOST_CHANGES.write_text(json.dumps(changed, indent=2) + "\n")
 
 
-def _installed(package: str) -> bool:
+def installed(package: str) -> bool:
     status = probe(["dpkg-query", "-W", "-f=${Status}", package])
     return status.returncode == 0 and status.stdout.endswith(" installed")
 
 
 def apt_install(packages: list[str]) -> None:
     """Install Debian packages (root on Debian only; the caller checked)."""
-    new = [package for package in packages if not _installed(package)]
+    new = [package for package in packages if not installed(package)]
     with step(f"apt-get install {' '.join(packages)}") as current:
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         current.run(["apt-get", "update"], env=env, timeout=600)

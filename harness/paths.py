@@ -19,10 +19,15 @@ ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 E2E_ARTIFACTS = ARTIFACTS_DIR / "e2e"
 
 
-def cache_dir() -> Path:
-    """Machine-wide cache root (override with PG_GATEWAY_CACHE)."""
+def cache_root() -> Path:
+    """Machine-wide cache root (override with PG_GATEWAY_CACHE), whether it exists or not."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pg-gateway"
-    path = Path(os.environ.get("PG_GATEWAY_CACHE", default))
+    return Path(os.environ.get("PG_GATEWAY_CACHE", default))
+
+
+def cache_dir() -> Path:
+    """The cache root, made if missing: for code that writes into it."""
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -36,5 +41,5 @@ def log_dir() -> Path:
 
 
 def kubeconfig_path() -> Path:
-    """The kubeconfig `cluster up` writes for the managed cluster."""
-    return cache_dir() / f"kubeconfig-{names.CLUSTER}.yaml"
+    """The kubeconfig `cluster up` writes for the managed cluster (kind makes its directory)."""
+    return cache_root() / f"kubeconfig-{names.CLUSTER}.yaml"

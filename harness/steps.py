@@ -172,6 +172,17 @@ def step(name: str) -> Iterator[Step]:
     say(f"    {name}: done in {format_seconds(time.monotonic() - started)}")
 
 
+@contextmanager
+def within_step(name: str) -> Iterator[Step]:
+    """The step running now, or a new one named `name`: a command is logged either way."""
+    current = _running.get()
+    if current is not None:
+        yield current
+        return
+    with step(name) as new:
+        yield new
+
+
 def run_cli(action: Callable[[], int | None]) -> int:
     """Run a command-line action: a harness failure is one message and exit 1, never a trace."""
     try:

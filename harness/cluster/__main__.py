@@ -1,4 +1,4 @@
-"""`python -m harness.cluster up|down|status` (also `nox -s cluster -- ...`)."""
+"""`python -m harness.cluster up|down|status|purge` (also `nox -s cluster -- ...`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from harness import build, cluster, names, versions
 from harness.build import docker
-from harness.cluster import host, kindtool, node
-from harness.cluster.create import marker
+from harness.cluster import host, kindtool, node, purge
+from harness.cluster.kindcluster import marker
 from harness.paths import kubeconfig_path
 from harness.steps import probe, run_cli
 
@@ -42,13 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.cluster", description=(cluster.__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "purge"))
     parser.add_argument(
         "--load",
         action="append",
         default=[],
         metavar="IMAGE",
         help="local docker image to load into the cluster (repeatable; up only)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what purge would remove and keep, and why, changing nothing (purge only)",
     )
     args = parser.parse_args(argv)
 
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "up": up,
         "down": cluster.delete_cluster,
         "status": status,
+        "purge": lambda: purge.purge(dry_run=args.dry_run),
     }
     return run_cli(actions[args.command])
 

@@ -1,25 +1,25 @@
 """`up`: the ordered actions that take a bare machine to a ready kind cluster.
 
 As kind's own `create`, `up` is a list of small actions run in order; each announces itself
-as a step and, when it fails, says what to do next. Whatever already exists is reused (a
-running cluster, the cached node image), so a warm `up` takes seconds. A cluster created
-here is marked, so `down` never deletes another one.
+as a step and, when it fails, says what to do next. The actions make the host, kind and the
+node image ready, then pytest-kind's `create()` (the `GateCluster` of kindcluster.py)
+creates or reuses the cluster. Whatever already exists is reused (a running cluster, the
+cached node image), so a warm `up` takes seconds. A cluster created here is marked, so
+`down` never deletes another one.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import build, names, paths, versions
+from harness import build, names, versions
 from harness.cluster import host, kindtool, node
+from harness.cluster.kindcluster import GateCluster
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, format_seconds, say, step
-
-CREATE_WAIT = "180s"
 
 
 @dataclass
@@ -31,6 +31,10 @@ class Up:
     kind: str = ""
     exists: bool = False  # the cluster existed before this `up`
     node_image: str = ""
+
+    def cluster(self) -> GateCluster:
+        """pytest-kind's cluster object with what the actions have found so far."""
+        return GateCluster(self.kind, image=self.node_image or None)
 
 
 @dataclass(frozen=True)
@@ -44,27 +48,6 @@ class Action:
     run: Callable[[Step, Up], None]
     remedy: str
     when: Callable[[Up], bool] = lambda _up: True
-
-
-def marker() -> Path:
-    """Present only for a cluster this tool created, so `down` never deletes another."""
-    return paths.cache_dir() / "clusters" / names.CLUSTER
-
-
-def _kind_config(image: str) -> str:
-    mappings = "".join(
-        f"  - containerPort: {port}\n    hostPort: {port}\n"
-        '    listenAddress: "127.0.0.1"\n    protocol: TCP\n'
-        for port in names.PUBLISHED_PORTS
-    )
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-name: {names.CLUSTER}
-nodes:
-- role: control-plane
-  image: {image}
-  extraPortMappings:
-{mappings}"""
 
 
 def _provision_host(_current: Step, _up: Up) -> None:
@@ -85,42 +68,15 @@ def _node_image(current: Step, up: Up) -> None:
     current.log(f"node image: {up.node_image}")
 
 
-def _create(current: Step, up: Up) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
-        config.write(_kind_config(up.node_image))
-    marker().parent.mkdir(parents=True, exist_ok=True)
-    marker().write_text(up.node_image + "\n")
-    current.run(
-        [
-            up.kind,
-            "create",
-            "cluster",
-            "--config",
-            config.name,
-            "--kubeconfig",
-            up.kubeconfig,
-            "--wait",
-            CREATE_WAIT,
-        ]
-    )
-    Path(config.name).unlink()
+def _create(_current: Step, up: Up) -> None:
+    up.cluster().create()
 
 
 def _reuse(current: Step, up: Up) -> None:
     """Start the node if a restart stopped it, check its ports, export its kubeconfig."""
     node.ensure_control_plane_answers(current)
     node.check_port_mappings()
-    current.run(
-        [
-            up.kind,
-            "export",
-            "kubeconfig",
-            "--name",
-            names.CLUSTER,
-            "--kubeconfig",
-            up.kubeconfig,
-        ]
-    )
+    up.cluster().create()
 
 
 def _wait_for_workloads(current: Step, _up: Up) -> None:
@@ -128,8 +84,9 @@ def _wait_for_workloads(current: Step, _up: Up) -> None:
 
 
 def _load_images(_current: Step, up: Up) -> None:
+    cluster = up.cluster()
     for image in up.images:
-        load_image(image, kind=up.kind)
+        cluster.load_docker_image(image)
 
 
 AGAIN = "then `python -m harness.cluster up` again"
@@ -180,11 +137,8 @@ ACTIONS = (
 )
 
 
-def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
-    """Run `up`'s actions in order: create or reuse the cluster, load `images` into it.
-
-    Returns the kubeconfig path.
-    """
+def ensure_cluster(images: tuple[str, ...] = ()) -> GateCluster:
+    """Run `up`'s actions in order: create or reuse the cluster, load `images` into it."""
     started = time.monotonic()
     up = Up(images)
     for action in ACTIONS:
@@ -200,11 +154,4 @@ def ensure_cluster(images: tuple[str, ...] = ()) -> Path:
         f"cluster {names.CLUSTER} ready in {format_seconds(time.monotonic() - started)}; "
         f"kubeconfig: {up.kubeconfig}"
     )
-    return up.kubeconfig
-
-
-def load_image(image: str, *, kind: str | None = None) -> None:
-    """`kind load docker-image`: the only way a local image reaches the node offline."""
-    kind = kind or kindtool.ensure_kind()
-    with step(f"kind load docker-image {image}") as current:
-        current.run([kind, "load", "docker-image", image, "--name", names.CLUSTER])
+    return up.cluster()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from harness import machine
 from harness.steps import HarnessError, Step, probe, say, step
@@ -100,9 +101,11 @@ def _start_dockerd(current_step: Step) -> None:
     )
 
 
-def started_dockerd_pid() -> int | None:
-    """The pid of the dockerd this harness started, if that very process still runs."""
-    started = machine.load_changes().get("dockerd") or {}
+def started_dockerd_pid(changes: dict[str, Any] | None = None) -> int | None:
+    """The pid of the dockerd this harness started (per `changes`, by default the record),
+    if that very process still runs."""
+    recorded = machine.load_changes() if changes is None else changes
+    started = recorded.get("dockerd") or {}
     pid = started.get("pid")
     if pid and started.get("start_time") and process_start_time(pid) == started["start_time"]:
         return int(pid)
@@ -123,12 +126,17 @@ def _write_runtime_wrapper(current_step: Step) -> None:
     real_runc = shutil.which("runc")
     if real_runc is None:
         raise HarnessError("runc not found; it comes with Debian's docker.io package")
+    made = [d for d in (*reversed(RUNTIME_PATH.parents), DAEMON_JSON.parent) if not d.exists()]
     RUNTIME_PATH.parent.mkdir(parents=True, exist_ok=True)
     RUNTIME_PATH.write_text(RUNTIME_TEMPLATE.read_text().replace("@REAL_RUNC@", real_runc))
     RUNTIME_PATH.chmod(0o755)
     before = DAEMON_JSON.read_text() if DAEMON_JSON.exists() else None
     if "daemon_json_before" not in machine.load_changes():
-        machine.record(daemon_json_before=before, runtime_wrapper=str(RUNTIME_PATH))
+        machine.record(
+            daemon_json_before=before,
+            runtime_wrapper=str(RUNTIME_PATH),
+            created_dirs=[str(directory) for directory in made],
+        )
     config = json.loads(before) if before else {}
     config.setdefault("runtimes", {})[RUNTIME_NAME] = {"path": str(RUNTIME_PATH)}
     config["default-runtime"] = RUNTIME_NAME
@@ -181,8 +189,9 @@ def ensure_privileged(image: str) -> None:
     if not machine.can_self_provision() or started_dockerd_pid() is None:
         raise HarnessError(
             "privileged containers fail with 'unable to apply caps' (CAP_SYS_RESOURCE is not "
-            f"in this host's bounding set). Register {RUNTIME_TEMPLATE} as dockerd's default "
-            "runtime and restart dockerd (README, 'Host setup')."
+            f"in this host's bounding set). Register a copy of {RUNTIME_TEMPLATE} (@REAL_RUNC@ "
+            "replaced by runc's path) as dockerd's default runtime and restart dockerd "
+            "(README, 'Host setup')."
         )
     with step("install OCI runtime wrapper dropping CAP_SYS_RESOURCE") as current:
         _write_runtime_wrapper(current)

@@ -9,6 +9,9 @@ from harness import names, paths, versions
 from harness.build import gobuild
 from harness.steps import HarnessError, probe, step
 
+# kind labels the node containers of a cluster so: Docker alone can tell whether it exists.
+NODE_LABEL = f"io.x-k8s.kind.cluster={names.CLUSTER}"
+
 
 def _version_of(binary: str) -> str | None:
     result = probe([binary, "version"])

@@ -8,13 +8,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
 from harness import names, paths
+from harness.cluster import GateCluster
 from harness.e2e import kube
 from harness.manifests.render import render
 from harness.steps import HarnessError, Step, step
@@ -90,11 +90,13 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
     )
 
 
-def apply(current: Step, kubeconfig: Path, namespace: str, documents: list[dict[str, Any]]) -> None:
+def apply(
+    current: Step, cluster: GateCluster, namespace: str, documents: list[dict[str, Any]]
+) -> None:
     """`kubectl apply` the objects; what was applied is kept beside the step's log."""
     manifest = current.log_path.with_suffix(".yaml")
     manifest.write_text(yaml.safe_dump_all(documents))
-    current.run(["kubectl", f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", manifest])
+    cluster.kubectl("-n", namespace, "apply", "-f", str(manifest))
 
 
 def wait_serving(api: client.ApiClient, namespace: str) -> None:
@@ -123,7 +125,7 @@ def wait_rolled_out(apps: client.AppsV1Api, namespace: str) -> Any:
 
 def deploy(
     api: client.ApiClient,
-    kubeconfig: Path,
+    cluster: GateCluster,
     namespace: str,
     images: dict[str, str],
     credentials: Credentials,
@@ -136,5 +138,5 @@ def deploy(
         documents = [res.body for res in render(paths.MANIFESTS_DIR / "overlays" / OVERLAY)]
         for container, image in images.items():
             set_image(documents, container, image)
-        apply(current, kubeconfig, namespace, documents)
+        apply(current, cluster, namespace, documents)
         wait_serving(api, namespace)

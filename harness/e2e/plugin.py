@@ -1,8 +1,13 @@
 """The e2e gate's pytest plugin: the cluster, the images, the deployed gateway, diagnostics.
 
-Loaded with `-p harness.e2e.plugin` (`nox -s e2e`, `tox -e e2e`), the way pytest-kind ships
-its fixtures: a test names what it needs (`kubeconfig`, `core`, `apps`, `networking`,
-`busybox_image`, `postgres_image`, `deployment`) and imports no conftest.
+Loaded with `-p pytest-kind -p harness.e2e.plugin` (`nox -s e2e`, `tox -e e2e`), the way
+pytest-kind ships its fixtures: a test names what it needs (`kind_cluster`, `kubeconfig`,
+`core`, `apps`, `networking`, `busybox_image`, `postgres_image`, `deployment`) and imports no
+conftest. pytest-kind comes first so that this plugin's `kind_cluster` (pytest-kind's
+cluster object, made ready by `harness.cluster`) replaces pytest-kind's own, which would
+download kind and create a cluster without the NodePorts. The cluster outlives the session,
+as pytest-kind's `--keep-cluster` does (accepted; it is the default here): it is this
+machine's warm cluster, and `nox -s cluster -- down` deletes it.
 
 Session order for the gateway's checks: cluster up (reused when warm) -> images built and
 loaded -> namespace, Secret, manifests -> wait until serving. A harness failure fails the test
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +31,22 @@ import requests
 from kubernetes import client
 
 from harness import build, cluster, names, paths
+from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, kube
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
 
 BASE_URL = f"http://127.0.0.1:{names.NODE_PORT}"
+PYTEST_KIND = "pytest-kind"  # its entry point name, as `-p` takes it
+# pytest-kind's options for what the harness supplies, with their defaults: a value given
+# would be ignored, so it is refused.
+HARNESS_SUPPLIED = {
+    "cluster_name": "pytest-kind",
+    "kubeconfig": None,
+    "kind_image": None,
+    "kind_bin": None,
+    "kind_kubectl_bin": None,
+}
 ADMIN = "admin"  # selects the deployment's admin token
 T = TypeVar("T")
 
@@ -77,6 +94,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """This plugin's `kind_cluster` wins only when pytest-kind was registered before it."""
+    manager = config.pluginmanager
+    order = [name for name, _plugin in manager.list_name_plugin()]
+    ours = manager.get_name(sys.modules[__name__])
+    if PYTEST_KIND not in order or order.index(PYTEST_KIND) > order.index(ours):
+        raise pytest.UsageError(
+            f"load pytest-kind first: `-p {PYTEST_KIND} -p {ours}`, so that this plugin's "
+            "kind_cluster fixture replaces pytest-kind's"
+        )
+    given = [
+        "--" + option.replace("_", "-")
+        for option, default in HARNESS_SUPPLIED.items()
+        if config.getoption(option) != default
+    ]
+    if given:
+        raise pytest.UsageError(
+            f"{', '.join(given)}: the harness supplies the cluster's name ({names.CLUSTER}), "
+            "kubeconfig, node image, kind and kubectl"
+        )
+
+
 def run_harness(function: Callable[..., T], *args: object) -> T:
     """Run a harness step; its failure (step name, log path) fails the test, not errors it."""
     try:
@@ -86,11 +125,18 @@ def run_harness(function: Callable[..., T], *args: object) -> T:
 
 
 @pytest.fixture(scope="session")
-def kubeconfig() -> Path:
+def kind_cluster() -> GateCluster:
+    """pytest-kind's fixture, made by `harness.cluster`: the host, kind and the node image made
+    ready, then `KindCluster.create()` with the NodePort config creates or reuses it."""
     try:
         return cluster.ensure_cluster()
     except HarnessError as exc:
         pytest.fail(f"the kind cluster could not be brought up: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(kind_cluster: GateCluster) -> Path:
+    return kind_cluster.kubeconfig_path
 
 
 @pytest.fixture(scope="session")
@@ -114,10 +160,10 @@ def networking(api: client.ApiClient) -> client.NetworkingV1Api:
 
 
 @pytest.fixture(scope="session")
-def busybox_image(kubeconfig: Path) -> str:
+def busybox_image(kind_cluster: GateCluster) -> str:
     """The offline busybox image, loaded into the node for test pods."""
     image = run_harness(build.busybox_image)
-    run_harness(cluster.load_image, image)
+    run_harness(kind_cluster.load_docker_image, image)
     return image
 
 
@@ -138,23 +184,23 @@ def gateway_images(postgres_image: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def deployment(
     request: pytest.FixtureRequest,
-    kubeconfig: Path,
+    kind_cluster: GateCluster,
     api: client.ApiClient,
     core: client.CoreV1Api,
     gateway_images: dict[str, str],
 ) -> Iterator[Deployment]:
     for image in gateway_images.values():
-        run_harness(cluster.load_image, image)
+        run_harness(kind_cluster.load_docker_image, image)
     run_harness(deploy.delete_previous_namespaces, core)
     namespace = f"pgw-e2e-{secrets.token_hex(4)}"
     credentials = Credentials.random()
-    deployed = Deployment(namespace, kubeconfig, api, credentials, gateway_images)
+    deployed = Deployment(namespace, kind_cluster.kubeconfig_path, api, credentials, gateway_images)
     request.session.stash[DEPLOYMENT_KEY] = deployed
     images = {
         names.GATEWAY_CONTAINER: gateway_images["first"],
         names.POSTGRES_CONTAINER: gateway_images["postgres"],
     }
-    run_harness(deploy.deploy, api, kubeconfig, namespace, images, credentials)
+    run_harness(deploy.deploy, api, kind_cluster, namespace, images, credentials)
     yield deployed
     if not request.config.getoption("--keep-namespace") and not os.environ.get("PG_GATEWAY_KEEP"):
         core.delete_namespace(namespace)

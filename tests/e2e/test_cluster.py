@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from kubernetes.stream import stream
+from pytest_kind import KindCluster
 
 from harness import cluster, names
 from harness.build import docker
@@ -64,7 +65,9 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def web_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebImage]:
+def web_image(
+    kind_cluster: cluster.GateCluster, busybox_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebImage]:
     """Build the web image from a generated context and load it with `kind load`."""
     marker = f"served-by-e2e-{uuid.uuid4().hex[:8]}"
     image = WebImage(tag=f"pg-gateway/e2e-web:{marker}", marker=marker)
@@ -74,7 +77,7 @@ def web_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
         f"FROM {busybox_image}\nCOPY index.html /www/index.html\nCMD {json.dumps(image.command)}\n"
     )
     run_harness(_build_image, context, image.tag)
-    run_harness(cluster.load_image, image.tag)
+    run_harness(kind_cluster.load_docker_image, image.tag)
     yield image
     probe(["docker", "rmi", image.tag])
 
@@ -137,6 +140,15 @@ def _exec(core: client.CoreV1Api, namespace: str, pod: str, script: str) -> str:
         stdin=False,
         tty=False,
     )
+
+
+def test_the_cluster_is_pytest_kinds_and_its_kubectl_answers(
+    kind_cluster: cluster.GateCluster,
+) -> None:
+    assert isinstance(kind_cluster, KindCluster)
+    assert kind_cluster.name == names.CLUSTER
+    nodes = kind_cluster.kubectl("get", "nodes", "-o", "name").split()
+    assert nodes == [f"node/{names.CLUSTER}-control-plane"]
 
 
 def test_every_node_is_ready(core: client.CoreV1Api) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import machine
+from harness import machine, steps
 from harness.cluster import host
 from harness.steps import HarnessError
 
@@ -52,3 +52,25 @@ def test_a_recorded_dockerd_whose_pid_was_reused_is_not_ours(tmp_path, monkeypat
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_wrapper_records_what_it_changes_once(tmp_path, monkeypatch) -> None:
+    """What purge needs to restore: daemon.json as it was (here: none) and the dirs made."""
+    runc = tmp_path / "bin" / "runc"
+    runc.parent.mkdir()
+    runc.write_text("#!/bin/sh\n")
+    runc.chmod(0o755)
+    monkeypatch.setenv("PATH", str(runc.parent))
+    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setattr(machine, "HOST_CHANGES", tmp_path / "changes.json")
+    monkeypatch.setattr(host, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
+    monkeypatch.setattr(host, "RUNTIME_PATH", tmp_path / "libexec/pg-gateway/wrapper")
+    with steps.step("wrapper") as current:
+        host._write_runtime_wrapper(current)
+        host._write_runtime_wrapper(current)  # a second time: the record keeps the first
+    changes = machine.load_changes()
+    assert changes["daemon_json_before"] is None
+    made = {str(tmp_path / "libexec"), str(tmp_path / "libexec/pg-gateway")}
+    assert set(changes["created_dirs"]) == {*made, str(tmp_path / "etc/docker")}
+    assert str(runc) in host.RUNTIME_PATH.read_text()
+    assert host._wrapper_configured()

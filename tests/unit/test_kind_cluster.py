@@ -1,0 +1,106 @@
+"""pytest-kind's cluster object as the harness makes it: the commands it runs, what it keeps.
+
+kind is a real executable here, a shell script that records its arguments and answers
+`get clusters` from a file, so every command really runs through the harness's steps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pytest_kind import KindCluster
+
+from harness import names
+from harness.cluster.kindcluster import GateCluster, marker
+from harness.steps import HarnessError
+
+FAKE_KIND = """#!/bin/sh
+echo "$*" >> "{calls}"
+if [ "$1" = get ]; then cat "{clusters}"; fi
+"""
+
+
+@pytest.fixture
+def kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PG_GATEWAY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "kind"
+    script.write_text(FAKE_KIND.format(calls=tmp_path / "calls", clusters=tmp_path / "clusters"))
+    script.chmod(0o755)
+    (tmp_path / "clusters").write_text("someone-else\n")
+    return script
+
+
+def calls(kind: Path) -> list[str]:
+    return (kind.parent / "calls").read_text().splitlines()
+
+
+def test_it_is_pytest_kinds_cluster_object_and_leaves_no_download_directory(kind: Path) -> None:
+    cluster = GateCluster(str(kind), image="node:test")
+    assert isinstance(cluster, KindCluster)
+    assert (cluster.name, cluster.kind_path, cluster.image) == (names.CLUSTER, kind, "node:test")
+    assert not (kind.parent / ".pytest-kind").exists()
+
+
+def test_a_missing_cluster_is_created_with_the_node_ports_and_marked(kind: Path) -> None:
+    cluster = GateCluster(str(kind), image="node:test")
+    cluster.create()
+    create = calls(kind)[-1].split()
+    assert create[:4] == ["create", "cluster", "--name", names.CLUSTER]
+    assert create[create.index("--image") + 1] == "node:test"
+    assert create[create.index("--kubeconfig") + 1] == str(cluster.kubeconfig_path)
+    config = Path(create[create.index("--config") + 1]).read_text()
+    for port in names.PUBLISHED_PORTS:
+        assert f'hostPort: {port}\n    listenAddress: "127.0.0.1"' in config
+    assert marker().read_text() == "node:test\n"
+
+
+def test_an_existing_cluster_is_reused_and_its_kubeconfig_exported(kind: Path) -> None:
+    (kind.parent / "clusters").write_text(f"{names.CLUSTER}\n")
+    GateCluster(str(kind)).create()
+    assert calls(kind)[-1].startswith(f"export kubeconfig --name {names.CLUSTER} --kubeconfig ")
+    assert not marker().exists()
+
+
+def test_a_cluster_this_tool_did_not_create_is_not_deleted(kind: Path) -> None:
+    (kind.parent / "clusters").write_text(f"{names.CLUSTER}\n")
+    with pytest.raises(HarnessError, match="not created by this tool"):
+        GateCluster(str(kind)).delete()
+    assert not any(call.startswith("delete") for call in calls(kind))
+
+
+def test_a_cluster_this_tool_created_is_deleted_with_its_mark_and_kubeconfig(kind: Path) -> None:
+    cluster = GateCluster(str(kind))
+    cluster.create()
+    cluster.kubeconfig_path.write_text("kubeconfig")
+    (kind.parent / "clusters").write_text(f"{names.CLUSTER}\n")
+    cluster.delete()
+    assert calls(kind)[-1].startswith(f"delete cluster --name {names.CLUSTER}")
+    assert not marker().exists()
+    assert not cluster.kubeconfig_path.exists()
+
+
+def test_load_and_kubectl_run_as_logged_steps(
+    kind: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubectl = tmp_path / "bin" / "kubectl"
+    kubectl.parent.mkdir()
+    kubectl.write_text('#!/bin/sh\necho "KUBECONFIG=$KUBECONFIG $*"\n')
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{kubectl.parent}{os.pathsep}{os.environ['PATH']}")
+    cluster = GateCluster(str(kind))
+    cluster.load_docker_image("pg-gateway/gateway:test")
+    assert calls(kind)[-1] == f"load docker-image --name {names.CLUSTER} pg-gateway/gateway:test"
+    output = cluster.kubectl("get", "nodes")
+    assert output == f"KUBECONFIG={cluster.kubeconfig_path} get nodes\n"
+    logs = "".join(p.read_text() for p in (tmp_path / "artifacts" / "logs").glob("*.log"))
+    assert "kubectl get nodes" in logs
+    assert "load docker-image" in logs
+
+
+def test_port_forward_is_refused_for_the_node_port(kind: Path) -> None:
+    with pytest.raises(HarnessError, match="NodePort"):
+        GateCluster(str(kind)).port_forward("service/pg-gateway", 5000)

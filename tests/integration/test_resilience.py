@@ -105,8 +105,10 @@ def test_sigterm_finishes_inflight_query_and_turns_unready(start_gateway_for) ->
     response = outcome["response"]
     assert response.status_code == 200
     assert response.json() == {"result": [{"slept": False}]}
+    # The master handles the signal a moment after it is sent: a probe already under way
+    # may still see 200, but none after the first 503.
     assert 503 in readiness
-    assert 200 not in readiness
+    assert 200 not in readiness[readiness.index(503) :]
     assert gateway.process.wait(timeout=30) == 0
 
 

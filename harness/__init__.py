@@ -13,8 +13,9 @@ shared by all
 
 manifests/            the manifests as the gate sees them
   render              the one kustomize rendering, for the lint and the deploy alike
-  lint                strict offline schema validation plus the policy, per target
+  lint                strict offline schema validation, the policy, kube-score, per target
   policy              the project's rules over rendered objects
+  kubescore           kube-score (pinned, built like kind) over each overlay
   __main__            `python -m harness.manifests`: the lint alone (`nox -s lint` runs it)
 
 build/                the images, behind node_image(), busybox_image(), postgres_image(),

@@ -35,7 +35,8 @@ cluster/              the kind cluster, behind ensure_cluster(), load_image(),
   create              `up` as an ordered list of actions; load_image()
   host                a Docker engine that runs privileged containers (install, start, fix)
   kindtool            kind at the pinned version (PATH, cache, or `go install`)
-  node                the control-plane node: kubectl inside it, readiness, published ports
+  node                the control-plane node: kubectl inside it, readiness, published ports,
+                      a loopback address for the egress checks
   __main__            `python -m harness.cluster up|down|status`
 
 e2e/                  the library of tests/e2e, loaded with `-p harness.e2e.plugin`

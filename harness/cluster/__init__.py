@@ -11,10 +11,17 @@ from __future__ import annotations
 from harness.cluster import kindtool
 from harness.cluster.create import ensure_cluster
 from harness.cluster.kindcluster import GateCluster
-from harness.cluster.node import published_ports
+from harness.cluster.node import loopback_address, published_ports
 from harness.paths import kubeconfig_path
 
-__all__ = ["GateCluster", "delete_cluster", "ensure_cluster", "kubeconfig_path", "published_ports"]
+__all__ = [
+    "GateCluster",
+    "delete_cluster",
+    "ensure_cluster",
+    "kubeconfig_path",
+    "loopback_address",
+    "published_ports",
+]
 
 
 def delete_cluster() -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-from harness import names, paths, versions
+from harness import names, versions
 from harness.build import gobuild
-from harness.steps import HarnessError, probe, step
+from harness.steps import probe
 
 # kind labels the node containers of a cluster so: Docker alone can tell whether it exists.
 NODE_LABEL = f"io.x-k8s.kind.cluster={names.CLUSTER}"
@@ -20,13 +19,10 @@ def _version_of(binary: str) -> str | None:
     return words[1] if result.returncode == 0 and len(words) > 1 else None
 
 
-def _gobin() -> Path:
-    return paths.cache_dir() / "kind" / versions.KIND_VERSION
-
-
 def find_kind() -> str | None:
     """A kind of exactly versions.KIND_VERSION on PATH or in the cache, if any."""
-    for candidate in (shutil.which("kind"), str(_gobin() / "kind")):
+    cached = gobuild.installed_tool(versions.KIND_MODULE, versions.KIND_VERSION)
+    for candidate in (shutil.which("kind"), str(cached)):
         if candidate and _version_of(candidate) == versions.KIND_VERSION:
             return candidate
     return None
@@ -34,22 +30,7 @@ def find_kind() -> str | None:
 
 def ensure_kind() -> str:
     """Path of a kind binary of versions.KIND_VERSION, built with `go install` if needed."""
-    found = find_kind()
-    if found:
-        return found
-    gobin = _gobin()
-    if shutil.which("go") is None:
-        raise HarnessError(
-            f"kind {versions.KIND_VERSION} is needed: install it, or install Go so it can be built"
-        )
-    with step(f"go install {versions.KIND_MODULE}@{versions.KIND_VERSION}") as current:
-        gobin.mkdir(parents=True, exist_ok=True)
-        current.run(
-            ["go", "install", f"{versions.KIND_MODULE}@{versions.KIND_VERSION}"],
-            env={**gobuild.go_env(), "GOBIN": str(gobin)},
-            cwd=gobin,
-        )
-    return str(gobin / "kind")
+    return find_kind() or str(gobuild.go_install(versions.KIND_MODULE, versions.KIND_VERSION))
 
 
 def cluster_exists(kind: str) -> bool:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from harness import names
-from harness.steps import HarnessError, Step, probe
+from harness.steps import HarnessError, Step, probe, step
 
 ROLLOUT_TIMEOUT = "180s"
 RESTART_TIMEOUT = 120
@@ -113,3 +115,32 @@ def check_port_mappings() -> None:
                 f"cluster {names.CLUSTER} does not publish 127.0.0.1:{port} (made by an "
                 "older harness?): run `python -m harness.cluster down` and `up` again"
             )
+
+
+@contextmanager
+def loopback_address(address: str) -> Iterator[None]:
+    """`address` on the node's loopback while the block runs. A pod's connection to it then
+    ends on the node (every kubelet port listens on all addresses) and never leaves it: an
+    address such as a cloud metadata endpoint's can be shown blocked or reachable safely."""
+
+    def ip_addr(verb: str) -> None:
+        with step(f"ip addr {verb} {address} on the node's loopback") as current:
+            current.run(
+                [
+                    "docker",
+                    "exec",
+                    control_plane(),
+                    "ip",
+                    "addr",
+                    verb,
+                    f"{address}/32",
+                    "dev",
+                    "lo",
+                ]
+            )
+
+    ip_addr("replace")
+    try:
+        yield
+    finally:
+        ip_addr("del")

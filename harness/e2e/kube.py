@@ -11,12 +11,30 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config, watch
+from kubernetes.stream import stream
 
 from harness.steps import HarnessError
 
 
 def api_client(kubeconfig: str) -> client.ApiClient:
     return config.new_client_from_config(config_file=kubeconfig)
+
+
+def exec_output(
+    core: client.CoreV1Api, namespace: str, pod: str, container: str, *argv: str
+) -> str:
+    """What `argv` prints (stdout and stderr) run inside a running container."""
+    return stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        container=container,
+        command=list(argv),
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
 
 
 def wait_for(

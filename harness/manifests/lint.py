@@ -1,4 +1,5 @@
-"""Manifest lint: render every kustomize target, validate it strictly, apply the policy rules.
+"""Manifest lint: render every kustomize target, validate it strictly, apply the policy rules
+and kube-score.
 
     python -m harness.manifests [--manifests DIR] [--kubernetes-version 1.34]
 
@@ -9,6 +10,8 @@
    `kubernetes-validate` wheel, strictly (unknown fields are errors), offline.
 3. Apply `harness.manifests.policy` to each target, and scan the raw files for committed
    Secrets (a Secret file that no kustomization lists would never be rendered).
+4. Run kube-score (`harness.manifests.kubescore`) over each overlay: the deployable targets
+   (the base's gateway image is a placeholder every overlay rewrites).
 
 Every finding prints as `file-or-target: Kind/name: rule-id: message`. Exit status 0 with a
 one-line summary when clean, 1 on any finding, 2 when the tools are missing.
@@ -26,24 +29,26 @@ import kubernetes_validate
 import yaml
 
 from harness import paths, versions
+from harness.manifests import kubescore
 from harness.manifests.policy import Finding, check, check_secret
 from harness.manifests.render import (
     RenderError,
     Resource,
-    ToolMissingError,
     display_path,
     kustomize_command,
     render,
 )
+from harness.steps import HarnessError
 
 
 @dataclass(frozen=True)
 class Target:
-    """A kustomization directory to render, named relative to the manifests directory."""
+    """A kustomization directory to render, named relative to the manifests directory;
+    `deployable` ones (the overlays) also go through kube-score."""
 
     name: str
     path: Path
-    check_images: bool = True
+    deployable: bool = True
 
 
 @dataclass
@@ -54,8 +59,8 @@ class Report:
 
 
 def discover_targets(manifests: Path) -> list[Target]:
-    """The base (images not checked: its gateway image is a placeholder) and every overlay."""
-    targets = [Target("base", manifests / "base", check_images=False)]
+    """The base (not deployable: its gateway image is a placeholder) and every overlay."""
+    targets = [Target("base", manifests / "base", deployable=False)]
     overlays = manifests / "overlays"
     if overlays.is_dir():
         targets += [
@@ -93,15 +98,22 @@ def committed_secrets(manifests: Path) -> Iterator[Finding]:
 
 
 def lint_target(
-    target: Target, command: Sequence[str], version: str = versions.KUBERNETES_MINOR
+    target: Target,
+    command: Sequence[str],
+    version: str = versions.KUBERNETES_MINOR,
+    kube_score: Path | None = None,
 ) -> tuple[list[Resource], list[Finding]]:
-    """Render, validate and check one target; a render failure is a finding, not a crash."""
+    """Render, validate and check one target (and kube-score a deployable one when given
+    its binary); a render failure is a finding, not a crash."""
+    where = display_path(target.path)
     try:
         resources = render(target.path, origins=True, command=command)
     except RenderError as err:
-        return [], [Finding(display_path(target.path), "-", "render", str(err))]
+        return [], [Finding(where, "-", "render", str(err))]
     findings = [finding for res in resources for finding in validate_schema(res, version)]
-    findings += check(resources, check_images=target.check_images, target=display_path(target.path))
+    findings += check(resources, target=where)
+    if kube_score and target.deployable:
+        findings += kubescore.score(resources, kube_score, where)
     return resources, findings
 
 
@@ -109,6 +121,7 @@ def lint(
     manifests: Path = paths.MANIFESTS_DIR,
     version: str = versions.KUBERNETES_MINOR,
     command: Sequence[str] | None = None,
+    kube_score: Path | None = None,
 ) -> Report:
     """Lint every target under `manifests`; findings are deduplicated across targets."""
     command = list(command or kustomize_command())
@@ -116,7 +129,7 @@ def lint(
     seen: dict[tuple[str, str, str, str], list[str]] = {}
     for target in discover_targets(manifests):
         report.targets.append(target.name)
-        resources, findings = lint_target(target, command, version)
+        resources, findings = lint_target(target, command, version, kube_score)
         report.objects += len(resources)
         for finding in findings:
             seen.setdefault((finding.source, finding.ref, finding.rule, finding.message), [])
@@ -142,15 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kubernetes-version", default=versions.KUBERNETES_MINOR)
     args = parser.parse_args(argv)
     try:
-        report = lint(args.manifests, args.kubernetes_version)
-    except ToolMissingError as err:
+        report = lint(
+            args.manifests, args.kubernetes_version, kube_score=kubescore.ensure_kube_score()
+        )
+    except HarnessError as err:  # kubectl or kube-score missing, or kube-score not buildable
         print(f"manifest lint: {err}", file=sys.stderr)
         return 2
     for finding in report.findings:
         print(finding)
     summary = (
         f"{len(report.targets)} targets ({', '.join(report.targets)}), {report.objects} objects, "
-        f"Kubernetes {args.kubernetes_version} schemas (strict) and policy rules"
+        f"Kubernetes {args.kubernetes_version} schemas (strict), policy rules, "
+        f"kube-score {versions.KUBE_SCORE_VERSION} (overlays)"
     )
     if report.findings:
         print(f"manifest lint: {len(report.findings)} finding(s) in {summary}", file=sys.stderr)

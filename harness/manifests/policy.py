@@ -1,29 +1,29 @@
 """The project's policy rules over rendered Kubernetes objects (pure functions, no I/O).
 
 `check(resources)` answers every finding for one rendered kustomize target. The rules say
-what the deployment must guarantee beyond schema validity: probes, resources, a locked-down
-securityContext, pinned images, a PodDisruptionBudget and a zero-downtime rollout for the
-gateway, PostgreSQL reachable only from the gateway, and no Secret committed with data.
-`harness.manifests.lint` renders the overlays, validates the schemas and calls this.
+what this deployment must guarantee beyond schema validity and beyond kube-score's general
+checks (`harness.manifests.kubescore`: resources, readiness and liveness probes, read-only
+root, privileged, UIDs, image tags and pull policy, NetworkPolicy and PDB coverage): a
+startup probe, the parts of a locked-down securityContext kube-score does not check, a PDB
+that keeps a gateway up and a zero-downtime rollout, PostgreSQL reachable only from the
+gateway, egress only to named pods and ports, and no Secret committed with data. Nothing
+here repeats a kube-score check except where this rule is stricter (kube-score asks for a
+PDB only from 2 replicas on). `harness.manifests.lint` renders the targets, validates the
+schemas and calls this.
 
 Rule ids are stable (tests and readers grep for them):
 
     labels.part-of           every object carries app.kubernetes.io/part-of: pg-gateway
     namespace.hardcoded      no metadata.namespace (the namespace is chosen at apply time)
-    probe.readiness          every workload container has a readinessProbe
-    probe.liveness           every workload container has a livenessProbe
     probe.startup            every Deployment container has a startupProbe
-    resources.requests       cpu and memory requests on every container
-    resources.limits         cpu and memory limits on every container
     security.run-as-non-root runAsNonRoot true (pod or container), never UID 0
-    security.read-only-root  readOnlyRootFilesystem true
-    security.privilege-escalation  allowPrivilegeEscalation false, not privileged
+    security.privilege-escalation  allowPrivilegeEscalation false
     security.capabilities    capabilities drop ALL, nothing added
     security.seccomp         seccompProfile RuntimeDefault (pod or container)
-    image.tag                no untagged or `latest` image (digests are fine)
     pdb.gateway              a PodDisruptionBudget with minAvailable >= 1 selects the gateway
     rollout.strategy         the gateway rolls out with maxSurge 1 and maxUnavailable 0
     netpol.postgres          PostgreSQL pods admit only the gateway pods, on TCP 5432
+    netpol.egress            egress rules over the app's pods name both pods and ports
     secret.committed         no Secret with data or stringData in the manifests
     workload.missing         the gateway Deployment and the PostgreSQL StatefulSet exist
 """
@@ -38,8 +38,6 @@ from harness import names
 from harness.manifests.render import Resource
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
-LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
-RESOURCE_NAMES = ("cpu", "memory")
 
 Obj = Mapping[str, Any]
 
@@ -57,23 +55,18 @@ class Finding:
         return f"{self.source}: {self.ref}: {self.rule}: {self.message}"
 
 
-def check(
-    resources: Sequence[Resource], *, check_images: bool = True, target: str = "(rendered)"
-) -> list[Finding]:
+def check(resources: Sequence[Resource], *, target: str = "(rendered)") -> list[Finding]:
     """Every policy finding for one rendered target (`target` names it in findings that
-    concern something missing rather than one object).
-
-    `check_images` is off for the base, whose gateway image is a deliberate placeholder that
-    each overlay rewrites; the overlays are what gets deployed, and they are checked.
-    """
+    concern something missing rather than one object)."""
     findings: list[Finding] = []
     for res in resources:
         findings.extend(_check_metadata(res))
         findings.extend(check_secret(res))
         if res.kind in WORKLOAD_KINDS:
-            findings.extend(_check_pod_template(res, check_images=check_images))
+            findings.extend(_check_pod_template(res))
     findings.extend(_check_gateway(resources, target))
     findings.extend(_check_postgres_network(resources, target))
+    findings.extend(_check_egress(resources))
     return findings
 
 
@@ -154,36 +147,15 @@ def check_secret(res: Resource) -> Iterator[Finding]:
         )
 
 
-def _check_pod_template(res: Resource, *, check_images: bool) -> Iterator[Finding]:
+def _check_pod_template(res: Resource) -> Iterator[Finding]:
     spec = pod_spec(res)
     pod_sc = spec.get("securityContext") or {}
     for field, container in _containers(spec):
         where = f"{field[:-1]} {container.get('name', '?')}"
-        if field == "containers" and res.kind in LONG_RUNNING_KINDS:
-            yield from _check_probes(res, container, where)
-        yield from _check_resources(res, container, where)
+        # A slow first start must not be taken for a dead process (liveness).
+        if field == "containers" and res.kind == "Deployment" and not container.get("startupProbe"):
+            yield _finding(res, "probe.startup", f"{where} has no startupProbe")
         yield from _check_security(res, pod_sc, container.get("securityContext") or {}, where)
-        if check_images:
-            yield from _check_image(res, container.get("image"), where)
-
-
-def _check_probes(res: Resource, container: Obj, where: str) -> Iterator[Finding]:
-    if not container.get("readinessProbe"):
-        yield _finding(res, "probe.readiness", f"{where} has no readinessProbe")
-    if not container.get("livenessProbe"):
-        yield _finding(res, "probe.liveness", f"{where} has no livenessProbe")
-    if res.kind == "Deployment" and not container.get("startupProbe"):
-        yield _finding(res, "probe.startup", f"{where} has no startupProbe")
-
-
-def _check_resources(res: Resource, container: Obj, where: str) -> Iterator[Finding]:
-    resources = container.get("resources") or {}
-    for part in ("requests", "limits"):
-        missing = [name for name in RESOURCE_NAMES if name not in (resources.get(part) or {})]
-        if missing:
-            yield _finding(
-                res, f"resources.{part}", f"{where} sets no {part} for {', '.join(missing)}"
-            )
 
 
 def _check_security(res: Resource, pod_sc: Obj, sc: Obj, where: str) -> Iterator[Finding]:
@@ -194,18 +166,12 @@ def _check_security(res: Resource, pod_sc: Obj, sc: Obj, where: str) -> Iterator
         yield _finding(res, "security.run-as-non-root", f"{where}: runAsNonRoot is not true")
     if effective("runAsUser") == 0:
         yield _finding(res, "security.run-as-non-root", f"{where}: runAsUser is 0 (root)")
-    if sc.get("readOnlyRootFilesystem") is not True:
-        yield _finding(
-            res, "security.read-only-root", f"{where}: readOnlyRootFilesystem is not true"
-        )
     if sc.get("allowPrivilegeEscalation") is not False:
         yield _finding(
             res,
             "security.privilege-escalation",
             f"{where}: allowPrivilegeEscalation is not false",
         )
-    if sc.get("privileged"):
-        yield _finding(res, "security.privilege-escalation", f"{where}: privileged is true")
     capabilities = sc.get("capabilities") or {}
     if "ALL" not in (capabilities.get("drop") or []):
         yield _finding(res, "security.capabilities", f"{where}: capabilities do not drop ALL")
@@ -220,26 +186,6 @@ def _check_security(res: Resource, pod_sc: Obj, sc: Obj, where: str) -> Iterator
         yield _finding(
             res, "security.seccomp", f"{where}: seccompProfile is {seccomp!r}, not RuntimeDefault"
         )
-
-
-def image_tag_problem(image: str | None) -> str | None:
-    """Why an image reference is not pinned, or None when it has a real tag or a digest."""
-    if not image:
-        return "has no image"
-    if "@" in image:
-        return None
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return f"image {image!r} has no tag (means latest)"
-    if last.rsplit(":", 1)[1] == "latest":
-        return f"image {image!r} uses the latest tag"
-    return None
-
-
-def _check_image(res: Resource, image: str | None, where: str) -> Iterator[Finding]:
-    problem = image_tag_problem(image)
-    if problem:
-        yield _finding(res, "image.tag", f"{where}: {problem}")
 
 
 # --- cross-object rules --------------------------------------------------------------------
@@ -301,6 +247,18 @@ def _container_port_numbers(res: Resource) -> dict[str, int]:
     }
 
 
+def policy_types(spec: Obj) -> list[str]:
+    """A NetworkPolicy's types; the API's default is Ingress, plus Egress with egress rules."""
+    return list(
+        spec.get("policyTypes") or (["Ingress", "Egress"] if spec.get("egress") else ["Ingress"])
+    )
+
+
+def _names_pods(selector: Obj | None) -> bool:
+    """A podSelector that picks pods by label (absent or `{}` means every pod)."""
+    return bool(selector and (selector.get("matchLabels") or selector.get("matchExpressions")))
+
+
 def _check_postgres_network(resources: Sequence[Resource], target: str) -> Iterator[Finding]:
     postgres = _workloads(resources, "StatefulSet", names.POSTGRES)
     gateways = _workloads(resources, "Deployment", names.GATEWAY)
@@ -314,7 +272,7 @@ def _check_postgres_network(resources: Sequence[Resource], target: str) -> Itera
             pol
             for pol in policies
             if selector_matches(pol.body.get("spec", {}).get("podSelector"), db_labels)
-            and "Ingress" in (pol.body["spec"].get("policyTypes") or ["Ingress"])
+            and "Ingress" in policy_types(pol.body["spec"])
         ]
         if not selecting:
             yield _finding(
@@ -348,7 +306,7 @@ def _ingress_rule_problems(
             yield "admits sources by ipBlock/namespaceSelector, not only the gateway pods"
             continue
         selector = peer.get("podSelector")
-        if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        if not _names_pods(selector):
             yield "admits every pod of the namespace (empty podSelector)"
         elif selector_matches(selector, db_labels) or not any(
             selector_matches(selector, pod_labels(gw)) for gw in gateways
@@ -364,3 +322,33 @@ def _ingress_rule_problems(
         wanted = names.POSTGRES_PORT
         if protocol != "TCP" or number != wanted or port.get("endPort", number) != number:
             yield f"admits {protocol} {port.get('port', 'any port')}, not only TCP {wanted}"
+
+
+def _check_egress(resources: Sequence[Resource]) -> Iterator[Finding]:
+    """Whatever egress a policy allows the app's pods names its pods and its ports: a rule
+    open to every address, a whole namespace or an ipBlock could reach the node, other
+    tenants or a cloud metadata endpoint. (That every pod is egress-isolated at all is
+    kube-score's pod-networkpolicy.)"""
+    app_pods = [pod_labels(res) for res in resources if res.kind in WORKLOAD_KINDS]
+    for policy in (res for res in resources if res.kind == "NetworkPolicy"):
+        spec = policy.body.get("spec") or {}
+        if "Egress" not in policy_types(spec) or not any(
+            selector_matches(spec.get("podSelector"), labels) for labels in app_pods
+        ):
+            continue
+        for index, rule in enumerate(spec.get("egress") or []):
+            for problem in _egress_rule_problems(rule):
+                yield _finding(policy, "netpol.egress", f"egress[{index}] {problem}")
+
+
+def _egress_rule_problems(rule: Obj) -> Iterator[str]:
+    peers = rule.get("to") or []
+    if not peers:
+        yield "allows every destination (no `to`)"
+    for peer in peers:
+        if "ipBlock" in peer:
+            yield "allows addresses by ipBlock, not pods"
+        elif not _names_pods(peer.get("podSelector")):
+            yield "allows every pod of a namespace (no or empty podSelector)"
+    if not rule.get("ports"):
+        yield "allows every port"

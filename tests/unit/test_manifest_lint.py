@@ -44,11 +44,55 @@ def test_real_manifests_are_clean(command: list[str]) -> None:
     assert report.objects >= 30
 
 
-def test_main_prints_one_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def no_kube_score(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """main() with a kube-score that finds nothing (test_kube_score.py covers its findings;
+    `nox -s lint` runs the real one)."""
+    binary = tmp_path / "bin" / "kube-score"
+    binary.parent.mkdir()
+    binary.write_text(f"#!{sys.executable}\nprint('[]')\n")
+    binary.chmod(0o755)
+    monkeypatch.setattr(manifest_lint.kubescore, "ensure_kube_score", lambda: binary)
+    return binary
+
+
+def test_main_prints_one_summary_line(
+    capsys: pytest.CaptureFixture[str], no_kube_score: Path
+) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
     assert out[0].startswith("manifest lint: clean: 3 targets")
+    assert out[0].endswith("kube-score v1.20.0 (overlays)")
+
+
+def test_kube_score_runs_on_the_overlays_only(command: list[str], no_kube_score: Path) -> None:
+    scored: list[str] = []
+    real_score = manifest_lint.kubescore.score
+
+    def spy(resources: list[Resource], binary: Path, target: str) -> list[Any]:
+        scored.append(target)
+        return real_score(resources, binary, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_lint.kubescore, "score", spy)
+        assert lint(command=command, kube_score=no_kube_score).findings == []
+    assert scored == ["manifests/overlays/aws", "manifests/overlays/kind"]
+
+
+def test_every_kube_score_ignore_says_why() -> None:
+    """An ignored kube-score check is an exception reviewed where it is made: a comment
+    right above the annotation gives the reason."""
+    ignores = 0
+    for path in sorted(MANIFESTS_DIR.rglob("*.yaml")):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if "kube-score/ignore:" in line:
+                ignores += 1
+                assert number and lines[number - 1].strip().startswith("#"), (
+                    f"{path}:{number + 1}: say why above the kube-score/ignore annotation"
+                )
+    assert ignores >= 3
 
 
 def test_findings_name_the_source_file(command: list[str]) -> None:
@@ -114,7 +158,7 @@ def test_committed_secrets_are_found_listed_or_not(command: list[str]) -> None:
 
 
 def test_main_exits_1_on_findings(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], no_kube_score: Path
 ) -> None:
     (tmp_path / "base").symlink_to(FIXTURES / "unknown-field", target_is_directory=True)
     assert main(["--manifests", str(tmp_path)]) == 1
@@ -126,7 +170,7 @@ def test_main_exits_1_on_findings(
 
 
 def test_missing_kubectl_is_a_clear_message(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_kube_score: Path
 ) -> None:
     monkeypatch.delenv("KUBECTL", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")

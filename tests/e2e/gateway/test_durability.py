@@ -12,7 +12,6 @@ import json
 import time
 
 import requests
-from kubernetes.stream import stream
 
 from harness import names
 from harness.e2e import kube
@@ -40,16 +39,15 @@ print(json.dumps([status("/readyz"), status("/query", b'{"query": "select 1"}')]
 
 def inside_gateway(deployment) -> tuple[int, int]:
     pod = deployment.gateway_pods()[0].metadata.name
-    output = stream(
-        deployment.core.connect_get_namespaced_pod_exec,
-        pod,
+    output = kube.exec_output(
+        deployment.core,
         deployment.namespace,
-        container=names.GATEWAY_CONTAINER,
-        command=["python", "-c", PROBE_INSIDE, f"http://127.0.0.1:{names.GATEWAY_PORT}"],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
+        pod,
+        names.GATEWAY_CONTAINER,
+        "python",
+        "-c",
+        PROBE_INSIDE,
+        f"http://127.0.0.1:{names.GATEWAY_PORT}",
     )
     readyz, query = json.loads(output.strip().splitlines()[-1])
     return readyz, query

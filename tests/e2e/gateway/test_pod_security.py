@@ -1,4 +1,10 @@
-"""Checks 4 and 5: NetworkPolicy around PostgreSQL, and the running gateway pod itself.
+"""Checks 4 and 5: NetworkPolicy (who reaches PostgreSQL, where the app's pods may connect
+to), and the running gateway pod itself.
+
+The egress checks connect from a gateway pod to what it needs (the cluster DNS, PostgreSQL)
+and to decoys that answer anyone else (a Service in another namespace, the node's address,
+a link-local address put on the node's loopback), so a failed connection is the policy's
+doing; a pod no policy selects proves the decoys answer. Every target is in the cluster.
 
 The pod checks use pytest-testinfra's kubectl backend: they read the container from inside
 (through /proc, as the slim image has no ps or ss).
@@ -6,13 +12,17 @@ The pod checks use pytest-testinfra's kubectl backend: they read the container f
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import testinfra
 from kubernetes import client
 
-from harness import names
+from harness import cluster, names
 from harness.e2e import kube
 
 # A new pod's IP reaches the policy rules a moment after the pod starts, so "allowed"
@@ -31,11 +41,46 @@ while True:
             sys.exit(1)
         time.sleep(0.5)
 """
+# Resolves argv[2], then connects to each further host:port, trying for up to argv[1]
+# seconds; PostgreSQL's port is asked for its SSL answer (one byte, no login needed).
+# Prints one JSON object after a prefix: the Kubernetes client turns a log or exec output
+# that parses as JSON into a Python repr.
+EGRESS = """
+import json, socket, sys, time
+SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+def attempt(target):
+    host, port = target.rsplit(":", 1)
+    payload = SSL_REQUEST if port == "5432" else b""
+    deadline = time.monotonic() + float(sys.argv[1])
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=3) as conn:
+                conn.sendall(payload)
+                return "answered " + conn.recv(1).decode() if payload else "connected"
+        except OSError as error:
+            if time.monotonic() > deadline:
+                return f"failed: {error}"
+            time.sleep(0.5)
+try:
+    dns = sorted({info[4][0] for info in socket.getaddrinfo(sys.argv[2], None)})
+except OSError as error:
+    dns = f"failed: {error}"
+print("egress:", json.dumps({"dns": dns, "connections": {t: attempt(t) for t in sys.argv[3:]}}))
+"""
+# Accepts connections and closes them: the decoy another namespace's Service leads to.
+DECOY = """
+import socket
+server = socket.create_server(("", 8080))
+while True:
+    server.accept()[0].close()
+"""
+LINK_LOCAL = "169.254.169.254"  # where clouds serve instance metadata (and credentials)
+KUBELET_PORT = 10250
 POD_TIMEOUT_S = 120
 
 
-def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:
-    """Run a one-shot pod (the gateway image, any labels) that connects to postgres:5432."""
+def python_pod(deployment, name: str, labels: dict[str, str], *argv: str) -> client.V1Pod:
+    """A pod of the gateway image (locked down like the gateway) that runs `python -c`."""
     security = client.V1SecurityContext(
         run_as_non_root=True,
         run_as_user=10001,
@@ -44,22 +89,28 @@ def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:
         capabilities=client.V1Capabilities(drop=["ALL"]),
         seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
     )
-    pod = client.V1Pod(
+    return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels=labels),
         spec=client.V1PodSpec(
             restart_policy="Never",
             automount_service_account_token=False,
+            termination_grace_period_seconds=1,
             containers=[
                 client.V1Container(
                     name="probe",
                     image=deployment.images["first"],
                     image_pull_policy="IfNotPresent",
-                    command=["python", "-c", CONNECT, names.POSTGRES, str(names.POSTGRES_PORT)],
+                    command=["python", "-c", *argv],
                     security_context=security,
                 )
             ],
         ),
     )
+
+
+def run_to_completion(deployment, pod: client.V1Pod) -> str:
+    """Run a one-shot pod in the deployment's namespace: `Phase: its log`."""
+    name = pod.metadata.name
     deployment.core.create_namespaced_pod(deployment.namespace, pod)
     finished = kube.wait_for(
         deployment.core.list_namespaced_pod,
@@ -74,6 +125,12 @@ def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:
     return f"{finished.status.phase}: {log.strip()}"
 
 
+def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:
+    """Run a one-shot pod (the gateway image, any labels) that connects to postgres:5432."""
+    pod = python_pod(deployment, name, labels, CONNECT, names.POSTGRES, str(names.POSTGRES_PORT))
+    return run_to_completion(deployment, pod)
+
+
 def test_network_policy_admits_only_gateway_pods_to_postgres(deployment) -> None:
     suffix = str(int(time.time()))
     stranger = run_connect_pod(deployment, f"stranger-{suffix}", {"role": "stranger"})
@@ -82,6 +139,127 @@ def test_network_policy_admits_only_gateway_pods_to_postgres(deployment) -> None
         deployment, f"lookalike-{suffix}", {names.NAME_LABEL: names.GATEWAY}
     )
     assert lookalike == "Succeeded: connected", lookalike
+
+
+@dataclass(frozen=True)
+class Outside:
+    """Decoys outside what the gateway may reach, each answering anyone allowed to connect."""
+
+    service_name: str  # a Service of another namespace, by its DNS name
+    service: str  # host:port of the same Service's ClusterIP
+    node: str  # host:port of the kubelet on the node's own address
+    link_local: str  # host:port of the kubelet on LINK_LOCAL, on the node's loopback
+
+    def targets(self) -> list[str]:
+        return [self.service, self.node, self.link_local]
+
+
+@pytest.fixture(scope="module")
+def outside(deployment) -> Iterator[Outside]:
+    core = deployment.core
+    namespace = f"pgw-egress-{secrets.token_hex(4)}"
+    # The e2e label: a namespace left behind by a killed run goes with the next run's cleanup.
+    labels = {names.E2E_LABEL: "true", names.PART_OF_LABEL: names.APP}
+    meta = client.V1ObjectMeta(name=namespace, labels=labels)
+    core.create_namespace(client.V1Namespace(metadata=meta))
+    try:
+        kube.wait_for(
+            core.list_namespaced_service_account,
+            namespace,
+            "default",
+            lambda _account: True,
+            f"ServiceAccount default in {namespace}",
+            POD_TIMEOUT_S,
+        )
+        core.create_namespaced_pod(
+            namespace, python_pod(deployment, "decoy", {"app": "decoy"}, DECOY)
+        )
+        service = core.create_namespaced_service(
+            namespace,
+            client.V1Service(
+                metadata=client.V1ObjectMeta(name="decoy"),
+                spec=client.V1ServiceSpec(
+                    selector={"app": "decoy"}, ports=[client.V1ServicePort(port=8080)]
+                ),
+            ),
+        )
+        node = core.read_node(deployment.gateway_pods()[0].spec.node_name)
+        node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+        with cluster.loopback_address(LINK_LOCAL):
+            yield Outside(
+                service_name=f"decoy.{namespace}.svc.cluster.local",
+                service=f"{service.spec.cluster_ip}:8080",
+                node=f"{node_ip}:{KUBELET_PORT}",
+                link_local=f"{LINK_LOCAL}:{KUBELET_PORT}",
+            )
+    finally:
+        core.delete_namespace(namespace)
+
+
+def test_decoys_answer_a_pod_no_policy_selects(deployment, outside: Outside) -> None:
+    """Without a policy every decoy answers: a refusal in the next check is the policy's."""
+    name = f"unconfined-{int(time.time())}"
+    argv = (EGRESS, "30", outside.service_name, *outside.targets())
+    pod = python_pod(deployment, name, {"role": "unconfined"}, *argv)
+    output = run_to_completion(deployment, pod)
+    assert output.startswith("Succeeded: egress: "), output
+    result = json.loads(output.partition("egress: ")[2])
+    print(f"\negress of a pod no policy selects: {json.dumps(result, indent=2)}")
+    assert result["connections"] == dict.fromkeys(outside.targets(), "connected"), result
+
+
+def test_gateway_egress_reaches_dns_and_postgres_only(deployment, outside: Outside) -> None:
+    pod = deployment.gateway_pods()[0]
+    postgres = f"{names.POSTGRES}:{names.POSTGRES_PORT}"
+    output = kube.exec_output(
+        deployment.core,
+        deployment.namespace,
+        pod.metadata.name,
+        names.GATEWAY_CONTAINER,
+        "python",
+        "-c",
+        EGRESS,
+        "0",  # no retries: the policies were in force before the pod was ready
+        outside.service_name,
+        postgres,
+        *outside.targets(),
+    )
+    assert "egress: " in output, output
+    result = json.loads(output.partition("egress: ")[2])
+    print(f"\negress of gateway pod {pod.metadata.name}: {json.dumps(result, indent=2)}")
+    connections = result["connections"]
+    assert outside.service.split(":")[0] in result["dns"], result  # DNS answers, any name
+    assert connections.pop(postgres) in {"answered N", "answered S"}, result
+    reached = [target for target, answer in connections.items() if answer == "connected"]
+    assert reached == [], f"the gateway reached {reached} outside its egress policy: {result}"
+
+
+# PostgreSQL's image has bash, not python: /dev/tcp connects (argv: host:port ...).
+BASH_CONNECT = """
+for target in "$@"; do
+    if timeout 3 bash -c "exec 3<>/dev/tcp/${target%:*}/${target##*:}" 2>/dev/null
+    then echo "$target connected"; else echo "$target failed"; fi
+done
+"""
+
+
+def test_postgres_egress_reaches_nothing(deployment, outside: Outside) -> None:
+    """PostgreSQL needs no DNS and starts no connection: the cluster DNS is out of reach too."""
+    dns = deployment.core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
+    output = kube.exec_output(
+        deployment.core,
+        deployment.namespace,
+        names.POSTGRES_POD,
+        names.POSTGRES_CONTAINER,
+        "bash",
+        "-c",
+        BASH_CONNECT,
+        "connect",  # $0
+        f"{dns}:53",
+        *outside.targets(),
+    )
+    print(f"\negress of {names.POSTGRES_POD}:\n{output.strip()}")
+    assert "connected" not in output, output
 
 
 @pytest.fixture

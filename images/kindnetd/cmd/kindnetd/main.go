@@ -5,7 +5,8 @@
 // default CNI manifest (env POD_SUBNET, hostNetwork, NET_ADMIN):
 //   - writes the CNI config (ptp + host-local for the node's podCIDR, portmap),
 //   - routes other nodes' podCIDRs and masquerades pod traffic leaving the pod subnet,
-//   - enforces NetworkPolicy with iptables chains hooked into FORWARD.
+//   - enforces NetworkPolicy, ingress and egress, with iptables chains hooked into
+//     FORWARD and INPUT (policy.go says why both).
 //
 // NetworkPolicy enforcement here uses plain iptables because the CI kernels
 // lack nft_queue, which upstream's nfqueue-based enforcement needs.
@@ -177,7 +178,7 @@ COMMIT
 }
 
 // ensureJump keeps "-j target" the first rule of chain: kube-proxy's own
-// FORWARD rules accept NodePort traffic, which must meet NetworkPolicy first.
+// rules (FORWARD accepts NodePort traffic) must not decide before NetworkPolicy.
 func ensureJump(table, chain, target string) error {
 	out, err := exec.Command("iptables", "-t", table, "-S", chain).Output()
 	if err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -15,6 +17,20 @@ const (
 	ingressChain = "KINDNET-NP-INGRESS"
 	egressChain  = "KINDNET-NP-EGRESS"
 )
+
+// policyHooks are the filter chains whose traffic meets the policy chain first. Both run
+// after kube-proxy's DNAT (nat PREROUTING), so a connection to a Service ClusterIP is
+// matched on the endpoint it was sent to, as NetworkPolicy peers name pods, not Services:
+//   - FORWARD: pod to pod, and pod to anywhere off the node (a link-local metadata address);
+//   - INPUT: pod to the node itself (its addresses, the pods' gateway address, and
+//     ClusterIPs of host-network endpoints such as the API server).
+//
+// OUTPUT is not hooked: traffic from the node to its pods (kubelet probes) is always
+// allowed, and its replies pass as ESTABLISHED. Kubernetes leaves pod-to-own-node traffic
+// to the implementation; like Calico and Cilium, this one treats it as the pod's egress, so
+// a pod whose egress is restricted cannot reach the node's own services (kubelet, a
+// metadata proxy) unless a rule allows it.
+var policyHooks = []string{"FORWARD", "INPUT"}
 
 // peer is one address a rule allows: a pod (for named ports) or an ipBlock CIDR.
 type peer struct {
@@ -37,7 +53,8 @@ var (
 )
 
 // policyRules renders the whole filter-table state as iptables-restore input.
-// Allowed flows RETURN to FORWARD; the rest of an isolated pod's traffic is rejected.
+// Allowed flows RETURN to the hook (policyHooks); the rest of an isolated pod's traffic is
+// rejected (TCP, with a reset) or dropped.
 func policyRules(policies []*networkingv1.NetworkPolicy, pods []*v1.Pod, namespaces []*v1.Namespace) string {
 	var b strings.Builder
 	b.WriteString("*filter\n")
@@ -63,7 +80,12 @@ func applyPolicyRules(rules string) error {
 	if err := restore(rules); err != nil {
 		return err
 	}
-	return ensureJump("filter", "FORWARD", policyChain)
+	for _, hook := range policyHooks {
+		if err := ensureJump("filter", hook, policyChain); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func routable(pod *v1.Pod) bool {
@@ -90,12 +112,12 @@ func writePodRules(b *strings.Builder, dir direction, pod *v1.Pod, policies []*n
 				if dir.policyFor == networkingv1.PolicyTypeEgress {
 					destination = p.pod
 				}
-				source := ""
+				other := ""
 				if p.address != "" {
-					source = fmt.Sprintf(" %s %s", dir.peerFlag, p.address)
+					other = fmt.Sprintf(" %s %s", dir.peerFlag, p.address)
 				}
 				for _, port := range portMatches(rule.ports, destination) {
-					fmt.Fprintf(b, "%s%s%s -j RETURN\n", self, source, port)
+					fmt.Fprintf(b, "%s%s%s -j RETURN\n", self, other, port)
 				}
 			}
 		}
@@ -145,7 +167,6 @@ func selects(selector *metav1.LabelSelector, podLabels map[string]string) bool {
 }
 
 // resolvePeers turns a rule's peers into addresses; no peers means any address.
-// ipBlock "except" ranges are not supported by this stand-in.
 func resolvePeers(policyPeers []networkingv1.NetworkPolicyPeer, namespace string, pods []*v1.Pod,
 	namespaces []*v1.Namespace) ([]peer, bool) {
 	if len(policyPeers) == 0 {
@@ -158,7 +179,9 @@ func resolvePeers(policyPeers []networkingv1.NetworkPolicyPeer, namespace string
 	var peers []peer
 	for _, pp := range policyPeers {
 		if pp.IPBlock != nil {
-			peers = append(peers, peer{address: pp.IPBlock.CIDR})
+			for _, block := range ipBlockRanges(pp.IPBlock) {
+				peers = append(peers, peer{address: block.String()})
+			}
 			continue
 		}
 		for _, pod := range pods {
@@ -177,6 +200,48 @@ func resolvePeers(policyPeers []networkingv1.NetworkPolicyPeer, namespace string
 		}
 	}
 	return peers, false
+}
+
+// ipBlockRanges is an ipBlock as plain CIDRs: its cidr minus every except range, split
+// into the prefixes that cover what is left. The cluster is IPv4 only (iptables, not
+// ip6tables), so an IPv6 block allows nothing here rather than break the whole ruleset.
+func ipBlockRanges(block *networkingv1.IPBlock) []netip.Prefix {
+	cidr, err := netip.ParsePrefix(block.CIDR)
+	if err != nil || !cidr.Addr().Is4() {
+		return nil
+	}
+	ranges := []netip.Prefix{cidr.Masked()}
+	for _, text := range block.Except {
+		hole, err := netip.ParsePrefix(text)
+		if err != nil || !hole.Addr().Is4() {
+			continue
+		}
+		var left []netip.Prefix
+		for _, r := range ranges {
+			left = append(left, without(r, hole.Masked())...)
+		}
+		ranges = left
+	}
+	return ranges
+}
+
+// without is block minus hole, as the fewest prefixes: halve the block, keep the half the
+// hole is not in, and go on into the other half until the hole itself is reached.
+func without(block, hole netip.Prefix) []netip.Prefix {
+	if hole.Bits() <= block.Bits() && hole.Contains(block.Addr()) {
+		return nil // the hole covers the whole block
+	}
+	if !block.Contains(hole.Addr()) {
+		return []netip.Prefix{block} // disjoint
+	}
+	low := netip.PrefixFrom(block.Addr(), block.Bits()+1)
+	start := block.Addr().As4()
+	binary.BigEndian.PutUint32(start[:], binary.BigEndian.Uint32(start[:])|1<<(31-block.Bits()))
+	high := netip.PrefixFrom(netip.AddrFrom4(start), block.Bits()+1)
+	if low.Contains(hole.Addr()) {
+		return append([]netip.Prefix{high}, without(low, hole)...)
+	}
+	return append([]netip.Prefix{low}, without(high, hole)...)
 }
 
 // portMatches renders a rule's ports as iptables matches; no ports means every port.

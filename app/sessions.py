@@ -3,11 +3,11 @@
 Every role a token maps to logs in as itself, with its own password and its own pool, so
 its privileges are PostgreSQL's to enforce; nothing runs `SET ROLE` from a more privileged
 login. A connection goes back to its pool only after RESET has run in the same round trip
-as the request's COMMIT (or after its ROLLBACK): the parts of pgbouncer's `DISCARD ALL`,
-which itself may not share a message with other statements. Temporary tables, prepared
-statements, cursors, session advisory locks, LISTEN, settings, role and session
-authorization are all undone. A connection whose reset fails, whose statement was
-cancelled, or that broke, is closed instead.
+as the request's COMMIT (or after its ROLLBACK): the parts of pgbouncer's `DISCARD ALL`
+(which itself may not share a message with other statements) that undo session state.
+Temporary tables, prepared statements, cursors, session advisory locks, LISTEN, settings,
+role, session authorization and sequence values are all undone. A connection whose reset
+fails, whose statement was cancelled, or that broke, is closed instead.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from app.wait import GatewayConnection
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3
+# What DISCARD ALL undoes, less DISCARD PLANS (cached plans are nobody's state) and
+# RESET ROLE (SET SESSION AUTHORIZATION DEFAULT resets the role too): each statement more
+# is a result more to parse on both sides of every request.
 RESET = (
-    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; RESET ROLE; DEALLOCATE ALL; "
-    "UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; "
-    "DISCARD TEMP; DISCARD SEQUENCES"
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
+    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
 )
 # Whether the login may create temporary tables (app.transaction reads RETURNING rows
 # through one): asked once per connection.

@@ -116,7 +116,10 @@ class Transaction:
         # table of the same session cannot be mistaken for one.
         self._name_prefix = f"pgw_{secrets.token_hex(4)}_"
         self._names = 0
-        self._begin = _begin_sql(options, settings)
+        self._begin = _begin_sql(options)
+        # A streaming client that stalls is cut by the gateway (STREAM_STALL_S); should the
+        # gateway itself vanish mid-stream, the server ends the transaction on its own.
+        self._stream_backstop_ms = (settings.stream_stall_s + 10) * 1000
 
     # -- statements -----------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class Transaction:
         """NDJSON lines of the last statement's rows. Everything up to its first batch runs
         before this returns, so a failure there gets its status rather than a cut stream;
         after that the deadline applies to each batch."""
+        self._begin = _begin_sql(self.options, self._stream_backstop_ms)
         self.connection.start_deadline(self.options.timeout_ms / 1000)
         reader: _Rows | None = None
         for text, piece, last in self._pieces(statement):
@@ -262,14 +266,11 @@ class Transaction:
         return self._cursor
 
 
-def _begin_sql(options: Options, settings: Settings) -> str:
+def _begin_sql(options: Options, idle_backstop_ms: int | None = None) -> str:
     sql = "BEGIN READ ONLY" if options.read_only else "BEGIN"
     sql += f"; SET LOCAL statement_timeout = {int(options.timeout_ms)}"
-    # A streaming client that stalls is cut by the gateway; this is the server's own
-    # backstop should the gateway vanish mid-stream.
-    sql += (
-        f"; SET LOCAL idle_in_transaction_session_timeout = {(settings.stream_stall_s + 10) * 1000}"
-    )
+    if idle_backstop_ms is not None:
+        sql += f"; SET LOCAL idle_in_transaction_session_timeout = {idle_backstop_ms}"
     if options.read_only:
         sql += "; SELECT 1"  # a snapshot taken: SQL can no longer switch to READ WRITE
     return sql + ";\n"

@@ -52,10 +52,20 @@ POOL_WAITING = Gauge(
 )
 
 
+_POOL_GAUGES: dict[str, tuple[Gauge, Gauge, Gauge]] = {}
+
+
 def record_pool(pool: ConnectionPool) -> None:
-    POOL_SIZE.labels(pool.login).set(pool.size)
-    POOL_IN_USE.labels(pool.login).set(pool.in_use)
-    POOL_WAITING.labels(pool.login).set(pool.waiting)
+    """Called on every acquire and release: the labelled gauges are looked up once a login."""
+    gauges = _POOL_GAUGES.get(pool.login)
+    if gauges is None:
+        gauges = _POOL_GAUGES[pool.login] = tuple(
+            gauge.labels(pool.login) for gauge in (POOL_SIZE, POOL_IN_USE, POOL_WAITING)
+        )
+    size, in_use, waiting = gauges
+    size.set(pool.size)
+    in_use.set(pool.in_use)
+    waiting.set(pool.waiting)
 
 
 def render() -> tuple[bytes, str]:

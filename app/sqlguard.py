@@ -13,6 +13,8 @@ Statement boundaries come from `app.sqlscan`, which reads the text as PostgreSQL
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from app.errors import ApiError
 from app.sqlscan import LexerCostExceeded, Piece, Scanner
 
@@ -60,9 +62,21 @@ def statements(scan: Scanner, position: int, standard_strings: bool) -> list[Pie
     return pieces
 
 
-def check(text: str) -> list[Piece]:
-    """Every statement of `text` as a fresh session reads it (standard_conforming_strings on)."""
-    return statements(scanner(text), 0, True)
+def check(text: str, standard_strings: bool = True) -> tuple[Piece, ...]:
+    """Every statement of `text`, checked. The same short texts come back request after
+    request (parameters travel inside the text, so those differ): such answers are cached,
+    and only those, since a cache holds its keys (bodies may be a MiB each)."""
+    if len(text) <= CACHEABLE_CHARS:
+        return _check_cached(text, standard_strings)
+    return tuple(statements(scanner(text), 0, standard_strings))
+
+
+CACHEABLE_CHARS = 4096
+
+
+@lru_cache(maxsize=1024)
+def _check_cached(text: str, standard_strings: bool) -> tuple[Piece, ...]:
+    return tuple(statements(scanner(text), 0, standard_strings))
 
 
 def _ends_transaction(words: tuple[str, ...]) -> bool:

@@ -32,7 +32,7 @@ from app.encode import DuplicateColumnError, check_unique_columns, encode_lines,
 from app.errors import ApiError, from_db_error, unavailable
 from app.sessions import Session
 from app.settings import Settings
-from app.sqlguard import scanner, statements
+from app.sqlguard import check, scanner, statements
 from app.sqlscan import Piece
 from app.typecast import TYPE_QUERY, Convert, TypeCatalog
 from app.validation import Options, Statement
@@ -156,15 +156,14 @@ class Transaction:
         with the standard_conforming_strings the server has at that point: all are checked
         before the first is sent, the rest again when a statement changed the setting."""
         text = self._text(statement)
-        scan = scanner(text)
         standard = self._standard_strings()
-        pending = statements(scan, 0, standard)
+        pending = list(check(text, standard))
         while pending:
             piece = pending.pop(0)
             yield text, piece, not pending
             if pending and (now := self._standard_strings()) != standard:
                 standard = now
-                pending = statements(scan, piece.end + 1, standard)
+                pending = statements(scanner(text), piece.end + 1, standard)
 
     def _text(self, statement: Statement) -> str:
         """The SQL as PostgreSQL receives it: psycopg2 binds parameters by quoting them into

@@ -32,13 +32,16 @@ _FRAME = re.compile(r"\s*\((?:.*/)?([^/]+):\d+\)")
 
 def summarize(raw: Path, top: int) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = skipped = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            skipped += 1  # py-spy cuts a line whose stack it could not finish reading
+            continue
         total += int(count)
         for frame in {_FRAME.sub(r" (\1)", f) for f in stack.split(";")}:
             inclusive[frame] += int(count)
-    lines = [f"{total} samples holding the GIL; inclusive share:"]
+    lines = [f"{total} samples holding the GIL ({skipped} unreadable lines left out); inclusive share:"]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
     return "\n".join(lines)
 

@@ -41,7 +41,9 @@ def summarize(raw: Path, top: int) -> str:
         total += int(count)
         for frame in {_FRAME.sub(r" (\1)", f) for f in stack.split(";")}:
             inclusive[frame] += int(count)
-    lines = [f"{total} samples holding the GIL ({skipped} unreadable lines left out); inclusive share:"]
+    lines = [
+        f"{total} samples holding the GIL ({skipped} unreadable lines left out); inclusive share:"
+    ]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
     return "\n".join(lines)
 

@@ -92,6 +92,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="leave the e2e namespace in place after the run (deleted at the next run)",
     )
+    group.addoption(
+        "--deploy-manifests",
+        type=Path,
+        default=paths.KIND_OVERLAY,
+        metavar="DIR",
+        help="the kustomization the checks deploy [manifests/overlays/kind]; the gate's "
+        "self-test points it at a broken copy",
+    )
+    group.addoption(
+        "--gateway-source",
+        type=Path,
+        default=paths.REPO_ROOT,
+        metavar="DIR",
+        help="the source tree the gateway images are built from [this repository]",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -174,10 +189,11 @@ def postgres_image() -> str:
 
 
 @pytest.fixture(scope="session")
-def gateway_images(postgres_image: str) -> dict[str, str]:
+def gateway_images(request: pytest.FixtureRequest, postgres_image: str) -> dict[str, str]:
     """Two builds of the gateway (distinct image IDs) for a rollout to a new tag."""
-    first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
-    second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
+    source = request.config.getoption("--gateway-source")
+    first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
+    second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
     return {"first": first, "second": second, "postgres": postgres_image}
 
 
@@ -200,7 +216,8 @@ def deployment(
         names.GATEWAY_CONTAINER: gateway_images["first"],
         names.POSTGRES_CONTAINER: gateway_images["postgres"],
     }
-    run_harness(deploy.deploy, api, kind_cluster, namespace, images, credentials)
+    target = request.config.getoption("--deploy-manifests")
+    run_harness(deploy.deploy, api, kind_cluster, namespace, target, images, credentials)
     yield deployed
     if not request.config.getoption("--keep-namespace") and not os.environ.get("PG_GATEWAY_KEEP"):
         core.delete_namespace(namespace)

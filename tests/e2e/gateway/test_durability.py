@@ -92,7 +92,10 @@ def test_rows_survive_postgres_pod_deletion(deployment) -> None:
                 inside.append(inside_gateway(deployment))
         status = through_service(deployment)
         outside.append(status)
-        if status == 200 and postgres_ready_at is not None:
+        # Any answer but 503 once PostgreSQL is back ends the outage: a 400 (no such table)
+        # is lost data, which the count below reports, and need not wait out the timeout.
+        answered = isinstance(status, int) and status != 503
+        if answered and postgres_ready_at is not None:
             served_at = time.monotonic()
         else:
             time.sleep(0.5)
@@ -108,7 +111,7 @@ def test_rows_survive_postgres_pod_deletion(deployment) -> None:
     assert (503, 503) in inside, "the gateway never answered 503 while PostgreSQL was gone"
     assert served_at - postgres_ready_at <= RECOVERY_LIMIT_S
     count = deployment.query("select count(*) as n, max(id) as last from durable").json()
-    assert count == {"result": [{"n": ROWS, "last": ROWS - 1}]}
+    assert count == {"result": [{"n": ROWS, "last": ROWS - 1}]}, "acknowledged rows were lost"
 
 
 def scale_postgres(deployment, replicas: int) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from harness import paths
+from harness.manifests import kubescore
 from harness.manifests import lint as manifest_lint
 from harness.manifests.render import render
 from harness.selftest.mutants import CHECKS, Mutant
@@ -94,10 +95,10 @@ def write_diff(source: Path, path: str, directory: Path) -> None:
     (directory / "source.diff").write_text("".join(diff))
 
 
-def lint(manifests: Path, directory: Path) -> list[str]:
-    """The manifest lint (`python -m harness.manifests --manifests DIR`) on the copy: its
-    findings go to lint.txt, their rule ids are the answer."""
-    findings = manifest_lint.lint(manifests).findings
+def lint(manifests: Path, directory: Path, kube_score: Path | None) -> list[str]:
+    """The manifest lint (`python -m harness.manifests --manifests DIR`, which runs kube-score
+    too) on the copy: its findings go to lint.txt, their rule ids are the answer."""
+    findings = manifest_lint.lint(manifests, kube_score=kube_score).findings
     (directory / "lint.txt").write_text("".join(f"{finding}\n" for finding in findings))
     return sorted({finding.rule for finding in findings})
 
@@ -146,7 +147,9 @@ def keep_timelines(since: float, directory: Path) -> None:
             shutil.copy2(timeline, directory / timeline.name)
 
 
-def run_one(name: str, defect: str, checks: tuple[str, ...], mutant: Mutant | None) -> Result:
+def run_one(
+    name: str, defect: str, checks: tuple[str, ...], mutant: Mutant | None, kube_score: Path
+) -> Result:
     """Write the copy, lint it, deploy it and run the checks; the wall time is the whole."""
     directory = ARTIFACTS / name
     shutil.rmtree(directory, ignore_errors=True)
@@ -155,7 +158,7 @@ def run_one(name: str, defect: str, checks: tuple[str, ...], mutant: Mutant | No
     started, wall_clock = time.monotonic(), time.time()
     with step(f"gate self-test: {name}") as current:
         target = write_target(directory, mutant)
-        result.lint = lint(target.parents[1], directory)
+        result.lint = lint(target.parents[1], directory, kube_score)
         with tempfile.TemporaryDirectory(prefix=f"gate-selftest-{name}-") as scratch:
             source = paths.REPO_ROOT
             if mutant is not None and mutant.patch is not None:
@@ -176,11 +179,12 @@ def run_one(name: str, defect: str, checks: tuple[str, ...], mutant: Mutant | No
 
 def run(mutants: tuple[Mutant, ...]) -> tuple[Result, list[Result]]:
     """The baseline (every gateway check, which must pass), then each mutant."""
-    baseline = run_one(BASELINE, "the deployment as committed", (CHECKS,), None)
+    kube_score = kubescore.ensure_kube_score()
+    baseline = run_one(BASELINE, "the deployment as committed", (CHECKS,), None, kube_score)
     if baseline.failed or baseline.lint:
         problems = [*baseline.failed, *baseline.lint]
         raise HarnessError(
             f"the sound deployment does not pass ({', '.join(problems)}): a self-test against "
             f"it would mean nothing; see {ARTIFACTS / BASELINE}"
         )
-    return baseline, [run_one(m.name, m.defect, m.checks, m) for m in mutants]
+    return baseline, [run_one(m.name, m.defect, m.checks, m, kube_score) for m in mutants]

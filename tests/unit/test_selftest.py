@@ -80,11 +80,12 @@ def test_select_refuses_unknown_names() -> None:
 
 
 def test_the_unedited_copy_lints_clean_and_a_mutant_shows(tmp_path: Path) -> None:
+    """Without kube-score (which needs Go): the schemas and the project's policy."""
     target = run.write_target(tmp_path / "baseline", None)
-    assert run.lint(target.parents[1], tmp_path) == []
+    assert run.lint(target.parents[1], tmp_path, None) == []
     broken = next(m for m in MUTANTS if m.name == "no-network-policy")
     target = run.write_target(tmp_path / broken.name, broken)
-    assert "netpol.postgres" in run.lint(target.parents[1], tmp_path)
+    assert "netpol.postgres" in run.lint(target.parents[1], tmp_path, None)
     assert "netpol.postgres" in (tmp_path / "lint.txt").read_text()
 
 

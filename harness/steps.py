@@ -66,9 +66,13 @@ class Step:
         env: Mapping[str, str] | None = None,
         stdin: Path | None = None,
         timeout: float | None = None,
-    ) -> None:
-        """Run argv, output to the log; a non-zero exit fails the step."""
-        self._exec(argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, capture=False)
+        check: bool = True,
+    ) -> int:
+        """Run argv, output to the log; a non-zero exit fails the step, unless `check` is
+        off: then the exit status is the answer (a test run whose failures are its result)."""
+        return self._exec(
+            argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, capture=False, check=check
+        )[0]
 
     def output(
         self,
@@ -79,7 +83,9 @@ class Step:
         timeout: float | None = None,
     ) -> str:
         """Run argv and return its stdout; stderr goes to the log."""
-        return self._exec(argv, cwd=cwd, env=env, stdin=None, timeout=timeout, capture=True)
+        return self._exec(
+            argv, cwd=cwd, env=env, stdin=None, timeout=timeout, capture=True, check=True
+        )[1]
 
     def _exec(
         self,
@@ -90,7 +96,8 @@ class Step:
         stdin: Path | None,
         timeout: float | None,
         capture: bool,
-    ) -> str:
+        check: bool,
+    ) -> tuple[int, str]:
         args = [os.fspath(arg) for arg in argv]
         self.log(f"$ {' '.join(args)}")
         full_env = {**os.environ, **env} if env else None
@@ -116,11 +123,11 @@ class Step:
             finally:
                 if stdin:
                     stdin_file.close()
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise StepFailed(
                 self.name, self.log_path, f"`{' '.join(args[:3])} ...` exited {result.returncode}"
             )
-        return result.stdout.decode() if capture else ""
+        return result.returncode, result.stdout.decode() if capture else ""
 
 
 def _slug(name: str) -> str:

@@ -7,6 +7,9 @@ Every result is a local image tag, cached by its inputs, so a warm call takes a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness import paths
 from harness.build import app_image, baseimages, nodeimage, rootfs
 
 
@@ -30,6 +33,7 @@ def postgres_image() -> str:
     return baseimages.postgres()
 
 
-def gateway_image(tag: str) -> str:
-    """pg-gateway/gateway:<tag> from the project's Dockerfile; each build its own image ID."""
-    return app_image.build_gateway(tag)
+def gateway_image(tag: str, source: Path = paths.REPO_ROOT) -> str:
+    """pg-gateway/gateway:<tag> from the Dockerfile of `source` (this repository, or a
+    patched copy of it); each build its own image ID."""
+    return app_image.build_gateway(tag, source)

@@ -9,6 +9,7 @@ no network and installs exactly the hashes in requirements.lock.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from harness import paths, versions
 from harness.build import baseimages, docker
@@ -23,14 +24,15 @@ def python_base() -> str:
     return official if docker.available(official) else baseimages.python_base()
 
 
-def build_gateway(tag: str) -> str:
-    """Build pg-gateway/gateway:<tag> with scripts/build-image.sh. Each build is labelled, so
-    each has its own image ID (a rollout to a new tag then really ships a new image)."""
+def build_gateway(tag: str, source: Path = paths.REPO_ROOT) -> str:
+    """Build pg-gateway/gateway:<tag> with the scripts/build-image.sh of `source`. Each build
+    is labelled, so each has its own image ID (a rollout to a new tag then really ships a new
+    image)."""
     image = f"{GATEWAY_REPOSITORY}:{tag}"
     base = python_base()
     with step(f"build gateway image {image} on {base}") as current:
         current.run(
-            [paths.REPO_ROOT / "scripts" / "build-image.sh", image],
+            [source / "scripts" / "build-image.sh", image],
             env={"BASE_IMAGE": base, "BUILD_LABEL": tag, "PYTHON": sys.executable},
         )
     return image

@@ -1,100 +1,243 @@
-"""Measured availability: a steady client load plus a watch on the Deployment.
+"""Measured availability: a client load as real clients make it, plus a watch on the Deployment.
 
-`LoadProbe` keeps several clients sending queries at a fixed total rate and records every
-request; each request opens a new connection, so it is routed by the Service like a new
-client would be (a kept-alive connection would pin one pod and measure that pod instead).
-`ReplicaWatch` records the Deployment's status from a watch, not from polling sleeps.
+`LoadProbe` runs several kinds of clients, each at a fixed rate, and records every request:
+- keep-alive clients hold one connection and reuse it, as a requests.Session, Go's
+  http.Client or a JDBC-style pool does; such a connection is pinned to one pod, so they see
+  what happens to connections open to a pod that terminates;
+- new-connection clients open a connection per request (`Connection: close`), so the Service
+  routes each request afresh; they see a pod that stops accepting while it is still routed;
+- slow-query clients keep a query of a few seconds in flight (a report, a batch), as real
+  workloads do; they see a pod that stops before its requests have finished.
+All are urllib3 (requests' engine), which notices a connection the server closed before it
+reuses it and retries nothing: a lost request is counted, never hidden.
+`ReplicaWatch` records the Deployment's status from a watch, not from polling sleeps;
+`measured_load` runs both around a disruption, `write_timeline` saves what they saw.
 """
 
 from __future__ import annotations
 
 import csv
-import http.client
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client, watch
+
+REQUEST_TIMEOUT_S = 15.0
+EXPECTED = {"result": [{"ok": 1}]}
+TIMELINE_COLUMNS = (
+    "at_s",
+    "row",  # request, replicas or mark
+    "client_kind",
+    "client",
+    "connection",
+    "status",
+    "latency_ms",
+    "closed",
+    "error",  # or the mark's label
+    "available",
+)
+
+
+class ClientKind(StrEnum):
+    KEEP_ALIVE = "keep-alive"
+    NEW_CONNECTION = "new-connection"
+    SLOW_QUERY = "slow-query"
+
+
+@dataclass(frozen=True)
+class Clients:
+    """`count` clients of one kind, each starting `rate_per_client` queries per second (or
+    the next one as soon as the last answered, when it took longer)."""
+
+    kind: ClientKind
+    count: int
+    rate_per_client: float
+    query_s: float = 0.0  # how long PostgreSQL takes over each query
+
+    @property
+    def body(self) -> bytes:
+        if not self.query_s:
+            return json.dumps({"query": "select 1 as ok"}).encode()
+        query = {"query": "select 1 as ok from pg_sleep(%s)", "params": [self.query_s]}
+        return json.dumps(query).encode()
+
+
+# About 200 requests/s through the NodePort: enough that a pod which stops accepting while
+# it is still routed loses requests within tens of milliseconds, and within what 2 cores
+# shared with the cluster sustain. The slow queries outlast a drain cut to a second or two.
+DEFAULT_CLIENTS = (
+    Clients(ClientKind.KEEP_ALIVE, 4, 25.0),
+    Clients(ClientKind.NEW_CONNECTION, 4, 25.0),
+    Clients(ClientKind.SLOW_QUERY, 4, 0.2, query_s=4.0),
+)
 
 
 @dataclass(frozen=True)
 class Sample:
     at_s: float
+    kind: ClientKind
     client: int
+    connection: int  # the client's n-th TCP connection
     status: int | None
     latency_ms: float
+    closed: bool = False  # the answer said `Connection: close`
     error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status != 200 or bool(self.error)
+
+
+@dataclass(frozen=True)
+class KindTotals:
+    clients: int
+    requests: int
+    failed: int
+    connections: int
+
+
+class _NamedConnection(urllib3.connection.HTTPConnection):
+    """Remembers the local port of the TCP connection it last opened, which names that
+    connection (urllib3 reconnects the same object, and http.client drops `sock` as soon as
+    an answer says `Connection: close`)."""
+
+    local_port = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self.local_port = self.sock.getsockname()[1]
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _NamedConnection
+
+
+@dataclass
+class _Client:
+    """One client thread's state: its pool (one connection) and which connection it is on."""
+
+    spec: Clients
+    index: int
+    pool: _Pool
+    port: int = 0  # local port of the current connection
+    connection: int = 0
 
 
 @dataclass
 class LoadProbe:
-    """`clients` threads sharing `rate_per_s` requests per second of `POST /query`."""
+    """Clients of each kind in `clients` sending `POST /query` through host:port."""
 
     host: str
     port: int
     token: str
-    clients: int = 4
-    rate_per_s: float = 40.0
+    clients: tuple[Clients, ...] = DEFAULT_CLIENTS
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     origin: float = 0.0  # time.monotonic() at start(); sample times are relative to it
 
+    @property
+    def rate_per_s(self) -> float:
+        return sum(spec.count * spec.rate_per_client for spec in self.clients)
+
     def start(self) -> None:
         self.origin = time.monotonic()
-        for index in range(self.clients):
-            thread = threading.Thread(target=self._run, args=(index,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for spec in self.clients:
+            for offset in range(spec.count):
+                pool = _Pool(self.host, self.port, maxsize=1, block=True, retries=False)
+                state = _Client(spec, len(self._threads), pool)
+                # Staggered starts, so a kind's requests spread over each interval.
+                start_at = self.origin + offset / spec.count / spec.rate_per_client
+                thread = threading.Thread(target=self._run, args=(state, start_at), daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=REQUEST_TIMEOUT_S + 5)
 
-    def _request(self) -> tuple[int | None, str]:
-        body = json.dumps({"query": "select 1 as ok"})
+    def _request(self, state: _Client) -> tuple[int | None, bool, str]:
+        """One query; (status, the server closes the connection, error)."""
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        if state.spec.kind is ClientKind.NEW_CONNECTION:
+            headers["Connection"] = "close"
         try:
-            connection.request("POST", "/query", body=body, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
-            if response.status == 200 and json.loads(payload) != {"result": [{"ok": 1}]}:
-                return response.status, f"unexpected body {payload[:100]!r}"
-            return response.status, "" if response.status == 200 else payload[:200].decode()
-        except (OSError, http.client.HTTPException, ValueError) as error:
-            return None, f"{type(error).__name__}: {error}"
-        finally:
-            connection.close()
+            response = state.pool.urlopen(
+                "POST",
+                "/query",
+                body=state.spec.body,
+                headers=headers,
+                timeout=REQUEST_TIMEOUT_S,
+                preload_content=False,
+                release_conn=False,
+            )
+            self._note_connection(state, response.connection)
+            try:
+                payload = response.read()
+            finally:
+                response.release_conn()
+            closed = response.headers.get("Connection", "").lower() == "close"
+            if response.status != 200:
+                return response.status, closed, payload[:200].decode(errors="replace")
+            if json.loads(payload) != EXPECTED:
+                return response.status, closed, f"unexpected body {payload[:100]!r}"
+            return response.status, closed, ""
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+            return None, False, f"{type(error).__name__}: {error}"
 
-    def _run(self, index: int) -> None:
-        interval = self.clients / self.rate_per_s
-        next_at = time.monotonic() + index * interval / self.clients
+    @staticmethod
+    def _note_connection(state: _Client, connection: Any) -> None:
+        port = getattr(connection, "local_port", 0)
+        if port != state.port:
+            state.port = port
+            state.connection += 1
+
+    def _run(self, state: _Client, next_at: float) -> None:
+        interval = 1 / state.spec.rate_per_client
         while not self._stop.is_set():
             delay = next_at - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
-                return
+                break
             next_at += interval
             started = time.monotonic()
-            status, error = self._request()
+            status, closed, error = self._request(state)
             sample = Sample(
                 at_s=round(started - self.origin, 4),
-                client=index,
+                kind=state.spec.kind,
+                client=state.index,
+                connection=state.connection,
                 status=status,
                 latency_ms=round((time.monotonic() - started) * 1000, 2),
+                closed=closed,
                 error=error,
             )
             with self._lock:
                 self.samples.append(sample)
+        state.pool.close()
 
     @property
     def failures(self) -> list[Sample]:
-        return [s for s in self.samples if s.status != 200 or s.error]
+        return [s for s in self.samples if s.failed]
+
+    def totals(self) -> dict[ClientKind, KindTotals]:
+        """Requests, failures and TCP connections opened, per kind of client."""
+        result = {}
+        for spec in self.clients:
+            samples = [s for s in self.samples if s.kind is spec.kind]
+            connections = {(s.client, s.connection) for s in samples}
+            failed = sum(s.failed for s in samples)
+            result[spec.kind] = KindTotals(spec.count, len(samples), failed, len(connections))
+        return result
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.origin
@@ -155,44 +298,87 @@ class ReplicaWatch:
 
     @property
     def min_available(self) -> int:
-        return min(event.available for event in self.events)
+        return min((event.available for event in self.events), default=0)
+
+    @property
+    def min_ready(self) -> int:
+        return min((event.ready for event in self.events), default=0)
 
 
-def write_timeline(
-    directory: Path,
-    probe: LoadProbe,
-    replicas: ReplicaWatch,
-    marks: list[tuple[float, str]],
-) -> tuple[Path, Path]:
-    """CSV of every request and replica change, and a PNG plot of both over time."""
+@dataclass
+class Measurement:
+    """The load and the replica watch around one disruption, and its marked moments."""
+
+    probe: LoadProbe
+    replicas: ReplicaWatch
+    marks: list[tuple[float, str]] = field(default_factory=list)
+
+    def mark(self, label: str) -> None:
+        self.marks.append((self.probe.elapsed_s(), label))
+
+    def summary(self) -> str:
+        """Per kind of client: requests, failures, connections; and the replicas' low point."""
+        duration = self.probe.elapsed_s()
+        kinds = "; ".join(
+            f"{kind}: {t.clients} clients, {t.requests} requests over {t.connections} "
+            f"connections, {t.failed} failed"
+            for kind, t in self.probe.totals().items()
+        )
+        rate = len(self.probe.samples) / duration
+        return (
+            f"{len(self.probe.samples)} requests in {duration:.1f} s ({rate:.0f}/s); {kinds}; "
+            f"min availableReplicas {self.replicas.min_available}, "
+            f"min readyReplicas {self.replicas.min_ready}"
+        )
+
+
+@contextmanager
+def measured_load(
+    probe: LoadProbe, apps: client.AppsV1Api, namespace: str, name: str
+) -> Iterator[Measurement]:
+    """Run the load and watch Deployment `name` for the duration of the block."""
+    probe.start()
+    replicas = ReplicaWatch(apps, namespace, name, probe.origin)
+    replicas.start()
+    try:
+        yield Measurement(probe, replicas)
+    finally:
+        probe.stop()
+        replicas.stop()
+
+
+def write_timeline(directory: Path, stem: str, measurement: Measurement) -> tuple[Path, Path]:
+    """`<stem>.csv` of every request, replica change and mark, and `<stem>.png` plotting them."""
     directory.mkdir(parents=True, exist_ok=True)
-    csv_path = directory / "rollout-timeline.csv"
+    csv_path = directory / f"{stem}.csv"
+    probe, replicas, marks = measurement.probe, measurement.replicas, measurement.marks
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["at_s", "kind", "client", "status", "latency_ms", "error", "available"])
+        writer.writerow(TIMELINE_COLUMNS)
         for s in probe.samples:
-            writer.writerow([s.at_s, "request", s.client, s.status, s.latency_ms, s.error, ""])
+            request = (s.kind, s.client, s.connection, s.status, s.latency_ms, int(s.closed))
+            writer.writerow([s.at_s, "request", *request, s.error, ""])
         for r in replicas.events:
-            writer.writerow([r.at_s, "replicas", "", "", "", "", r.available])
+            writer.writerow([r.at_s, "replicas", *[""] * 7, r.available])
         for at_s, label in marks:
-            writer.writerow([round(at_s, 4), "mark", "", "", "", label, ""])
-    png_path = directory / "rollout-timeline.png"
-    _plot(png_path, probe, replicas, marks)
+            writer.writerow([round(at_s, 4), "mark", *[""] * 6, label, ""])
+    png_path = directory / f"{stem}.png"
+    _plot(png_path, measurement)
     return csv_path, png_path
 
 
-def _plot(
-    path: Path, probe: LoadProbe, replicas: ReplicaWatch, marks: list[tuple[float, str]]
-) -> None:
+def _plot(path: Path, measurement: Measurement) -> None:
     import matplotlib  # heavy, and only needed for the artifact
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    probe, replicas, marks = measurement.probe, measurement.replicas, measurement.marks
     figure, (latency_axis, replica_axis) = plt.subplots(2, 1, sharex=True, figsize=(11, 6))
-    ok = [s for s in probe.samples if s.status == 200 and not s.error]
-    failed = [s for s in probe.samples if s not in ok]
-    latency_axis.scatter([s.at_s for s in ok], [s.latency_ms for s in ok], s=3, label="200")
+    failed = probe.failures
+    for kind in probe.totals():
+        ok = [s for s in probe.samples if s.kind is kind and not s.failed]
+        latency_axis.scatter([s.at_s for s in ok], [s.latency_ms for s in ok], s=3, label=kind)
     latency_axis.scatter(
         [s.at_s for s in failed], [s.latency_ms for s in failed], s=12, c="red", label="failed"
     )

@@ -8,18 +8,18 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
-from harness import names, paths
+from harness import names
 from harness.cluster import GateCluster
 from harness.e2e import kube
-from harness.manifests.render import render
+from harness.manifests.render import display_path, render
 from harness.steps import HarnessError, Step, step
 
-OVERLAY = "kind"  # the NodePort on 127.0.0.1, the locally built images
 ROLLOUT_TIMEOUT_S = 240
 NAMESPACE_GONE_TIMEOUT_S = 180
 
@@ -127,15 +127,17 @@ def deploy(
     api: client.ApiClient,
     cluster: GateCluster,
     namespace: str,
+    target: Path,
     images: dict[str, str],
     credentials: Credentials,
 ) -> None:
-    """Namespace, Secret, the `kind` overlay with this run's images; wait until it serves."""
+    """Namespace, Secret, the kustomization `target` (the `kind` overlay, or a broken copy
+    of it in the gate's self-test) with this run's images; wait until it serves."""
     core = client.CoreV1Api(api)
-    with step(f"deploy manifests/overlays/{OVERLAY} to {namespace}") as current:
+    with step(f"deploy {display_path(target)} to {namespace}") as current:
         create_namespace(core, namespace)
         create_secret(core, namespace, credentials)
-        documents = [res.body for res in render(paths.MANIFESTS_DIR / "overlays" / OVERLAY)]
+        documents = [res.body for res in render(target)]
         for container, image in images.items():
             set_image(documents, container, image)
         apply(current, cluster, namespace, documents)

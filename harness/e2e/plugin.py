@@ -92,6 +92,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="leave the e2e namespace in place after the run (deleted at the next run)",
     )
+    group.addoption(
+        "--deploy-manifests",
+        type=Path,
+        default=paths.KIND_OVERLAY,
+        metavar="DIR",
+        help="the kustomization the checks deploy [manifests/overlays/kind]; the gate's "
+        "self-test points it at a broken copy",
+    )
+    group.addoption(
+        "--gateway-source",
+        type=Path,
+        default=paths.REPO_ROOT,
+        metavar="DIR",
+        help="the source tree the gateway images are built from [this repository]",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -174,10 +189,11 @@ def postgres_image() -> str:
 
 
 @pytest.fixture(scope="session")
-def gateway_images(postgres_image: str) -> dict[str, str]:
+def gateway_images(request: pytest.FixtureRequest, postgres_image: str) -> dict[str, str]:
     """Two builds of the gateway (distinct image IDs) for a rollout to a new tag."""
-    first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
-    second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}")
+    source = request.config.getoption("--gateway-source")
+    first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
+    second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
     return {"first": first, "second": second, "postgres": postgres_image}
 
 
@@ -200,7 +216,8 @@ def deployment(
         names.GATEWAY_CONTAINER: gateway_images["first"],
         names.POSTGRES_CONTAINER: gateway_images["postgres"],
     }
-    run_harness(deploy.deploy, api, kind_cluster, namespace, images, credentials)
+    target = request.config.getoption("--deploy-manifests")
+    run_harness(deploy.deploy, api, kind_cluster, namespace, target, images, credentials)
     yield deployed
     if not request.config.getoption("--keep-namespace") and not os.environ.get("PG_GATEWAY_KEEP"):
         core.delete_namespace(namespace)
@@ -208,12 +225,37 @@ def deployment(
 
 DEPLOYMENT_KEY = pytest.StashKey[Deployment]()
 DIAGNOSED_KEY = pytest.StashKey[Path]()
+TIMES_KEY = pytest.StashKey[dict[str, "CheckTime"]]()
+
+
+@dataclass
+class CheckTime:
+    """How long one check took, by phase (setup holds the session fixtures it was first to
+    need: cluster, images, deployment), and how it ended."""
+
+    phases: dict[str, float]
+    outcome: str = "passed"
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+
+def _record_time(item: pytest.Item, report: pytest.TestReport) -> None:
+    times = item.config.stash.setdefault(TIMES_KEY, {})
+    entry = times.setdefault(report.nodeid, CheckTime({}))
+    entry.phases[report.when] = report.duration
+    if report.failed:
+        entry.outcome = "failed" if report.when == "call" else "error"
+    elif report.skipped and entry.outcome == "passed":
+        entry.outcome = "skipped"
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """A failed check of the deployment saves the diagnostics once and names where."""
     report = yield
+    _record_time(item, report)
     session = item.session
     deployed = session.stash.get(DEPLOYMENT_KEY, None)
     if report.failed and deployed is not None and "deployment" in getattr(item, "fixturenames", ()):
@@ -224,3 +266,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             session.stash[DIAGNOSED_KEY] = directory
         report.sections.append(("diagnostics", f"saved under {directory}"))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line a check with its wall time, so the gate's own duration stays known."""
+    times = config.stash.get(TIMES_KEY, {})
+    if not times:
+        return
+    total = sum(entry.total for entry in times.values())
+    terminalreporter.write_sep("=", f"check durations: {len(times)} checks in {total:.0f} s")
+    for nodeid, entry in times.items():
+        setup = entry.phases.get("setup", 0.0)
+        terminalreporter.write_line(
+            f"{entry.total:7.1f} s  {entry.outcome:<7}  {nodeid}  (setup {setup:.1f} s)"
+        )

@@ -1,4 +1,4 @@
-"""Check 1 and 6: the seed round trip through NodePort 127.0.0.1:31234, and tokens."""
+"""Check 1 and 6: the seed round trip through NodePort 127.0.0.1:31234, tokens and the login."""
 
 from __future__ import annotations
 
@@ -47,3 +47,15 @@ def test_reader_token_cannot_write(deployment) -> None:
     assert deployment.query("select count(*) from notes", token=reader).status_code == 200
     denied = deployment.query("insert into notes values ('x')", token=reader)
     assert denied.status_code == 403
+
+
+def test_gateway_does_not_log_in_as_a_superuser(deployment) -> None:
+    """The login's own attributes are the real boundary (the README's Security): SQL that
+    escapes the gateway's guards can do no more than the login may."""
+    response = deployment.query(
+        "select rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls "
+        "from pg_roles where rolname = session_user"
+    )
+    assert response.status_code == 200, response.text
+    attributes = response.json()["result"]
+    assert attributes == [dict.fromkeys(attributes[0], False)], attributes

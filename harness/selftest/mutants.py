@@ -1,0 +1,259 @@
+"""The catalogue of broken deployments, as data, and the small edits that make them.
+
+Each mutant is a defect someone could plausibly ship: an edit of the rendered `kind` overlay
+(the objects the e2e deploy applies) and/or a text patch of a copy of the source (for a
+defect in the gateway itself), plus the e2e checks that should fail on it. An edit finds its
+object by the names in `harness.names` and fails loudly when the rendering no longer has
+what it edits, so the catalogue cannot silently go stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import names
+from harness.steps import HarnessError
+
+Document = dict[str, Any]
+Edit = Callable[[list[Document]], None]
+
+CHECKS = "tests/e2e/gateway"
+ROLLOUTS = f"{CHECKS}/test_rollouts.py::test_three_rollouts_keep_the_service_available"
+DRAIN = f"{CHECKS}/test_disruption.py::test_node_drain_keeps_the_service_available"
+DURABILITY = f"{CHECKS}/test_durability.py::test_rows_survive_postgres_pod_deletion"
+READINESS = (
+    f"{CHECKS}/test_durability.py::test_readiness_takes_the_gateway_out_while_postgres_is_down"
+)
+NETWORK_POLICY = (
+    f"{CHECKS}/test_pod_security.py::test_network_policy_admits_only_gateway_pods_to_postgres"
+)
+NON_ROOT = f"{CHECKS}/test_pod_security.py::test_gateway_runs_as_non_root"
+READ_ONLY_ROOT = f"{CHECKS}/test_pod_security.py::test_root_filesystem_is_read_only"
+ROUND_TRIP = f"{CHECKS}/test_round_trip.py::test_seed_round_trip_with_http_client"
+NO_SUPERUSER = f"{CHECKS}/test_round_trip.py::test_gateway_does_not_log_in_as_a_superuser"
+
+
+@dataclass(frozen=True)
+class SourcePatch:
+    """Replace `old` by `new` in one file of the source copy; `old` must occur exactly once."""
+
+    path: str
+    old: str
+    new: str
+
+    def apply(self, source: Path) -> None:
+        target = source / self.path
+        text = target.read_text()
+        if text.count(self.old) != 1:
+            raise HarnessError(
+                f"{self.path} no longer holds {self.old!r} exactly once: update the mutant"
+            )
+        target.write_text(text.replace(self.old, self.new))
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    defect: str  # what is wrong, as a reviewer would put it
+    checks: tuple[str, ...]  # the e2e checks (pytest node ids) that should fail
+    edit: Edit | None = None  # of the rendered documents, in place
+    patch: SourcePatch | None = None  # of the source the gateway images are built from
+
+
+# --- finding what to edit ------------------------------------------------------------------
+
+
+def find(documents: list[Document], kind: str, name: str) -> Document:
+    found = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    if len(found) != 1:
+        raise HarnessError(f"the rendering has {len(found)} {kind}/{name}: update the mutant")
+    return found[0]
+
+
+def pod_spec(documents: list[Document], kind: str, name: str) -> Document:
+    return find(documents, kind, name)["spec"]["template"]["spec"]
+
+
+def container(documents: list[Document], kind: str, name: str, container_name: str) -> Document:
+    for spec in pod_spec(documents, kind, name)["containers"]:
+        if spec["name"] == container_name:
+            return spec
+    raise HarnessError(f"{kind}/{name} has no container {container_name}: update the mutant")
+
+
+def gateway(documents: list[Document]) -> Document:
+    return container(documents, "Deployment", names.GATEWAY, names.GATEWAY_CONTAINER)
+
+
+def postgres(documents: list[Document]) -> Document:
+    return container(documents, "StatefulSet", names.POSTGRES, names.POSTGRES_CONTAINER)
+
+
+def gateway_config(documents: list[Document]) -> dict[str, str]:
+    """The data of the ConfigMap the gateway takes its settings from (envFrom)."""
+    (name,) = [ref["configMapRef"]["name"] for ref in gateway(documents)["envFrom"]]
+    return find(documents, "ConfigMap", name)["data"]
+
+
+def drop_kind(kind: str) -> Edit:
+    def edit(documents: list[Document]) -> None:
+        kept = [d for d in documents if d["kind"] != kind]
+        if len(kept) == len(documents):
+            raise HarnessError(f"the rendering has no {kind}: update the mutant")
+        documents[:] = kept
+
+    return edit
+
+
+# --- the edits -----------------------------------------------------------------------------
+
+
+def recreate(documents: list[Document]) -> None:
+    find(documents, "Deployment", names.GATEWAY)["spec"]["strategy"] = {"type": "Recreate"}
+
+
+def no_readiness_probe(documents: list[Document]) -> None:
+    del gateway(documents)["readinessProbe"]
+
+
+def readiness_on_healthz(documents: list[Document]) -> None:
+    gateway(documents)["readinessProbe"]["httpGet"]["path"] = "/healthz"
+
+
+def no_drain(documents: list[Document]) -> None:
+    del gateway(documents)["lifecycle"]  # the preStop sleep
+    gateway_config(documents)["GRACEFUL_TIMEOUT_S"] = "1"
+
+
+def postgres_on_empty_dir(documents: list[Document]) -> None:
+    statefulset = find(documents, "StatefulSet", names.POSTGRES)
+    (claim,) = statefulset["spec"].pop("volumeClaimTemplates")
+    volumes = pod_spec(documents, "StatefulSet", names.POSTGRES)["volumes"]
+    volumes.append({"name": claim["metadata"]["name"], "emptyDir": {}})
+
+
+def writable_root_filesystem(documents: list[Document]) -> None:
+    gateway(documents)["securityContext"]["readOnlyRootFilesystem"] = False
+
+
+def gateway_as_root(documents: list[Document]) -> None:
+    context = pod_spec(documents, "Deployment", names.GATEWAY)["securityContext"]
+    context.update(runAsNonRoot=False, runAsUser=0, runAsGroup=0)
+
+
+def superuser_login(documents: list[Document]) -> None:
+    """The gateway logs in with the user and password PostgreSQL's own container has."""
+    superuser = {e["name"]: e for e in postgres(documents)["env"]}
+    env = gateway(documents)["env"]
+    for index, entry in enumerate(env):
+        if entry["name"] in ("POSTGRES_USER", "POSTGRES_PASSWORD"):
+            env[index] = superuser[entry["name"]]
+
+
+def service_selects_no_pods(documents: list[Document]) -> None:
+    service = find(documents, "Service", names.GATEWAY)
+    service["spec"]["selector"] = {names.NAME_LABEL: f"{names.GATEWAY}-v2"}
+
+
+def single_replica(documents: list[Document]) -> None:
+    find(documents, "Deployment", names.GATEWAY)["spec"]["replicas"] = 1
+
+
+MUTANTS = (
+    Mutant(
+        "rollout-all-at-once",
+        "the Deployment's strategy is Recreate: every replica goes before a new one starts",
+        (ROLLOUTS,),
+        edit=recreate,
+    ),
+    Mutant(
+        "no-readiness-probe",
+        "the gateway has no readinessProbe: a pod is in the Service whatever its state",
+        (READINESS,),
+        edit=no_readiness_probe,
+    ),
+    Mutant(
+        "readiness-ignores-database",
+        "the readinessProbe asks /healthz, which touches nothing, instead of /readyz",
+        (READINESS,),
+        edit=readiness_on_healthz,
+    ),
+    Mutant(
+        "no-drain",
+        "no drain before SIGTERM (preStop sleep removed) and GRACEFUL_TIMEOUT_S=1",
+        (ROLLOUTS,),
+        edit=no_drain,
+    ),
+    Mutant(
+        "postgres-on-empty-dir",
+        "PostgreSQL's data on an emptyDir instead of the PersistentVolumeClaim",
+        (DURABILITY,),
+        edit=postgres_on_empty_dir,
+    ),
+    Mutant(
+        "no-network-policy",
+        "no NetworkPolicy: any pod reaches PostgreSQL",
+        (NETWORK_POLICY,),
+        edit=drop_kind("NetworkPolicy"),
+    ),
+    Mutant(
+        "writable-root-filesystem",
+        "the gateway's root filesystem is writable (readOnlyRootFilesystem: false)",
+        (READ_ONLY_ROOT,),
+        edit=writable_root_filesystem,
+    ),
+    Mutant(
+        "gateway-as-root",
+        "the gateway runs as UID 0 (runAsNonRoot: false, runAsUser: 0)",
+        (NON_ROOT,),
+        edit=gateway_as_root,
+    ),
+    Mutant(
+        "500-while-postgres-gone",
+        "the gateway answers 500 instead of 503 + Retry-After when PostgreSQL is unreachable",
+        (DURABILITY,),
+        patch=SourcePatch(
+            "app/errors.py",
+            'return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})',
+            "return ApiError(500, message)",
+        ),
+    ),
+    Mutant(
+        "superuser-login",
+        "the gateway logs in as PostgreSQL's superuser (its POSTGRES_USER and password)",
+        (NO_SUPERUSER,),
+        edit=superuser_login,
+    ),
+    Mutant(
+        "service-selects-no-pods",
+        "the gateway's Service selects a label no pod has",
+        (ROUND_TRIP,),
+        edit=service_selects_no_pods,
+    ),
+    Mutant(
+        "single-replica",
+        "one gateway replica: the PodDisruptionBudget then refuses every eviction",
+        (DRAIN,),
+        edit=single_replica,
+    ),
+    Mutant(
+        "no-disruption-budget",
+        "no PodDisruptionBudget: a drain evicts every gateway pod at once",
+        (DRAIN,),
+        edit=drop_kind("PodDisruptionBudget"),
+    ),
+)
+
+
+def select(wanted: list[str] | None) -> tuple[Mutant, ...]:
+    """The mutants named in `wanted` (all when None), in catalogue order."""
+    if wanted is None:
+        return MUTANTS
+    known = {mutant.name for mutant in MUTANTS}
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise HarnessError(f"no mutant named {', '.join(unknown)}; known: {', '.join(known)}")
+    return tuple(mutant for mutant in MUTANTS if mutant.name in wanted)

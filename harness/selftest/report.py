@@ -1,0 +1,60 @@
+"""The self-test's verdict: caught/total and, per mutant, what caught it and how long it took.
+
+Written as Markdown (the table the README quotes) and JSON (for anything that compares runs)
+under artifacts/gate-selftest/.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from harness.selftest.run import ARTIFACTS, Result
+from harness.steps import format_seconds
+
+
+def short(check: str) -> str:
+    """`test_rollouts.py::test_three_rollouts_...` out of a node id."""
+    return check.rsplit("/", 1)[-1]
+
+
+def caught_cell(result: Result) -> str:
+    return {"e2e": "yes", "lint only": "lint only"}.get(result.caught_by, "**NO**")
+
+
+def markdown(baseline: Result, results: list[Result]) -> str:
+    caught = sum(bool(r.caught_by) for r in results)
+    by_e2e = sum(r.caught_by == "e2e" for r in results)
+    lines = [
+        f"**{caught}/{len(results)} mutants caught** ({by_e2e} by the e2e checks); "
+        f"the baseline passed all {len(baseline.outcomes)} gateway checks in "
+        f"{format_seconds(baseline.seconds)}.",
+        "",
+        "| mutant | defect | caught | failing check | lint finds | wall time |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for r in results:
+        failing = "; ".join(
+            f"`{short(check)}`: {why.replace('|', '/')}" for check, why in r.failed.items()
+        )
+        lint = ", ".join(f"`{rule}`" for rule in r.lint) or "nothing"
+        lines.append(
+            f"| {r.name} | {r.defect} | {caught_cell(r)} | {failing or 'none'} | {lint} "
+            f"| {format_seconds(r.seconds)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(baseline: Result, results: list[Result]) -> tuple[Path, Path]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = ARTIFACTS / "report.md", ARTIFACTS / "report.json"
+    md_path.write_text(markdown(baseline, results))
+    document = {
+        "caught": sum(bool(r.caught_by) for r in results),
+        "total": len(results),
+        "baseline": asdict(baseline),
+        "mutants": [{**asdict(r), "caught_by": r.caught_by} for r in results],
+    }
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    return md_path, json_path

@@ -1,0 +1,89 @@
+"""Check 7: draining the node keeps the gateway available.
+
+`kubectl drain` evicts every pod of a node through the Eviction API and retries those a
+PodDisruptionBudget refuses for now. On this one-node cluster a drain takes every gateway
+pod, so here each of them is evicted that way, under the rollouts' load: the budget must let
+them go one at a time (and not refuse for ever: a drain would then never finish), with zero
+failed requests and `readyReplicas` never below 1 (the budget counts ready pods, so a
+replacement may serve before it counts as available after minReadySeconds). The timeline
+is saved as artifacts/e2e/drain-timeline.{csv,png}.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+
+from harness import names, paths
+from harness.e2e import deploy
+from harness.e2e.availability import LoadProbe, measured_load, write_timeline
+
+SETTLE_S = 3.0
+RETRY_S = 1.0  # kubectl drain retries every 5 s; sooner here keeps the check short
+# Refused this long while every pod the budget counts is healthy: it allows no eviction at
+# all, and a drain would wait for ever.
+STUCK_S = 15.0
+DRAIN_TIMEOUT_S = 180.0
+
+
+def evict(core: client.CoreV1Api, namespace: str, pod: str) -> bool:
+    """Ask for an eviction as kubectl drain does; False when the budget refuses it for now."""
+    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
+    try:
+        core.create_namespaced_pod_eviction(pod, namespace, body)
+    except client.ApiException as error:
+        if error.status == 429:  # TooManyRequests: the budget's answer
+            return False
+        raise
+    return True
+
+
+def budget_status(deployment) -> client.V1PodDisruptionBudgetStatus | None:
+    """The gateway's budget as the disruption controller last saw it (None without one)."""
+    policy = client.PolicyV1Api(deployment.api)
+    budgets = policy.list_namespaced_pod_disruption_budget(deployment.namespace).items
+    return next((b.status for b in budgets if b.metadata.name == names.GATEWAY), None)
+
+
+def drain(deployment, pods: list[str], mark) -> None:
+    """Evict `pods` until all are gone, retrying refusals; fail when the budget is stuck."""
+    remaining = list(pods)
+    started = time.monotonic()
+    stuck_since = None
+    while remaining:
+        for pod in list(remaining):
+            if evict(deployment.core, deployment.namespace, pod):
+                remaining.remove(pod)
+                mark(f"evicted {pod}")
+        if not remaining:
+            return
+        status = budget_status(deployment)
+        healthy = status is not None and status.current_healthy >= status.expected_pods
+        stuck_since = (stuck_since or time.monotonic()) if healthy else None
+        assert stuck_since is None or time.monotonic() - stuck_since < STUCK_S, (
+            f"the PodDisruptionBudget refuses to evict {remaining} although every pod it "
+            f"counts is healthy: a node drain would never finish ({status})"
+        )
+        assert time.monotonic() - started < DRAIN_TIMEOUT_S, f"{remaining} not evicted: {status}"
+        time.sleep(RETRY_S)
+
+
+def test_node_drain_keeps_the_service_available(deployment) -> None:
+    pods = [pod.metadata.name for pod in deployment.gateway_pods()]
+    probe = LoadProbe("127.0.0.1", names.NODE_PORT, deployment.credentials.admin_token)
+    with measured_load(probe, deployment.apps, deployment.namespace, names.GATEWAY) as measured:
+        time.sleep(SETTLE_S)
+        measured.mark("drain")
+        drain(deployment, pods, measured.mark)
+        deploy.wait_rolled_out(deployment.apps, deployment.namespace)
+        measured.mark("drain done")
+        time.sleep(SETTLE_S)
+    csv_path, png_path = write_timeline(paths.E2E_ARTIFACTS, "drain-timeline", measured)
+    print(
+        f"\ndrain of {len(pods)} gateway pods: {measured.summary()}; "
+        f"timeline: {csv_path}, {png_path}"
+    )
+    assert len(pods) >= 2, f"{len(pods)} gateway pod: any disruption is an outage"
+    assert measured.replicas.min_ready >= 1
+    assert probe.failures == [], probe.failures[:5]

@@ -53,6 +53,15 @@ nodes:
 {mappings}"""
 
 
+def containerd_reference(docker_image: str) -> str:
+    """The name containerd gives an image `kind load` brought in: Docker's short names are
+    Docker Hub's (pg-gateway/gateway:x is docker.io/pg-gateway/gateway:x)."""
+    first, _, rest = docker_image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return docker_image
+    return f"docker.io/{docker_image}" if rest else f"docker.io/library/{docker_image}"
+
+
 class GateCluster(KindCluster):
     """pytest-kind's cluster object for `names.CLUSTER`, with the harness's kind and kubectl."""
 
@@ -100,6 +109,18 @@ class GateCluster(KindCluster):
         """`kind load docker-image`: the only way a local image reaches the node offline."""
         with within_step(f"kind load docker-image {docker_image}") as current:
             current.run([self.kind_path, "load", "docker-image", "--name", self.name, docker_image])
+
+    def remove_docker_image(self, docker_image: str) -> None:
+        """Remove an image a run built and loaded, from every node and from Docker: each run
+        builds new tags, which would otherwise pile up in both."""
+        reference = containerd_reference(docker_image)
+        with within_step(f"remove image {docker_image}") as current:
+            nodes = current.output([self.kind_path, "get", "nodes", "--name", self.name]).split()
+            for node in nodes:  # ctr, not crictl: an image a terminating pod holds goes too
+                current.run(
+                    ["docker", "exec", node, "ctr", "-n", "k8s.io", "images", "rm", reference]
+                )
+            current.run(["docker", "rmi", docker_image])
 
     def kubectl(self, *args: str) -> str:
         """kubectl against the cluster; returns its output."""

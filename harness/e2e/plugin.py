@@ -188,13 +188,24 @@ def postgres_image() -> str:
     return run_harness(build.postgres_image)
 
 
+def keep_deployment(config: pytest.Config) -> bool:
+    """--keep-namespace (or PG_GATEWAY_KEEP): the deployment and its images stay to look at."""
+    return bool(config.getoption("--keep-namespace") or os.environ.get("PG_GATEWAY_KEEP"))
+
+
 @pytest.fixture(scope="session")
-def gateway_images(request: pytest.FixtureRequest, postgres_image: str) -> dict[str, str]:
-    """Two builds of the gateway (distinct image IDs) for a rollout to a new tag."""
+def gateway_images(
+    request: pytest.FixtureRequest, kind_cluster: GateCluster, postgres_image: str
+) -> Iterator[dict[str, str]]:
+    """Two builds of the gateway (distinct image IDs) for a rollout to a new tag, removed from
+    the nodes and Docker after the run."""
     source = request.config.getoption("--gateway-source")
     first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
     second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
-    return {"first": first, "second": second, "postgres": postgres_image}
+    yield {"first": first, "second": second, "postgres": postgres_image}
+    if not keep_deployment(request.config):
+        for image in (first, second):
+            run_harness(kind_cluster.remove_docker_image, image)
 
 
 @pytest.fixture(scope="session")
@@ -219,7 +230,7 @@ def deployment(
     target = request.config.getoption("--deploy-manifests")
     run_harness(deploy.deploy, api, kind_cluster, namespace, target, images, credentials)
     yield deployed
-    if not request.config.getoption("--keep-namespace") and not os.environ.get("PG_GATEWAY_KEEP"):
+    if not keep_deployment(request.config):
         core.delete_namespace(namespace)
 
 

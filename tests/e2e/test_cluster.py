@@ -25,7 +25,7 @@ from harness import cluster, names
 from harness.build import docker
 from harness.e2e import kube
 from harness.e2e.plugin import run_harness
-from harness.steps import probe, step
+from harness.steps import step
 
 READY_TIMEOUT = 120
 NODEPORT_TIMEOUT = 60
@@ -79,7 +79,7 @@ def web_image(
     run_harness(_build_image, context, image.tag)
     run_harness(kind_cluster.load_docker_image, image.tag)
     yield image
-    probe(["docker", "rmi", image.tag])
+    run_harness(kind_cluster.remove_docker_image, image.tag)
 
 
 def _build_image(context: Path, tag: str) -> None:

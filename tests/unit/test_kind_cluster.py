@@ -13,7 +13,7 @@ import pytest
 from pytest_kind import KindCluster
 
 from harness import names
-from harness.cluster.kindcluster import GateCluster, marker
+from harness.cluster.kindcluster import GateCluster, containerd_reference, marker
 from harness.steps import HarnessError
 
 FAKE_KIND = """#!/bin/sh
@@ -104,3 +104,19 @@ def test_load_and_kubectl_run_as_logged_steps(
 def test_port_forward_is_refused_for_the_node_port(kind: Path) -> None:
     with pytest.raises(HarnessError, match="NodePort"):
         GateCluster(str(kind)).port_forward("service/pg-gateway", 5000)
+
+
+@pytest.mark.parametrize(
+    ("docker_image", "reference"),
+    [
+        ("pg-gateway/gateway:e2e-1", "docker.io/pg-gateway/gateway:e2e-1"),
+        ("busybox:1", "docker.io/library/busybox:1"),
+        ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
+        ("localhost:5000/x:1", "localhost:5000/x:1"),
+        ("localhost/x:1", "localhost/x:1"),
+    ],
+)
+def test_containerd_names_an_image_as_kind_load_stores_it(
+    docker_image: str, reference: str
+) -> None:
+    assert containerd_reference(docker_image) == reference

@@ -16,7 +16,8 @@ from kubernetes.stream import stream
 from harness.steps import HarnessError
 
 
-def api_client(kubeconfig: str) -> client.ApiClient:
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """A client for that kubeconfig (None: $KUBECONFIG, else ~/.kube/config)."""
     return config.new_client_from_config(config_file=kubeconfig)
 
 
@@ -70,6 +71,30 @@ def wait_for(
     )
 
 
+def wait_statefulset_ready(
+    apps: client.AppsV1Api, namespace: str, name: str, timeout_s: float
+) -> Any:
+    return wait_for(
+        apps.list_namespaced_stateful_set,
+        namespace,
+        name,
+        statefulset_ready,
+        f"statefulset/{name} ready",
+        timeout_s,
+    )
+
+
+def wait_rolled_out(apps: client.AppsV1Api, namespace: str, name: str, timeout_s: float) -> Any:
+    return wait_for(
+        apps.list_namespaced_deployment,
+        namespace,
+        name,
+        deployment_rolled_out,
+        f"deployment/{name} rolled out",
+        timeout_s,
+    )
+
+
 def deployment_rolled_out(deployment: Any) -> bool:
     """The same test `kubectl rollout status` applies."""
     status, spec = deployment.status, deployment.spec
@@ -98,3 +123,4 @@ def pod_ready(pod: Any) -> bool:
 def pod_gone_or_replaced(uid: str) -> Callable[[Any], bool]:
     """True once the pod of that name is a new pod (a StatefulSet keeps the name)."""
     return lambda pod: pod.metadata.uid != uid
+

@@ -22,9 +22,10 @@ def api_client(kubeconfig: str | None) -> client.ApiClient:
 
 
 def exec_output(
-    core: client.CoreV1Api, namespace: str, pod: str, container: str, *argv: str
+    core: client.CoreV1Api, namespace: str, pod: str, container: str | None, *argv: str
 ) -> str:
-    """What `argv` prints (stdout and stderr) run inside a running container."""
+    """What `argv` prints (stdout and stderr) run inside a running container (None: the
+    pod's only one)."""
     return stream(
         core.connect_get_namespaced_pod_exec,
         pod,

@@ -1,0 +1,113 @@
+"""The gateway as its clients meet it: the Service answers, a round trip in a scratch table,
+no token no answer, and /metrics from inside the namespace."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from harness import gateway as http
+from harness import names
+from harness.e2e import kube
+
+# Runs inside a gateway pod (the image has python, no curl): GET argv[1], print what came.
+METRICS_FROM_INSIDE = """
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+        print(json.dumps({"status": answer.status, "lines": lines}))
+except Exception as error:
+    print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+"""
+# The Service by its name, as a pod of the namespace reaches it (through the NetworkPolicies).
+METRICS_URL = f"http://{names.GATEWAY}:{names.GATEWAY_PORT}/metrics"
+
+
+def body_of(response: requests.Response) -> Any:
+    """The JSON of a 200, or a failure that says what came instead."""
+    assert response.status_code == 200, (
+        f"{response.request.method} {response.url}: {response.status_code} {response.text[:200]}"
+    )
+    return response.json()
+
+
+def test_service_answers(gateway, wait) -> None:
+    """The Service answers /healthz and /readyz."""
+    deadline = time.monotonic() + wait
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = gateway.get("/readyz").status_code
+        except requests.RequestException as error:
+            last = f"{type(error).__name__}: {error}"
+        if last == 200:
+            break
+        time.sleep(2)
+    assert last == 200, f"{gateway.url}/readyz did not answer 200 within {wait:.0f} s: {last}"
+    body_of(gateway.get("/healthz"))
+
+
+@dataclass
+class ScratchTable:
+    """A table of a name no one else uses; `may_exist` once its create was sent."""
+
+    name: str
+    may_exist: bool = False
+
+
+@pytest.fixture
+def scratch_table(gateway) -> Iterator[ScratchTable]:
+    """Dropped afterwards if the check did not get to drop it, whatever else failed."""
+    table = ScratchTable(f"smoke_{time.strftime('%Y%m%d_%H%M%S')}_{secrets.token_hex(3)}")
+    yield table
+    if table.may_exist:
+        response = gateway.query(f"drop table if exists {table.name}")
+        assert response.status_code == 200, (
+            f"scratch table {table.name} not dropped ({response.status_code}): drop it by hand"
+        )
+
+
+def test_round_trip(gateway, scratch_table) -> None:
+    """A round trip: create, insert, select, drop in a scratch table."""
+    table = scratch_table.name
+    scratch_table.may_exist = True
+    create = f"create table {table} (id serial primary key, note text not null)"
+    assert body_of(gateway.query(create)) == {"result": "OK"}
+    insert = f"insert into {table} (note) values (%s)"
+    assert body_of(gateway.query(insert, params=[table])) == {"result": "OK"}
+    rows = body_of(gateway.query(f"select id, note from {table}"))
+    assert rows == {"result": [{"id": 1, "note": table}]}, f"select answered {rows}"
+    assert body_of(gateway.query(f"drop table {table}")) == {"result": "OK"}
+    scratch_table.may_exist = False
+
+
+def test_requests_without_a_valid_token_get_401(gateway) -> None:
+    """No token or a wrong one: 401."""
+    for token, what in ((None, "no token"), ("not-a-token", "a wrong token")):
+        response = http.post_query(gateway.url, "select 1", token)
+        assert response.status_code == 401, (
+            f"/query with {what} answered {response.status_code}, not 401"
+        )
+
+
+def test_metrics_inside_the_namespace(core, namespace) -> None:
+    """/metrics answers inside the namespace (from a gateway pod, through the Service)."""
+    selector = f"{names.NAME_LABEL}={names.GATEWAY}"
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    ready = [pod.metadata.name for pod in pods if kube.pod_ready(pod)]
+    assert ready, f"no Ready gateway pod in {namespace} to ask from"
+    command = ["python", "-c", METRICS_FROM_INSIDE, METRICS_URL]
+    output = kube.exec_in_pod(core, namespace, ready[0], names.GATEWAY_CONTAINER, command)
+    answer = json.loads(output.strip().splitlines()[-1])
+    assert "error" not in answer, f"{METRICS_URL} from pod {ready[0]}: {answer['error']}"
+    assert answer["status"] == 200, f"{METRICS_URL} from pod {ready[0]}: {answer['status']}"
+    samples = [line for line in answer["lines"] if line.startswith("gateway_requests_total{")]
+    assert samples, f"{METRICS_URL} from pod {ready[0]}: no gateway_requests_total samples"

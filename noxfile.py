@@ -118,7 +118,8 @@ def smoke(session: nox.Session) -> None:
     where it runs (kind or kops), changing nothing but a scratch table; what a deploy job
     runs after `scripts/deploy.sh`, and rolls back on."""
     install_groups(session, "smoke")
-    pytest(session, "smoke", "-p", "harness.smoke.plugin")
+    # --tb=short: no frame's arguments in a report (a failed request's hold its token).
+    pytest(session, "smoke", "--tb=short", "-p", "harness.smoke.plugin")
 
 
 @nox.session(python=PYTHON)

@@ -25,8 +25,9 @@ def exec_output(
     core: client.CoreV1Api, namespace: str, pod: str, container: str | None, *argv: str
 ) -> str:
     """What `argv` prints (stdout and stderr) run inside a running container (None: the
-    pod's only one)."""
-    return stream(
+    pod's only one), exactly: read from the websocket itself, because the client parses a
+    preloaded answer as JSON first and hands back a Python repr of output that parses."""
+    session = stream(
         core.connect_get_namespaced_pod_exec,
         pod,
         namespace,
@@ -36,7 +37,13 @@ def exec_output(
         stdin=False,
         stdout=True,
         tty=False,
+        _preload_content=False,
     )
+    try:
+        session.run_forever()
+        return session.read_all()
+    finally:
+        session.close()
 
 
 def wait_for(

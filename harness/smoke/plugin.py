@@ -122,10 +122,14 @@ def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> str:
 def gateway(
     request: pytest.FixtureRequest, core: client.CoreV1Api, namespace: str, wait: float
 ) -> target.Gateway:
-    """The gateway at --url, or at its Service's address, with the admin token."""
+    """The gateway at --url, or at its Service's address, with the admin token, once it
+    answers: a check that talks to it means nothing before, and sends nothing."""
     url = request.config.getoption("--url") or harness_call(target.find_url, core, namespace, wait)
-    request.config.stash[URL_KEY] = url.rstrip("/")
-    return target.Gateway(url.rstrip("/"), harness_call(target.admin_token, core, namespace))
+    url = url.rstrip("/")
+    request.config.stash[URL_KEY] = url
+    served = target.Gateway(url, harness_call(target.admin_token, core, namespace))
+    harness_call(served.wait_ready, wait)
+    return served
 
 
 @pytest.fixture(scope="session")

@@ -8,30 +8,70 @@ NodePort on 127.0.0.1, where kind publishes it. The token is the Secret's first
 from __future__ import annotations
 
 import base64
+import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from kubernetes import client
+from requests import Response
 
 from harness import gateway, names
 from harness.e2e import kube
 from harness.manifests.render import Resource
 from harness.steps import HarnessError
 
+READY_POLL_S = 2.0
+
+
+class Admin(enum.Enum):
+    """The deployment's admin token, looked up as a request is sent, never passed around."""
+
+    TOKEN = "admin"  # noqa: S105 - a name, not a value
+
+
+ADMIN = Admin.TOKEN
+
 
 @dataclass(frozen=True)
 class Gateway:
-    """The deployed gateway at `url`, with its admin token (kept out of every repr)."""
+    """The deployed gateway at `url`, with its admin token (kept out of every repr).
+
+    A request that gets no answer raises a HarnessError naming it, from None: the frames of
+    the failed request hold its Authorization header, and a traceback shows their arguments.
+    """
 
     url: str
     admin_token: str = field(repr=False)
 
-    def query(self, sql: str, **fields: Any) -> requests.Response:
-        return gateway.post_query(self.url, sql, self.admin_token, **fields)
+    def query(self, sql: str, token: str | Admin | None = ADMIN, **fields: Any) -> Response:
+        """POST /query with the admin token, another one, or (None) none."""
+        value = self.admin_token if token is ADMIN else token
+        try:
+            return gateway.post_query(self.url, sql, value, **fields)
+        except requests.RequestException as exc:
+            raise HarnessError(f"POST {self.url}/query: {type(exc).__name__}: {exc}") from None
 
-    def get(self, path: str) -> requests.Response:
-        return requests.get(f"{self.url}{path}", timeout=gateway.REQUEST_TIMEOUT_S)
+    def get(self, path: str) -> Response:
+        try:
+            return requests.get(f"{self.url}{path}", timeout=gateway.REQUEST_TIMEOUT_S)
+        except requests.RequestException as exc:
+            raise HarnessError(f"GET {self.url}{path}: {type(exc).__name__}: {exc}") from None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until /readyz answers 200 (a LoadBalancer's name may take a while to resolve)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                last: object = self.get("/readyz").status_code
+            except HarnessError as exc:
+                last = exc
+            if last == 200:
+                return
+            if time.monotonic() > deadline:
+                raise HarnessError(f"no 200 from /readyz within {timeout_s:.0f} s: {last}")
+            time.sleep(READY_POLL_S)
 
 
 def first_token(api_tokens: str) -> str:

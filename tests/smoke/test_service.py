@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 
-from harness import gateway as http
 from harness import names
 from harness.e2e import kube
 
@@ -39,20 +38,10 @@ def body_of(response: requests.Response) -> Any:
     return response.json()
 
 
-def test_service_answers(gateway, wait) -> None:
-    """The Service answers /healthz and /readyz."""
-    deadline = time.monotonic() + wait
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = gateway.get("/readyz").status_code
-        except requests.RequestException as error:
-            last = f"{type(error).__name__}: {error}"
-        if last == 200:
-            break
-        time.sleep(2)
-    assert last == 200, f"{gateway.url}/readyz did not answer 200 within {wait:.0f} s: {last}"
-    body_of(gateway.get("/healthz"))
+def test_service_answers(gateway) -> None:
+    """The Service answers /readyz and /healthz."""
+    for path in ("/readyz", "/healthz"):
+        body_of(gateway.get(path))
 
 
 @dataclass
@@ -92,7 +81,7 @@ def test_round_trip(gateway, scratch_table) -> None:
 def test_requests_without_a_valid_token_get_401(gateway) -> None:
     """No token or a wrong one: 401."""
     for token, what in ((None, "no token"), ("not-a-token", "a wrong token")):
-        response = http.post_query(gateway.url, "select 1", token)
+        response = gateway.query("select 1", token=token)
         assert response.status_code == 401, (
             f"/query with {what} answered {response.status_code}, not 401"
         )
@@ -105,9 +94,13 @@ def test_metrics_inside_the_namespace(core, namespace) -> None:
     ready = [pod.metadata.name for pod in pods if kube.pod_ready(pod)]
     assert ready, f"no Ready gateway pod in {namespace} to ask from"
     command = ["python", "-c", METRICS_FROM_INSIDE, METRICS_URL]
-    output = kube.exec_in_pod(core, namespace, ready[0], names.GATEWAY_CONTAINER, command)
-    answer = json.loads(output.strip().splitlines()[-1])
-    assert "error" not in answer, f"{METRICS_URL} from pod {ready[0]}: {answer['error']}"
-    assert answer["status"] == 200, f"{METRICS_URL} from pod {ready[0]}: {answer['status']}"
+    output = kube.exec_output(core, namespace, ready[0], names.GATEWAY_CONTAINER, *command)
+    where = f"{METRICS_URL} from pod {ready[0]}"
+    try:
+        answer = json.loads(output.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        pytest.fail(f"{where}: the probe printed {output[-300:]!r}", pytrace=False)
+    assert "error" not in answer, f"{where}: {answer.get('error')}"
+    assert answer["status"] == 200, f"{where}: {answer['status']}"
     samples = [line for line in answer["lines"] if line.startswith("gateway_requests_total{")]
-    assert samples, f"{METRICS_URL} from pod {ready[0]}: no gateway_requests_total samples"
+    assert samples, f"{where}: no gateway_requests_total samples"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 from harness import names
 from harness.smoke import target
@@ -62,3 +63,28 @@ def test_a_cluster_ip_service_asks_for_the_url() -> None:
 def test_the_token_never_shows_in_a_repr() -> None:
     gateway = target.Gateway("http://127.0.0.1:31234", "s3cret-token")
     assert "s3cret" not in repr(gateway)
+
+
+def test_a_request_without_answer_names_it_without_the_frames_that_hold_the_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent = []
+
+    def refuse(url, headers, **_kwargs):
+        sent.append(headers)
+        raise requests.ConnectionError("connection refused")
+
+    monkeypatch.setattr(requests, "post", refuse)
+    gateway = target.Gateway("http://127.0.0.1:31234", "s3cret-token")
+    with pytest.raises(HarnessError) as failed:
+        gateway.query("select 1")
+    assert sent == [{"Authorization": "Bearer s3cret-token"}]
+    assert (
+        str(failed.value)
+        == "POST http://127.0.0.1:31234/query: ConnectionError: connection refused"
+    )
+    assert failed.value.__suppress_context__  # the request's own traceback is not shown
+    for token in (None, "other"):
+        with pytest.raises(HarnessError):
+            gateway.query("select 1", token=token)
+    assert sent[1:] == [{}, {"Authorization": "Bearer other"}]

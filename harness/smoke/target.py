@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import enum
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,15 @@ class Admin(enum.Enum):
 ADMIN = Admin.TOKEN
 
 
+@contextmanager
+def unanswered_named(request: str) -> Iterator[None]:
+    """A request that got no answer becomes a HarnessError naming it, without its context."""
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise HarnessError(f"{request}: {type(exc).__name__}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Gateway:
     """The deployed gateway at `url`, with its admin token (kept out of every repr).
@@ -48,16 +59,12 @@ class Gateway:
     def query(self, sql: str, token: str | Admin | None = ADMIN, **fields: Any) -> Response:
         """POST /query with the admin token, another one, or (None) none."""
         value = self.admin_token if token is ADMIN else token
-        try:
+        with unanswered_named(f"POST {self.url}/query"):
             return gateway.post_query(self.url, sql, value, **fields)
-        except requests.RequestException as exc:
-            raise HarnessError(f"POST {self.url}/query: {type(exc).__name__}: {exc}") from None
 
     def get(self, path: str) -> Response:
-        try:
+        with unanswered_named(f"GET {self.url}{path}"):
             return requests.get(f"{self.url}{path}", timeout=gateway.REQUEST_TIMEOUT_S)
-        except requests.RequestException as exc:
-            raise HarnessError(f"GET {self.url}{path}: {type(exc).__name__}: {exc}") from None
 
     def wait_ready(self, timeout_s: float) -> None:
         """Until /readyz answers 200 (a LoadBalancer's name may take a while to resolve)."""

@@ -50,7 +50,7 @@ e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p h
                       (--keep-namespace, --deploy-manifests, --gateway-source), the
                       diagnostics hook, a wall time per check
   deploy              namespace, Secret, the rendered overlay applied; waits until serving
-  kube                typed waits on Kubernetes objects, built on watches; exec in a pod
+  kube                typed waits on Kubernetes objects, built on watches; commands in pods
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains
   diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/

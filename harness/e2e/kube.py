@@ -1,4 +1,4 @@
-"""Small, typed, time-bounded waits on Kubernetes objects, built on watches.
+"""Small, typed, time-bounded waits on Kubernetes objects, built on watches; commands in pods.
 
 Every wait names what it waited for and what it last saw when it gives up, so a timeout
 reads as a diagnosis rather than as "timed out".
@@ -132,3 +132,23 @@ def pod_gone_or_replaced(uid: str) -> Callable[[Any], bool]:
     """True once the pod of that name is a new pod (a StatefulSet keeps the name)."""
     return lambda pod: pod.metadata.uid != uid
 
+
+def pod_finished(pod: Any) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
+
+
+def run_pod(core: client.CoreV1Api, namespace: str, pod: client.V1Pod, timeout_s: float) -> str:
+    """Run a pod to completion and return its log; the pod is deleted whatever happened.
+
+    The log is read raw, for the same reason as in exec_output (JSON would come back as a
+    Python repr).
+    """
+    name = pod.metadata.name
+    core.create_namespaced_pod(namespace, pod)
+    try:
+        wait_for(
+            core.list_namespaced_pod, namespace, name, pod_finished, f"pod {name} ran", timeout_s
+        )
+        return core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
+    finally:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)

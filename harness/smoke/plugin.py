@@ -1,11 +1,12 @@
 """The smoke checks' pytest plugin: `nox -s smoke -- --kubeconfig K --namespace NS [--url URL]`.
 
 Loaded with `-p harness.smoke.plugin`, as the e2e plugin is: a test of tests/smoke/ names
-what it needs (`namespace`, `wait`, `api`, `core`, `apps`, `gateway`, `live`) and
-imports no conftest. The checks read the deployment and change nothing in it; the one
-write is a scratch table, dropped again. They run after `scripts/deploy.sh` on any cluster
-(the Jenkinsfile and the GitHub workflow roll the Deployment back when they fail), so a
-failure must read at a glance: the session ends with one line a check, and its first reason.
+what it needs (`namespace`, `wait`, `api`, `core`, `apps`, `gateway`, `live`) and imports no
+conftest. The checks read the deployment and change nothing in it; what they write, a
+scratch table and a one-shot probe pod, they remove again. They run after
+`scripts/deploy.sh` on any cluster (the Jenkinsfile and the GitHub workflow roll the
+Deployment back when they fail), so a failure must read at a glance: the session ends with
+one line a check, and its first reason.
 """
 
 from __future__ import annotations

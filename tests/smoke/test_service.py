@@ -12,11 +12,15 @@ from typing import Any
 
 import pytest
 import requests
+from kubernetes import client
 
 from harness import names
 from harness.e2e import kube
+from harness.smoke.plugin import harness_call
 
-# Runs inside a gateway pod (the image has python, no curl): GET argv[1], print what came.
+# A scraper's view: a pod of the namespace without the app's labels (so none of its
+# NetworkPolicies restrict it, as the gateway's own egress is), on the gateway's image (which
+# has python, no curl), GETs the Service by its name and prints what came.
 METRICS_FROM_INSIDE = """
 import json, sys, urllib.request
 try:
@@ -26,8 +30,9 @@ try:
 except Exception as error:
     print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
 """
-# The Service by its name, as a pod of the namespace reaches it (through the NetworkPolicies).
 METRICS_URL = f"http://{names.GATEWAY}:{names.GATEWAY_PORT}/metrics"
+PROBE_TIMEOUT_S = 120
+PROBE_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 
 
 def body_of(response: requests.Response) -> Any:
@@ -87,15 +92,37 @@ def test_requests_without_a_valid_token_get_401(gateway) -> None:
         )
 
 
-def test_metrics_inside_the_namespace(core, namespace) -> None:
-    """/metrics answers inside the namespace (from a gateway pod, through the Service)."""
-    selector = f"{names.NAME_LABEL}={names.GATEWAY}"
-    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-    ready = [pod.metadata.name for pod in pods if kube.pod_ready(pod)]
-    assert ready, f"no Ready gateway pod in {namespace} to ask from"
-    command = ["python", "-c", METRICS_FROM_INSIDE, METRICS_URL]
-    output = kube.exec_output(core, namespace, ready[0], names.GATEWAY_CONTAINER, *command)
-    where = f"{METRICS_URL} from pod {ready[0]}"
+def metrics_probe(apps, namespace: str) -> client.V1Pod:
+    """A one-shot pod like the gateway's (image, security context), without its labels."""
+    template = apps.read_namespaced_deployment(names.GATEWAY, namespace).spec.template
+    gateway = next(c for c in template.spec.containers if c.name == names.GATEWAY_CONTAINER)
+    probe = client.V1Container(
+        name="metrics-probe",
+        image=gateway.image,
+        image_pull_policy=gateway.image_pull_policy,
+        command=["python", "-c", METRICS_FROM_INSIDE, METRICS_URL],
+        security_context=gateway.security_context,
+        resources=client.V1ResourceRequirements(requests=PROBE_RESOURCES, limits=PROBE_RESOURCES),
+    )
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name=f"smoke-metrics-{secrets.token_hex(3)}",
+            labels={names.NAME_LABEL: "pg-gateway-smoke-probe"},
+        ),
+        spec=client.V1PodSpec(
+            containers=[probe],
+            restart_policy="Never",
+            automount_service_account_token=False,
+            security_context=template.spec.security_context,
+        ),
+    )
+
+
+def test_metrics_inside_the_namespace(apps, core, namespace) -> None:
+    """/metrics answers inside the namespace (a short-lived pod asks the Service)."""
+    pod = metrics_probe(apps, namespace)
+    where = f"{METRICS_URL} from pod {pod.metadata.name}"
+    output = harness_call(kube.run_pod, core, namespace, pod, PROBE_TIMEOUT_S)
     try:
         answer = json.loads(output.strip().splitlines()[-1])
     except (IndexError, ValueError):

@@ -45,9 +45,7 @@ def test_every_replica_ready(apps, core, namespace, kind, name) -> None:
 
 def findings(live: list[Resource], *rules: str) -> list[str]:
     """The manifest policy's findings of those rules over the live objects."""
-    return [
-        str(finding) for finding in policy.check(live, check_images=False) if finding.rule in rules
-    ]
+    return [str(finding) for finding in policy.check(live) if finding.rule in rules]
 
 
 def test_pod_disruption_budget(live) -> None:
@@ -69,6 +67,6 @@ def test_pod_disruption_budget(live) -> None:
 
 
 def test_network_policies(live) -> None:
-    """NetworkPolicies admit only the gateway pods to PostgreSQL."""
-    broken = findings(live, "workload.missing", "netpol.postgres")
+    """NetworkPolicies admit only the gateway pods to PostgreSQL, and egress only to pods."""
+    broken = findings(live, "workload.missing", "netpol.postgres", "netpol.egress")
     assert not broken, "; ".join(broken)

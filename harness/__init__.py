@@ -51,6 +51,7 @@ e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p h
                       diagnostics hook, a wall time per check
   deploy              namespace, Secret, the rendered overlay applied; waits until serving
   kube                typed waits on Kubernetes objects, built on watches; commands in pods
+  clients             the API groups (core, apps, networking) as fixtures, for both plugins
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains
   diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/

@@ -49,6 +49,8 @@ HARNESS_SUPPLIED = {
 }
 ADMIN = "admin"  # selects the deployment's admin token
 T = TypeVar("T")
+# `core`, `apps`, `networking` over this plugin's `api`.
+pytest_plugins = ["harness.e2e.clients"]
 
 
 @dataclass
@@ -152,21 +154,6 @@ def kubeconfig(kind_cluster: GateCluster) -> Path:
 @pytest.fixture(scope="session")
 def api(kubeconfig: Path) -> client.ApiClient:
     return kube.api_client(str(kubeconfig))
-
-
-@pytest.fixture(scope="session")
-def core(api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture(scope="session")
-def apps(api: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(api)
-
-
-@pytest.fixture(scope="session")
-def networking(api: client.ApiClient) -> client.NetworkingV1Api:
-    return client.NetworkingV1Api(api)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ from harness.smoke import target
 from harness.steps import HarnessError
 
 WAIT_S = 120.0
+# `core`, `apps` (and `networking`) over this plugin's `api`, as the e2e plugin has them.
+pytest_plugins = ["harness.e2e.clients"]
 
 
 @dataclass
@@ -94,16 +96,6 @@ def api(request: pytest.FixtureRequest) -> client.ApiClient:
         return kube.api_client(kubeconfig)
     except (ConfigException, OSError) as exc:
         pytest.fail(f"kubeconfig {kubeconfig or '(default)'}: {exc}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def core(api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture(scope="session")
-def apps(api: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(api)
 
 
 @pytest.fixture(scope="session")

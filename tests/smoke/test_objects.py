@@ -1,5 +1,5 @@
-"""The workloads as Kubernetes reports them: rolled out, every replica Ready, and the
-PodDisruptionBudget and NetworkPolicies that the manifest policy requires, in place."""
+"""The objects as Kubernetes reports them (checked first): both rollouts complete, every
+replica Ready, and the PodDisruptionBudget and NetworkPolicies the manifest policy requires."""
 
 from __future__ import annotations
 
@@ -9,25 +9,48 @@ from harness import names
 from harness.e2e import kube
 from harness.manifests import policy
 from harness.manifests.render import Resource
-from harness.smoke.plugin import harness_call
+from harness.steps import HarnessError
 
-WORKLOADS = [("deployment", names.GATEWAY), ("statefulset", names.POSTGRES)]
-
-
-def test_rollouts_complete(apps, namespace, wait) -> None:
-    """Both rollouts complete (statefulset/postgres, deployment/pg-gateway)."""
-    harness_call(kube.wait_statefulset_ready, apps, namespace, names.POSTGRES, wait)
-    harness_call(kube.wait_rolled_out, apps, namespace, names.GATEWAY, wait)
+WORKLOADS = [("statefulset", names.POSTGRES), ("deployment", names.GATEWAY)]
+IDS = [f"{kind}/{name}" for kind, name in WORKLOADS]
+WAITS = {"statefulset": kube.wait_statefulset_ready, "deployment": kube.wait_rolled_out}
 
 
-@pytest.mark.parametrize(("kind", "name"), WORKLOADS, ids=[f"{k}/{n}" for k, n in WORKLOADS])
+def read(apps, kind: str, name: str, namespace: str):
+    reads = {
+        "statefulset": apps.read_namespaced_stateful_set,
+        "deployment": apps.read_namespaced_deployment,
+    }
+    return reads[kind](name, namespace)
+
+
+def trouble(pod) -> str:
+    """A pod that is not Ready, with why: its first container's waiting or ended reason."""
+    for container in pod.status.container_statuses or []:
+        stuck = container.state.waiting or container.state.terminated
+        if stuck and stuck.reason:
+            return f"{pod.metadata.name} ({stuck.reason})"
+    return f"{pod.metadata.name} ({pod.status.phase})"
+
+
+@pytest.mark.parametrize(("kind", "name"), WORKLOADS, ids=IDS)
+def test_rollout_complete(apps, namespace, wait, kind, name) -> None:
+    """The rollout is complete."""
+    try:
+        WAITS[kind](apps, namespace, name, wait)
+    except HarnessError:
+        status = read(apps, kind, name, namespace).status
+        pytest.fail(
+            f"{kind}/{name} not rolled out within {wait:.0f} s: {status.updated_replicas or 0} "
+            f"replicas updated, {status.ready_replicas or 0} ready, {status.replicas or 0} in all",
+            pytrace=False,
+        )
+
+
+@pytest.mark.parametrize(("kind", "name"), WORKLOADS, ids=IDS)
 def test_every_replica_ready(apps, core, namespace, kind, name) -> None:
     """Every replica Ready."""
-    read = {
-        "deployment": apps.read_namespaced_deployment,
-        "statefulset": apps.read_namespaced_stateful_set,
-    }[kind]
-    workload = read(name, namespace)
+    workload = read(apps, kind, name, namespace)
     wanted = workload.spec.replicas
     assert wanted, f"{kind}/{name} wants {wanted} replicas: nothing serves"
     selector = ",".join(f"{k}={v}" for k, v in workload.spec.selector.match_labels.items())
@@ -36,10 +59,11 @@ def test_every_replica_ready(apps, core, namespace, kind, name) -> None:
         for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
         if pod.metadata.deletion_timestamp is None
     ]
-    ready = sorted(pod.metadata.name for pod in pods if kube.pod_ready(pod))
-    not_ready = sorted(pod.metadata.name for pod in pods if not kube.pod_ready(pod))
+    ready = [pod for pod in pods if kube.pod_ready(pod)]
+    not_ready = sorted(trouble(pod) for pod in pods if not kube.pod_ready(pod))
     assert len(ready) == wanted and not not_ready, (
-        f"{kind}/{name}: {len(ready)} of {wanted} replicas Ready; not Ready: {not_ready or 'none'}"
+        f"{kind}/{name}: {len(ready)} of {wanted} replicas Ready; "
+        f"not Ready: {', '.join(not_ready) or 'none'}"
     )
 
 

@@ -31,7 +31,7 @@ except Exception as error:
     print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
 """
 METRICS_URL = f"http://{names.GATEWAY}:{names.GATEWAY_PORT}/metrics"
-PROBE_TIMEOUT_S = 120
+GATEWAY_PODS = f"{names.NAME_LABEL}={names.GATEWAY}"
 PROBE_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 
 
@@ -92,13 +92,20 @@ def test_requests_without_a_valid_token_get_401(gateway) -> None:
         )
 
 
-def metrics_probe(apps, namespace: str) -> client.V1Pod:
-    """A one-shot pod like the gateway's (image, security context), without its labels."""
+def metrics_probe(apps, core, namespace: str) -> client.V1Pod:
+    """A one-shot pod like the gateway's (image, security context), without its labels.
+
+    The image is a Ready gateway pod's, which its node has already pulled (the template's,
+    while a rollout to a broken image hangs, may not even exist), else the template's.
+    """
     template = apps.read_namespaced_deployment(names.GATEWAY, namespace).spec.template
+    pods = core.list_namespaced_pod(namespace, label_selector=GATEWAY_PODS).items
+    specs = [pod.spec for pod in pods if kube.pod_ready(pod)] + [template.spec]
+    image = next(c.image for c in specs[0].containers if c.name == names.GATEWAY_CONTAINER)
     gateway = next(c for c in template.spec.containers if c.name == names.GATEWAY_CONTAINER)
     probe = client.V1Container(
         name="metrics-probe",
-        image=gateway.image,
+        image=image,
         image_pull_policy=gateway.image_pull_policy,
         command=["python", "-c", METRICS_FROM_INSIDE, METRICS_URL],
         security_context=gateway.security_context,
@@ -118,11 +125,11 @@ def metrics_probe(apps, namespace: str) -> client.V1Pod:
     )
 
 
-def test_metrics_inside_the_namespace(apps, core, namespace) -> None:
+def test_metrics_inside_the_namespace(apps, core, namespace, wait) -> None:
     """/metrics answers inside the namespace (a short-lived pod asks the Service)."""
-    pod = metrics_probe(apps, namespace)
+    pod = metrics_probe(apps, core, namespace)
     where = f"{METRICS_URL} from pod {pod.metadata.name}"
-    output = harness_call(kube.run_pod, core, namespace, pod, PROBE_TIMEOUT_S)
+    output = harness_call(kube.run_pod, core, namespace, pod, wait)
     try:
         answer = json.loads(output.strip().splitlines()[-1])
     except (IndexError, ValueError):

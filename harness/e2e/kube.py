@@ -137,18 +137,23 @@ def pod_finished(pod: Any) -> bool:
     return pod.status.phase in ("Succeeded", "Failed")
 
 
-def run_pod(core: client.CoreV1Api, namespace: str, pod: client.V1Pod, timeout_s: float) -> str:
-    """Run a pod to completion and return its log; the pod is deleted whatever happened.
-
-    The log is read raw, for the same reason as in exec_output (JSON would come back as a
-    Python repr).
-    """
+def run_pod(
+    core: client.CoreV1Api, namespace: str, pod: client.V1Pod, timeout_s: float
+) -> tuple[str, str]:
+    """Run a pod to completion: its phase (Succeeded, Failed) and its log. The pod is
+    deleted whatever happened; the log is read raw, as in exec_output."""
     name = pod.metadata.name
     core.create_namespaced_pod(namespace, pod)
     try:
-        wait_for(
-            core.list_namespaced_pod, namespace, name, pod_finished, f"pod {name} ran", timeout_s
+        finished = wait_for(
+            core.list_namespaced_pod,
+            namespace,
+            name,
+            pod_finished,
+            f"pod/{name} finished",
+            timeout_s,
         )
-        return core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
+        log = core.read_namespaced_pod_log(name, namespace, _preload_content=False)
+        return finished.status.phase, log.data.decode()
     finally:
         core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)

@@ -129,7 +129,7 @@ def test_metrics_inside_the_namespace(apps, core, namespace, wait) -> None:
     """/metrics answers inside the namespace (a short-lived pod asks the Service)."""
     pod = metrics_probe(apps, core, namespace)
     where = f"{METRICS_URL} from pod {pod.metadata.name}"
-    output = harness_call(kube.run_pod, core, namespace, pod, wait)
+    _phase, output = harness_call(kube.run_pod, core, namespace, pod, wait)
     try:
         answer = json.loads(output.strip().splitlines()[-1])
     except (IndexError, ValueError):

@@ -81,7 +81,8 @@ def harness_call(function: Any, *args: object) -> Any:
     try:
         return function(*args)
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    pytest.fail(failure, pytrace=False)  # outside the handler: no "during handling" context
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +96,8 @@ def api(request: pytest.FixtureRequest) -> client.ApiClient:
     try:
         return kube.api_client(kubeconfig)
     except (ConfigException, OSError) as exc:
-        pytest.fail(f"kubeconfig {kubeconfig or '(default)'}: {exc}", pytrace=False)
+        failure = f"kubeconfig {kubeconfig or '(default)'}: {exc}"
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -104,11 +106,11 @@ def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> str:
     name = request.config.getoption("--namespace")
     try:
         core.read_namespace(name)
+        return name
     except client.ApiException as exc:
         if exc.status != 404:
             raise
-        pytest.fail(f"namespace {name} does not exist in this cluster", pytrace=False)
-    return name
+    pytest.fail(f"namespace {name} does not exist in this cluster", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -167,7 +169,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not outcomes:
         return
     namespace = config.getoption("--namespace")
-    url = config.stash.get(URL_KEY, "URL not found")
+    url = config.stash.get(URL_KEY, "(no URL found)")
     terminalreporter.write_sep("=", f"smoke checks of namespace {namespace} at {url}")
     marks = {"passed": "PASS", "skipped": "SKIP", "failed": "FAIL", "error": "ERROR"}
     for outcome in outcomes.values():

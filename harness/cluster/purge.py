@@ -37,6 +37,7 @@ CACHE_ENTRIES = {
     "go-build": "Go build cache",
     "go": "Go programs built for the node image",
     "kind": "kind, built with go install",
+    "actionlint": "actionlint, built with go install",
     "debootstrap-debs": "debootstrap's .deb cache",
     "pause": "the pause binary",
     "clusters": "marks of the clusters this tool created",

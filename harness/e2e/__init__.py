@@ -4,6 +4,7 @@ plugin         the pytest plugin (`-p harness.e2e.plugin`): fixtures, options, d
                a wall time per check
 deploy         namespace, Secret, the rendered kustomization applied, waits until serving
 kube           typed waits on Kubernetes objects, each one watch with one deadline
+clients        the API groups as fixtures over a plugin's `api` (the smoke plugin's too)
 availability   a realistic client load and a watch on the Deployment, for rollouts and drains
 diagnostics    describe, logs, events, endpoints, kind logs saved after a failure
 """

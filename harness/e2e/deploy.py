@@ -84,7 +84,7 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
                 "postgres-password": credentials.postgres_password,
                 "gateway-password": credentials.gateway_password,
                 "reader-password": credentials.reader_password,
-                "api-tokens": credentials.api_tokens,
+                names.API_TOKENS_KEY: credentials.api_tokens,
             },
         ),
     )
@@ -101,26 +101,12 @@ def apply(
 
 def wait_serving(api: client.ApiClient, namespace: str) -> None:
     apps = client.AppsV1Api(api)
-    kube.wait_for(
-        apps.list_namespaced_stateful_set,
-        namespace,
-        names.POSTGRES,
-        kube.statefulset_ready,
-        f"statefulset/{names.POSTGRES} ready",
-        ROLLOUT_TIMEOUT_S,
-    )
+    kube.wait_statefulset_ready(apps, namespace, names.POSTGRES, ROLLOUT_TIMEOUT_S)
     wait_rolled_out(apps, namespace)
 
 
 def wait_rolled_out(apps: client.AppsV1Api, namespace: str) -> Any:
-    return kube.wait_for(
-        apps.list_namespaced_deployment,
-        namespace,
-        names.GATEWAY,
-        kube.deployment_rolled_out,
-        f"deployment/{names.GATEWAY} rolled out",
-        ROLLOUT_TIMEOUT_S,
-    )
+    return kube.wait_rolled_out(apps, namespace, names.GATEWAY, ROLLOUT_TIMEOUT_S)
 
 
 def deploy(

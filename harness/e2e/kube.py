@@ -1,4 +1,4 @@
-"""Small, typed, time-bounded waits on Kubernetes objects, built on watches.
+"""Small, typed, time-bounded waits on Kubernetes objects, built on watches; commands in pods.
 
 Every wait names what it waited for and what it last saw when it gives up, so a timeout
 reads as a diagnosis rather than as "timed out".
@@ -16,15 +16,18 @@ from kubernetes.stream import stream
 from harness.steps import HarnessError
 
 
-def api_client(kubeconfig: str) -> client.ApiClient:
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """A client for that kubeconfig (None: $KUBECONFIG, else ~/.kube/config)."""
     return config.new_client_from_config(config_file=kubeconfig)
 
 
 def exec_output(
-    core: client.CoreV1Api, namespace: str, pod: str, container: str, *argv: str
+    core: client.CoreV1Api, namespace: str, pod: str, container: str | None, *argv: str
 ) -> str:
-    """What `argv` prints (stdout and stderr) run inside a running container."""
-    return stream(
+    """What `argv` prints (stdout and stderr) run inside a running container (None: the
+    pod's only one), exactly: read from the websocket itself, because the client parses a
+    preloaded answer as JSON first and hands back a Python repr of output that parses."""
+    session = stream(
         core.connect_get_namespaced_pod_exec,
         pod,
         namespace,
@@ -34,7 +37,13 @@ def exec_output(
         stdin=False,
         stdout=True,
         tty=False,
+        _preload_content=False,
     )
+    try:
+        session.run_forever()
+        return session.read_all()
+    finally:
+        session.close()
 
 
 def wait_for(
@@ -70,6 +79,30 @@ def wait_for(
     )
 
 
+def wait_statefulset_ready(
+    apps: client.AppsV1Api, namespace: str, name: str, timeout_s: float
+) -> Any:
+    return wait_for(
+        apps.list_namespaced_stateful_set,
+        namespace,
+        name,
+        statefulset_ready,
+        f"statefulset/{name} ready",
+        timeout_s,
+    )
+
+
+def wait_rolled_out(apps: client.AppsV1Api, namespace: str, name: str, timeout_s: float) -> Any:
+    return wait_for(
+        apps.list_namespaced_deployment,
+        namespace,
+        name,
+        deployment_rolled_out,
+        f"deployment/{name} rolled out",
+        timeout_s,
+    )
+
+
 def deployment_rolled_out(deployment: Any) -> bool:
     """The same test `kubectl rollout status` applies."""
     status, spec = deployment.status, deployment.spec
@@ -98,3 +131,29 @@ def pod_ready(pod: Any) -> bool:
 def pod_gone_or_replaced(uid: str) -> Callable[[Any], bool]:
     """True once the pod of that name is a new pod (a StatefulSet keeps the name)."""
     return lambda pod: pod.metadata.uid != uid
+
+
+def pod_finished(pod: Any) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
+
+
+def run_pod(
+    core: client.CoreV1Api, namespace: str, pod: client.V1Pod, timeout_s: float
+) -> tuple[str, str]:
+    """Run a pod to completion: its phase (Succeeded, Failed) and its log. The pod is
+    deleted whatever happened; the log is read raw, as in exec_output."""
+    name = pod.metadata.name
+    core.create_namespaced_pod(namespace, pod)
+    try:
+        finished = wait_for(
+            core.list_namespaced_pod,
+            namespace,
+            name,
+            pod_finished,
+            f"pod/{name} finished",
+            timeout_s,
+        )
+        log = core.read_namespaced_pod_log(name, namespace, _preload_content=False)
+        return finished.status.phase, log.data.decode()
+    finally:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)

@@ -30,7 +30,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import build, cluster, names, paths
+from harness import build, cluster, gateway, names, paths
 from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, kube
 from harness.e2e.deploy import Credentials
@@ -49,6 +49,8 @@ HARNESS_SUPPLIED = {
 }
 ADMIN = "admin"  # selects the deployment's admin token
 T = TypeVar("T")
+# `core`, `apps`, `networking` over this plugin's `api`.
+pytest_plugins = ["harness.e2e.clients"]
 
 
 @dataclass
@@ -71,13 +73,8 @@ class Deployment:
 
     def query(self, sql: str, token: str | None = ADMIN, **fields: Any) -> requests.Response:
         """POST /query through the NodePort on 127.0.0.1, as a client outside would."""
-        headers = {}
-        if token:
-            value = self.credentials.admin_token if token == ADMIN else token
-            headers["Authorization"] = f"Bearer {value}"
-        return requests.post(
-            f"{BASE_URL}/query", json={"query": sql, **fields}, headers=headers, timeout=30
-        )
+        value = self.credentials.admin_token if token == ADMIN else token
+        return gateway.post_query(BASE_URL, sql, value, **fields)
 
     def gateway_pods(self) -> list[Any]:
         selector = f"{names.NAME_LABEL}={names.GATEWAY}"
@@ -157,21 +154,6 @@ def kubeconfig(kind_cluster: GateCluster) -> Path:
 @pytest.fixture(scope="session")
 def api(kubeconfig: Path) -> client.ApiClient:
     return kube.api_client(str(kubeconfig))
-
-
-@pytest.fixture(scope="session")
-def core(api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api)
-
-
-@pytest.fixture(scope="session")
-def apps(api: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(api)
-
-
-@pytest.fixture(scope="session")
-def networking(api: client.ApiClient) -> client.NetworkingV1Api:
-    return client.NetworkingV1Api(api)
 
 
 @pytest.fixture(scope="session")

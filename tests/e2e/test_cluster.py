@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.stream import stream
 from pytest_kind import KindCluster
 
 from harness import cluster, names
@@ -130,16 +129,7 @@ def _start_pod(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> cli
 
 
 def _exec(core: client.CoreV1Api, namespace: str, pod: str, script: str) -> str:
-    return stream(
-        core.connect_get_namespaced_pod_exec,
-        pod,
-        namespace,
-        command=["sh", "-c", script],
-        stdout=True,
-        stderr=True,
-        stdin=False,
-        tty=False,
-    )
+    return kube.exec_output(core, namespace, pod, None, "sh", "-c", script)
 
 
 def test_the_cluster_is_pytest_kinds_and_its_kubectl_answers(

@@ -110,19 +110,8 @@ def python_pod(deployment, name: str, labels: dict[str, str], *argv: str) -> cli
 
 def run_to_completion(deployment, pod: client.V1Pod) -> str:
     """Run a one-shot pod in the deployment's namespace: `Phase: its log`."""
-    name = pod.metadata.name
-    deployment.core.create_namespaced_pod(deployment.namespace, pod)
-    finished = kube.wait_for(
-        deployment.core.list_namespaced_pod,
-        deployment.namespace,
-        name,
-        lambda p: p.status.phase in {"Succeeded", "Failed"},
-        f"pod/{name} finished",
-        POD_TIMEOUT_S,
-    )
-    log = deployment.core.read_namespaced_pod_log(name, deployment.namespace)
-    deployment.core.delete_namespaced_pod(name, deployment.namespace, grace_period_seconds=0)
-    return f"{finished.status.phase}: {log.strip()}"
+    phase, log = kube.run_pod(deployment.core, deployment.namespace, pod, POD_TIMEOUT_S)
+    return f"{phase}: {log.strip()}"
 
 
 def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:

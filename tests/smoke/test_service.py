@@ -1,0 +1,140 @@
+"""The gateway as its clients meet it: the Service answers, a round trip in a scratch table,
+no token no answer, and /metrics from inside the namespace."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+
+from harness import names
+from harness.e2e import kube
+from harness.smoke.plugin import harness_call
+
+# A scraper's view: a pod of the namespace without the app's labels (so none of its
+# NetworkPolicies restrict it, as the gateway's own egress is), on the gateway's image (which
+# has python, no curl), GETs the Service by its name and prints what came.
+METRICS_FROM_INSIDE = """
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+        print(json.dumps({"status": answer.status, "lines": lines}))
+except Exception as error:
+    print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+"""
+METRICS_URL = f"http://{names.GATEWAY}:{names.GATEWAY_PORT}/metrics"
+GATEWAY_PODS = f"{names.NAME_LABEL}={names.GATEWAY}"
+PROBE_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
+
+
+def body_of(response: requests.Response) -> Any:
+    """The JSON of a 200, or a failure that says what came instead."""
+    assert response.status_code == 200, (
+        f"{response.request.method} {response.url}: {response.status_code} {response.text[:200]}"
+    )
+    return response.json()
+
+
+def test_service_answers(gateway) -> None:
+    """The Service answers /readyz and /healthz."""
+    for path in ("/readyz", "/healthz"):
+        body_of(gateway.get(path))
+
+
+@dataclass
+class ScratchTable:
+    """A table of a name no one else uses; `may_exist` once its create was sent."""
+
+    name: str
+    may_exist: bool = False
+
+
+@pytest.fixture
+def scratch_table(gateway) -> Iterator[ScratchTable]:
+    """Dropped afterwards if the check did not get to drop it, whatever else failed."""
+    table = ScratchTable(f"smoke_{time.strftime('%Y%m%d_%H%M%S')}_{secrets.token_hex(3)}")
+    yield table
+    if table.may_exist:
+        response = gateway.query(f"drop table if exists {table.name}")
+        assert response.status_code == 200, (
+            f"scratch table {table.name} not dropped ({response.status_code}): drop it by hand"
+        )
+
+
+def test_round_trip(gateway, scratch_table) -> None:
+    """A round trip: create, insert, select, drop in a scratch table."""
+    table = scratch_table.name
+    scratch_table.may_exist = True
+    create = f"create table {table} (id serial primary key, note text not null)"
+    assert body_of(gateway.query(create)) == {"result": "OK"}
+    insert = f"insert into {table} (note) values (%s)"
+    assert body_of(gateway.query(insert, params=[table])) == {"result": "OK"}
+    rows = body_of(gateway.query(f"select id, note from {table}"))
+    assert rows == {"result": [{"id": 1, "note": table}]}, f"select answered {rows}"
+    assert body_of(gateway.query(f"drop table {table}")) == {"result": "OK"}
+    scratch_table.may_exist = False
+
+
+def test_requests_without_a_valid_token_get_401(gateway) -> None:
+    """No token or a wrong one: 401."""
+    for token, what in ((None, "no token"), ("not-a-token", "a wrong token")):
+        response = gateway.query("select 1", token=token)
+        assert response.status_code == 401, (
+            f"/query with {what} answered {response.status_code}, not 401"
+        )
+
+
+def metrics_probe(apps, core, namespace: str) -> client.V1Pod:
+    """A one-shot pod like the gateway's (image, security context), without its labels.
+
+    The image is a Ready gateway pod's, which its node has already pulled (the template's,
+    while a rollout to a broken image hangs, may not even exist), else the template's.
+    """
+    template = apps.read_namespaced_deployment(names.GATEWAY, namespace).spec.template
+    pods = core.list_namespaced_pod(namespace, label_selector=GATEWAY_PODS).items
+    specs = [pod.spec for pod in pods if kube.pod_ready(pod)] + [template.spec]
+    image = next(c.image for c in specs[0].containers if c.name == names.GATEWAY_CONTAINER)
+    gateway = next(c for c in template.spec.containers if c.name == names.GATEWAY_CONTAINER)
+    probe = client.V1Container(
+        name="metrics-probe",
+        image=image,
+        image_pull_policy=gateway.image_pull_policy,
+        command=["python", "-c", METRICS_FROM_INSIDE, METRICS_URL],
+        security_context=gateway.security_context,
+        resources=client.V1ResourceRequirements(requests=PROBE_RESOURCES, limits=PROBE_RESOURCES),
+    )
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name=f"smoke-metrics-{secrets.token_hex(3)}",
+            labels={names.NAME_LABEL: "pg-gateway-smoke-probe"},
+        ),
+        spec=client.V1PodSpec(
+            containers=[probe],
+            restart_policy="Never",
+            automount_service_account_token=False,
+            security_context=template.spec.security_context,
+        ),
+    )
+
+
+def test_metrics_inside_the_namespace(apps, core, namespace, wait) -> None:
+    """/metrics answers inside the namespace (a short-lived pod asks the Service)."""
+    pod = metrics_probe(apps, core, namespace)
+    where = f"{METRICS_URL} from pod {pod.metadata.name}"
+    _phase, output = harness_call(kube.run_pod, core, namespace, pod, wait)
+    try:
+        answer = json.loads(output.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        pytest.fail(f"{where}: the probe printed {output[-300:]!r}", pytrace=False)
+    assert "error" not in answer, f"{where}: {answer.get('error')}"
+    assert answer["status"] == 200, f"{where}: {answer['status']}"
+    samples = [line for line in answer["lines"] if line.startswith("gateway_requests_total{")]
+    assert samples, f"{where}: no gateway_requests_total samples"

@@ -30,6 +30,8 @@ READINESS = (
 NETWORK_POLICY = (
     f"{CHECKS}/test_pod_security.py::test_network_policy_admits_only_gateway_pods_to_postgres"
 )
+GATEWAY_EGRESS = f"{CHECKS}/test_pod_security.py::test_gateway_egress_reaches_dns_and_postgres_only"
+POSTGRES_EGRESS = f"{CHECKS}/test_pod_security.py::test_postgres_egress_reaches_nothing"
 NON_ROOT = f"{CHECKS}/test_pod_security.py::test_gateway_runs_as_non_root"
 READ_ONLY_ROOT = f"{CHECKS}/test_pod_security.py::test_root_filesystem_is_read_only"
 ROUND_TRIP = f"{CHECKS}/test_round_trip.py::test_seed_round_trip_with_http_client"
@@ -135,6 +137,18 @@ def postgres_on_empty_dir(documents: list[Document]) -> None:
     volumes.append({"name": claim["metadata"]["name"], "emptyDir": {}})
 
 
+def no_egress_policy(documents: list[Document]) -> None:
+    """Only the ingress policies, as written before egress was thought of."""
+    kept = [
+        d
+        for d in documents
+        if d["kind"] != "NetworkPolicy" or "Egress" not in d["spec"].get("policyTypes", [])
+    ]
+    if len(kept) == len(documents):
+        raise HarnessError("the rendering has no egress NetworkPolicy: update the mutant")
+    documents[:] = kept
+
+
 def writable_root_filesystem(documents: list[Document]) -> None:
     gateway(documents)["securityContext"]["readOnlyRootFilesystem"] = False
 
@@ -198,6 +212,12 @@ MUTANTS = (
         "no NetworkPolicy: any pod reaches PostgreSQL",
         (NETWORK_POLICY,),
         edit=drop_kind("NetworkPolicy"),
+    ),
+    Mutant(
+        "no-egress-policy",
+        "ingress NetworkPolicies only: the app's pods reach any address the node can",
+        (GATEWAY_EGRESS, POSTGRES_EGRESS),
+        edit=no_egress_policy,
     ),
     Mutant(
         "writable-root-filesystem",

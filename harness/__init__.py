@@ -37,11 +37,12 @@ build/                the images, behind node_image(), busybox_image(), postgres
 cluster/              the kind cluster, behind ensure_cluster() and delete_cluster() in
                       cluster/__init__
   create              `up` as an ordered list of actions
-  kindcluster         pytest-kind's KindCluster for the gate: create or reuse, load, kubectl
+  kindcluster         pytest-kind's KindCluster for the gate: the cluster's shape (workers),
+                      create or reuse, load, kubectl
   host                a Docker engine that runs privileged containers (install, start, fix)
   kindtool            kind at the pinned version (PATH, cache, or `go install`)
-  node                the control-plane node: kubectl inside it, readiness, published ports,
-                      a loopback address for the egress checks
+  node                the node containers: kubectl inside the control plane, readiness,
+                      published ports, a loopback address on every node for the egress checks
   purge               undo what the harness did to this machine, and nothing else
   __main__            `python -m harness.cluster up|down|status|purge`
 
@@ -54,6 +55,8 @@ e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p h
   clients             the API groups (core, apps, networking) as fixtures, for both plugins
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains
+  drain               a real `kubectl drain` of a node, its evictions and the budget's
+                      refusals read line by line
   diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/
 
 selftest/             the gate's self-test: broken deployments the e2e checks must catch

@@ -74,6 +74,57 @@ class Step:
             argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, capture=False, check=check
         )[0]
 
+    def follow(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        on_line: Callable[[str], None],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run argv, each line of its output (stdout and stderr, as they come) logged and
+        handed to `on_line` at once; the exit status is the answer (a command whose refusals
+        and retries are what is being watched, as `kubectl drain`'s). A timeout kills it and
+        fails the step."""
+        args = [os.fspath(arg) for arg in argv]
+        self.log(f"$ {' '.join(args)}")
+        full_env = {**os.environ, **env} if env else None
+        try:
+            process = subprocess.Popen(
+                args,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        except FileNotFoundError as exc:
+            raise StepFailed(self.name, self.log_path, f"{args[0]} is not installed") from exc
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            process.kill()
+
+        killer = threading.Timer(timeout, kill) if timeout else None
+        if killer:
+            killer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.log(line)
+                on_line(line.rstrip("\n"))
+            status = process.wait()
+        finally:
+            if killer:
+                killer.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if timed_out.is_set():
+            raise StepFailed(self.name, self.log_path, f"{args[0]} timed out after {timeout}s")
+        return status
+
     def output(
         self,
         argv: Sequence[str | os.PathLike[str]],

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from harness import build, cluster, names, versions
 from harness.build import docker
-from harness.cluster import host, kindtool, node, purge
+from harness.cluster import host, kindcluster, kindtool, node, purge
 from harness.cluster.kindcluster import marker
 from harness.paths import kubeconfig_path
 from harness.steps import probe, run_cli
@@ -51,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         help="local docker image to load into the cluster (repeatable; up only)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        choices=range(kindcluster.MAX_WORKERS + 1),
+        default=None,
+        metavar="N",
+        help=f"worker nodes beside the control plane (up only) [${kindcluster.WORKERS_ENV}, "
+        f"else {kindcluster.DEFAULT_WORKERS}]; a cluster this tool made with another number "
+        "is replaced",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print what purge would remove and keep, and why, changing nothing (purge only)",
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def up() -> None:
-        cluster.ensure_cluster(tuple(args.load))
+        cluster.ensure_cluster(tuple(args.load), args.workers)
 
     actions: dict[str, Callable[[], int | None]] = {
         "up": up,

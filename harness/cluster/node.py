@@ -1,7 +1,9 @@
-"""The cluster's control-plane node container: kubectl inside it, its ports, its readiness.
+"""The cluster's node containers: kubectl inside the control plane, its published ports,
+the nodes' readiness, an address on every node's loopback.
 
-kubectl runs inside the node (`docker exec`) so the cluster can be checked whatever the host
-has installed, and before a kubeconfig has been exported.
+kubectl runs inside the control-plane node (`docker exec`) so the cluster can be checked
+whatever the host has installed, and before a kubeconfig has been exported. The NodePorts are
+published on the control plane's container only; the workers publish nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from harness import names
+from harness.cluster.kindtool import NODE_LABEL
 from harness.steps import HarnessError, Step, probe, step
 
 ROLLOUT_TIMEOUT = "180s"
@@ -25,6 +28,14 @@ SYSTEM_NAMESPACES = ("kube-system", "local-path-storage")
 def control_plane() -> str:
     """The node container's name, as kind names it."""
     return f"{names.CLUSTER}-control-plane"
+
+
+def node_containers() -> list[str]:
+    """Every node container of the cluster, running or not (kind labels them), sorted."""
+    listing = probe(
+        ["docker", "ps", "-a", "--filter", f"label={NODE_LABEL}", "--format", "{{.Names}}"]
+    )
+    return sorted(listing.stdout.split())
 
 
 def kubectl_argv(*args: str) -> list[str]:
@@ -85,11 +96,13 @@ def _ready_since(pod: dict, boot: datetime) -> bool:
     return False
 
 
-def ensure_control_plane_answers(current: Step) -> None:
-    """After a host or dockerd restart the node may be stopped or still booting."""
-    running = probe(["docker", "inspect", "--format", "{{.State.Running}}", control_plane()])
-    if running.stdout.strip() == "false":
-        current.run(["docker", "start", control_plane()])
+def ensure_control_plane_answers(current: Step, nodes: tuple[str, ...] = ()) -> None:
+    """After a host or dockerd restart the nodes may be stopped or still booting: start
+    each stopped one (`nodes`, else every node container), wait for the API server."""
+    for container in nodes or node_containers() or [control_plane()]:
+        running = probe(["docker", "inspect", "--format", "{{.State.Running}}", container])
+        if running.stdout.strip() == "false":
+            current.run(["docker", "start", container])
     deadline = time.monotonic() + RESTART_TIMEOUT
     while probe(kubectl_argv("get", "--raw=/readyz")).returncode != 0:
         if time.monotonic() > deadline:
@@ -119,25 +132,16 @@ def check_port_mappings() -> None:
 
 @contextmanager
 def loopback_address(address: str) -> Iterator[None]:
-    """`address` on the node's loopback while the block runs. A pod's connection to it then
-    ends on the node (every kubelet port listens on all addresses) and never leaves it: an
-    address such as a cloud metadata endpoint's can be shown blocked or reachable safely."""
+    """`address` on every node's loopback while the block runs. A pod's connection to it
+    then ends on the pod's own node, whichever that is (every kubelet port listens on all
+    addresses), and never leaves it: an address such as a cloud metadata endpoint's can be
+    shown blocked or reachable safely."""
 
     def ip_addr(verb: str) -> None:
-        with step(f"ip addr {verb} {address} on the node's loopback") as current:
-            current.run(
-                [
-                    "docker",
-                    "exec",
-                    control_plane(),
-                    "ip",
-                    "addr",
-                    verb,
-                    f"{address}/32",
-                    "dev",
-                    "lo",
-                ]
-            )
+        with step(f"ip addr {verb} {address} on every node's loopback") as current:
+            for container in node_containers():
+                argv = ["docker", "exec", container, "ip", "addr", verb, f"{address}/32"]
+                current.run([*argv, "dev", "lo"])
 
     ip_addr("replace")
     try:

@@ -1,8 +1,9 @@
 """The kind cluster itself does what the gateway's deployment relies on.
 
-Nodes Ready, cluster DNS, locally built images served through a NodePort on
-127.0.0.1, default-StorageClass volumes that outlive their pod, and enforced
-NetworkPolicy. Every target is loopback or a pod this run created.
+The shape asked for (one control plane and PG_GATEWAY_WORKERS workers), nodes Ready, cluster
+DNS, pods on different nodes reaching each other, locally built images served through a
+NodePort on 127.0.0.1, default-StorageClass volumes that outlive their pod, and NetworkPolicy
+enforced between pods on different nodes. Every target is loopback or a pod this run created.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pytest_kind import KindCluster
 
 from harness import cluster, names
 from harness.build import docker
+from harness.cluster.kindcluster import node_names
 from harness.e2e import kube
 from harness.e2e.plugin import run_harness
 from harness.steps import step
@@ -104,15 +106,28 @@ def _container(image: str, command: list[str], port: int | None = None) -> clien
 IDLE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
 
-def _pod(name: str, image: str, command: list[str], **labels: str) -> client.V1Pod:
+# Pods bound to a node by name may run on the control plane, tainted once there are workers.
+ANY_NODE = [client.V1Toleration(operator="Exists")]
+
+
+def _pod(
+    name: str, image: str, command: list[str], node: str | None = None, **labels: str
+) -> client.V1Pod:
+    """A pod; on `node` when given (bound by name, past the scheduler and the taints)."""
     return client.V1Pod(
         metadata=_meta(name, **labels),
         spec=client.V1PodSpec(
             containers=[_container(image, command)],
             restart_policy="Never",
             termination_grace_period_seconds=5,
+            node_name=node,
+            tolerations=ANY_NODE if node else None,
         ),
     )
+
+
+def _nodes(core: client.CoreV1Api) -> list[str]:
+    return sorted(node.metadata.name for node in core.list_node().items)
 
 
 def _start_pod(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> client.V1Pod:
@@ -138,7 +153,8 @@ def test_the_cluster_is_pytest_kinds_and_its_kubectl_answers(
     assert isinstance(kind_cluster, KindCluster)
     assert kind_cluster.name == names.CLUSTER
     nodes = kind_cluster.kubectl("get", "nodes", "-o", "name").split()
-    assert nodes == [f"node/{names.CLUSTER}-control-plane"]
+    assert nodes == [f"node/{node}" for node in node_names(kind_cluster.workers)]
+    assert kind_cluster.nodes() == node_names(kind_cluster.workers)
 
 
 def test_every_node_is_ready(core: client.CoreV1Api) -> None:
@@ -179,6 +195,37 @@ def test_coredns_resolves_a_service_name_from_a_pod(
     assert service.spec.cluster_ip in answer, answer
     short = _exec(core, namespace, probe.metadata.name, "nslookup dns-target")
     assert service.spec.cluster_ip in short, short
+
+
+# The web image's httpd in the background, then idle until TERM.
+SERVE_AND_IDLE = ["sh", "-c", "httpd -p 8080 -h /www && " + IDLE[2]]
+
+
+def test_pods_on_different_nodes_reach_each_other(
+    core: client.CoreV1Api, namespace: str, web_image: WebImage
+) -> None:
+    """One pod a node, each fetching from every other: the network agent routes each node's
+    pod subnet to the others (no policy selects these pods)."""
+    pods = {
+        node: _start_pod(
+            core,
+            namespace,
+            _pod(f"mesh-{index}", web_image.tag, SERVE_AND_IDLE, node, app="mesh"),
+        )
+        for index, node in enumerate(_nodes(core))
+    }
+    request = r"printf 'GET / HTTP/1.0\r\n\r\n'"
+    reached = {}
+    for source, pod in pods.items():
+        for target, other in pods.items():
+            if target != source:
+                fetch = f"{request} | nc -w 3 {other.status.pod_ip} {web_image.port} 2>&1"
+                output = _exec(core, namespace, pod.metadata.name, fetch)
+                reached[f"{source} -> {target}"] = web_image.marker in output
+    print(f"\ncross-node pod-to-pod: {reached}")
+    assert all(reached.values()), reached
+    for pod in pods.values():
+        core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
 
 
 def test_locally_built_image_answers_http_through_node_port_on_loopback(
@@ -345,6 +392,10 @@ def test_network_policy_denies_and_allows(
     web_image: WebImage,
     busybox_image: str,
 ) -> None:
+    # The server on one node, its clients on another (when there are several): the policy
+    # holds for traffic routed between nodes.
+    nodes = _nodes(core)
+    server_node, client_node = nodes[-1], nodes[0]
     server = _start_pod(
         core,
         namespace,
@@ -353,11 +404,17 @@ def test_network_policy_denies_and_allows(
             spec=client.V1PodSpec(
                 termination_grace_period_seconds=5,
                 containers=[_container(web_image.tag, web_image.command, web_image.port)],
+                node_name=server_node,
+                tolerations=ANY_NODE,
             ),
         ),
     )
-    allowed = _start_pod(core, namespace, _pod("np-allowed", busybox_image, IDLE, role="allowed"))
-    denied = _start_pod(core, namespace, _pod("np-denied", busybox_image, IDLE, role="denied"))
+    allowed = _start_pod(
+        core, namespace, _pod("np-allowed", busybox_image, IDLE, client_node, role="allowed")
+    )
+    denied = _start_pod(
+        core, namespace, _pod("np-denied", busybox_image, IDLE, client_node, role="denied")
+    )
     # busybox nc, not wget: Debian's static busybox wget crashes in glibc's resolver.
     request = r"printf 'GET / HTTP/1.0\r\n\r\n'"
     fetch = f"{request} | nc -w 2 {server.status.pod_ip} {web_image.port} 2>&1 || echo FETCH-FAILED"

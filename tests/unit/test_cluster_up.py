@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import names, steps
-from harness.cluster import create
+from harness.cluster import create, kindcluster
 from harness.steps import HarnessError
 
 
@@ -24,15 +24,25 @@ def scratch_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def record_actions(
-    monkeypatch: pytest.MonkeyPatch, *, exists: bool, fail: str | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    exists: bool,
+    fail: str | None = None,
+    workers: int | None = None,
 ) -> list[str]:
-    """Replace each action's work by a recorder; the cluster exists or not; one may fail."""
+    """Replace each action's work by a recorder; the cluster exists or not (with `workers`
+    workers, else the shape asked for); one may fail. The replacing action deletes it."""
     ran: list[str] = []
+    state = {"exists": exists}
 
     def recorder(action: create.Action) -> create.Action:
         def run(_current: steps.Step, up: create.Up) -> None:
             ran.append(action.name)
-            up.exists, up.node_image = exists, "node:test"
+            if action.run is create._replace:
+                state["exists"] = False
+            up.exists, up.node_image = state["exists"], "node:test"
+            shape = up.workers if workers is None else workers
+            up.nodes = tuple(kindcluster.node_names(shape)) if up.exists else ()
             if action.name == fail:
                 raise HarnessError("it broke")
 
@@ -57,6 +67,41 @@ def test_an_existing_cluster_is_reused_and_gets_the_images(
     ran = record_actions(monkeypatch, exists=True)
     create.ensure_cluster(("pg-gateway/gateway:test",))
     assert [name.split()[0] for name in ran] == ["Docker", "kind", "reuse", "system", "load"]
+
+
+def test_an_existing_cluster_of_another_shape_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran = record_actions(monkeypatch, exists=True, workers=0)
+    create.ensure_cluster(workers=2)
+    assert [name.split()[0] for name in ran] == [
+        "Docker", "kind", "replace", "node", "create", "system",
+    ]  # fmt: skip
+
+
+def test_the_replacing_action_deletes_only_a_cluster_this_tool_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deleted: list[str] = []
+    monkeypatch.setattr(kindcluster.GateCluster, "delete", lambda self: deleted.append(self.name))
+    up = create.Up((), workers=2, exists=True, nodes=(f"{names.CLUSTER}-control-plane",))
+    assert up.other_shape
+    with steps.step("replace") as current, pytest.raises(HarnessError, match="not created by"):
+        create._replace(current, up)
+    assert deleted == []
+    kindcluster.marker().parent.mkdir(parents=True)
+    kindcluster.marker().write_text("node:test\n")
+    with steps.step("replace") as current:
+        create._replace(current, up)
+    assert deleted == [names.CLUSTER]
+    assert (up.exists, up.nodes, up.other_shape) == (False, (), False)
+
+
+def test_the_worker_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = record_actions(monkeypatch, exists=True, workers=0)
+    monkeypatch.setenv(kindcluster.WORKERS_ENV, "0")
+    create.ensure_cluster()
+    assert "replace" not in [name.split()[0] for name in ran]
 
 
 def test_a_failed_action_stops_up_and_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

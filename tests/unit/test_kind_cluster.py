@@ -10,10 +10,20 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from pytest_kind import KindCluster
 
 from harness import names
-from harness.cluster.kindcluster import GateCluster, containerd_reference, marker
+from harness.cluster.kindcluster import (
+    DEFAULT_WORKERS,
+    WORKERS_ENV,
+    GateCluster,
+    containerd_reference,
+    kind_config,
+    marker,
+    node_names,
+    worker_count,
+)
 from harness.steps import HarnessError
 
 FAKE_KIND = """#!/bin/sh
@@ -120,3 +130,65 @@ def test_containerd_names_an_image_as_kind_load_stores_it(
     docker_image: str, reference: str
 ) -> None:
     assert containerd_reference(docker_image) == reference
+
+
+def test_the_config_has_one_control_plane_publishing_the_ports_and_the_workers() -> None:
+    config = yaml.safe_load(kind_config(2))
+    roles = [node["role"] for node in config["nodes"]]
+    assert roles == ["control-plane", "worker", "worker"]
+    control_plane, *workers = config["nodes"]
+    assert control_plane["extraPortMappings"] == [
+        {"containerPort": port, "hostPort": port, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+        for port in names.PUBLISHED_PORTS
+    ]
+    assert all("extraPortMappings" not in worker for worker in workers)
+    assert [node["role"] for node in yaml.safe_load(kind_config())["nodes"]] == ["control-plane"]
+
+
+def test_a_cluster_is_created_with_the_workers_asked_for(kind: Path) -> None:
+    GateCluster(str(kind), workers=2).create()
+    create = calls(kind)[-1].split()
+    config = yaml.safe_load(Path(create[create.index("--config") + 1]).read_text())
+    assert [node["role"] for node in config["nodes"]] == ["control-plane", "worker", "worker"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "nodes"),
+    [
+        (0, ["control-plane"]),
+        (2, ["control-plane", "worker", "worker2"]),
+        (3, ["control-plane", "worker", "worker2", "worker3"]),
+    ],
+)
+def test_node_names_are_kinds(workers: int, nodes: list[str]) -> None:
+    assert node_names(workers) == [f"{names.CLUSTER}-{node}" for node in nodes]
+
+
+def test_the_worker_count_defaults_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    assert worker_count() == DEFAULT_WORKERS == 2
+    monkeypatch.setenv(WORKERS_ENV, " 0 ")
+    assert worker_count() == 0
+    assert worker_count("3") == 3
+    for wrong in ("-1", "two", "4", "1.5"):
+        with pytest.raises(HarnessError, match=WORKERS_ENV):
+            worker_count(wrong)
+
+
+def test_images_are_removed_from_every_node(kind: Path, tmp_path: Path) -> None:
+    nodes = node_names(2)
+    (kind.parent / "clusters").write_text("\n".join(nodes) + "\n")  # `kind get nodes` too
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path / "docker-calls"}"\n')
+    docker.chmod(0o755)
+    path = f"{docker.parent}{os.pathsep}{os.environ['PATH']}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", path)
+        GateCluster(str(kind)).remove_docker_image("pg-gateway/gateway:test")
+    removed = (tmp_path / "docker-calls").read_text().splitlines()
+    reference = "docker.io/pg-gateway/gateway:test"
+    assert removed == [
+        *(f"exec {node} ctr -n k8s.io images rm {reference}" for node in nodes),
+        "rmi pg-gateway/gateway:test",
+    ]

@@ -1,8 +1,11 @@
-"""Check 7: draining the node keeps the gateway available.
+"""Check 7b: evicting every gateway pod at once, as kubectl drain does, keeps the gateway
+available. test_node_drain.py drains the workers one after the other for real; this is the
+drain of every node that holds a replica at the same time (the one node of a one-node
+cluster, or two nodes drained in parallel), which must be held back just as well.
 
 `kubectl drain` evicts every pod of a node through the Eviction API and retries those a
-PodDisruptionBudget refuses for now. On this one-node cluster a drain takes every gateway
-pod, so here each of them is evicted that way, under the rollouts' load: the budget must let
+PodDisruptionBudget refuses for now. Here each gateway pod is evicted that way, at once,
+under the rollouts' load: the budget must let
 them go one at a time (and not refuse for ever: a drain would then never finish), with zero
 failed requests and `readyReplicas` never below 1 (the budget counts ready pods, so a
 replacement may serve before it counts as available after minReadySeconds). The timeline

@@ -492,20 +492,30 @@ def _mounts() -> list[Path]:
 
 def remove_tree(path: Path) -> None:
     """Delete a file or a directory tree, read-only parts included (Go makes its module
-    cache read-only), but never one with something mounted inside it."""
+    cache read-only), but never one with something mounted inside it. A tree that is a
+    mount point itself (a data disk on /var/lib/docker) is emptied: the directory stays, as
+    the mount needs it."""
     if path.is_symlink() or path.is_file():
         path.unlink()
         return
-    mounted = [point for point in _mounts() if point == path or path in point.parents]
-    if mounted:
-        raise HarnessError(f"{path} has mounts inside ({mounted[0]}): stop what uses them")
+    mounts = _mounts()
+    inside = [point for point in mounts if path in point.parents]
+    if inside:
+        raise HarnessError(f"{path} has mounts inside ({inside[0]}): stop what uses them")
     path.chmod(path.stat().st_mode | stat.S_IRWXU)
     for parent, directories, _files in os.walk(path):
         for name in directories:  # made writable before os.walk enters it
             directory = Path(parent, name)
             if not directory.is_symlink():
                 directory.chmod(directory.stat().st_mode | stat.S_IRWXU)
-    shutil.rmtree(path)
+    if path not in mounts:
+        shutil.rmtree(path)
+        return
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _remove_empty_dir(path: Path) -> None:

@@ -20,6 +20,7 @@ from harness.cluster import __main__ as cli
 from harness.cluster import host, purge
 from harness.cluster.kindcluster import marker
 from harness.cluster.purge import Image, Packages, Places, Survey
+from harness.steps import HarnessError
 
 HARNESS_DAEMON_JSON = {
     "runtimes": {host.RUNTIME_NAME: {"path": str(host.RUNTIME_PATH)}},
@@ -132,6 +133,25 @@ def test_a_read_only_go_module_cache_is_removed_by_an_unprivileged_user() -> Non
         assert not (root / "go-mod").exists()
     finally:
         purge.remove_tree(root)
+
+
+def test_a_tree_that_is_a_mount_point_is_emptied_and_kept(monkeypatch, tmp_path) -> None:
+    """Machines with /var/lib/docker on a disk of its own: the purge used to refuse it."""
+    mounted = tmp_path / "docker"
+    (mounted / "overlay2" / "l").mkdir(parents=True)
+    (mounted / "engine-id").write_text("x\n")
+    monkeypatch.setattr(purge, "_mounts", lambda: [Path("/"), mounted])
+    purge.remove_tree(mounted)
+    assert mounted.is_dir()
+    assert list(mounted.iterdir()) == []
+
+
+def test_a_tree_with_a_mount_inside_is_refused(monkeypatch, tmp_path) -> None:
+    (tmp_path / "docker" / "volumes" / "v").mkdir(parents=True)
+    monkeypatch.setattr(purge, "_mounts", lambda: [Path("/"), tmp_path / "docker" / "volumes"])
+    with pytest.raises(HarnessError, match="has mounts inside"):
+        purge.remove_tree(tmp_path / "docker")
+    assert (tmp_path / "docker" / "volumes" / "v").is_dir()
 
 
 def test_a_fresh_machines_first_run_is_undone_in_order(places: Places) -> None:

@@ -22,8 +22,8 @@ from typing import TypeVar
 from harness.steps import HarnessError, step
 
 DRAIN_FLAGS = ("--ignore-daemonsets", "--delete-emptydir-data")
-# What the Eviction API answers (429) when a PodDisruptionBudget allows no disruption now.
 T = TypeVar("T")
+# What the Eviction API answers (429) when a PodDisruptionBudget allows no disruption now.
 BUDGET_REFUSAL = "Cannot evict pod as it would violate the pod's disruption budget"
 
 

@@ -25,6 +25,7 @@ from bench import report
 from bench.database import ITEMS, BenchDatabase
 from bench.direct import run_direct
 from bench.loadgen import Result, ensure_wrk, run_wrk, write_script
+from bench.scanning import TARGET_MS, measure
 from bench.streaming import stream
 from bench.systems import (
     GATEWAY_ENV,
@@ -133,6 +134,7 @@ def main() -> int:
     started = time.monotonic()
     cells: list[dict] = []
     stream_result = None
+    scan: list[dict] = []
     try:
         print(f"bench: PostgreSQL with {ITEMS:,} rows in items ...", flush=True)
         database.start()
@@ -180,6 +182,8 @@ def main() -> int:
                 services["gateway"].port, services["gateway"].process.pid, args.stream_rows
             )
             stream_result = {**dataclasses.asdict(result), "rows_per_s": result.rows_per_s}
+        print("bench: the SQL scan of 1 MiB bodies", flush=True)
+        scan = measure()
     finally:
         for service in services.values():
             service.stop()
@@ -213,6 +217,7 @@ def main() -> int:
         "notes": notes,
         "cells": cells,
         "stream": stream_result,
+        "scan": {"target_ms": TARGET_MS, "cases": scan},
         "ceiling": ceiling,
         "argv": sys.argv,
     }

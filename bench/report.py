@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bench import scanning
 from bench.workloads import WORKLOADS
 
 SYSTEMS = ("gateway", "direct", "postgres-meta")
@@ -94,6 +95,9 @@ def markdown(run: dict) -> str:
             f"{stream['idle_rss_mb']:.0f} MB, **peak {stream['peak_rss_mb']:.0f} MB** "
             f"(peak PSS {stream['peak_pss_mb']:.0f} MB).",
         ]
+    scan = run.get("scan")
+    if scan:
+        out += ["", *scanning.markdown(scan)]
     ceiling = run.get("ceiling")
     if ceiling:
         out += ["", "Load generator check (wrk alone against a trivial node responder):", ""]

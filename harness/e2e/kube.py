@@ -128,6 +128,17 @@ def pod_ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+def read_pod(core: client.CoreV1Api, namespace: str, name: str) -> Any | None:
+    """The pod of that name, or None while there is none (a StatefulSet's pod between its
+    deletion and its re-creation)."""
+    try:
+        return core.read_namespaced_pod(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def pod_gone_or_replaced(uid: str) -> Callable[[Any], bool]:
     """True once the pod of that name is a new pod (a StatefulSet keeps the name)."""
     return lambda pod: pod.metadata.uid != uid

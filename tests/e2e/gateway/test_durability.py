@@ -85,8 +85,8 @@ def test_rows_survive_postgres_pod_deletion(deployment) -> None:
     while served_at is None:
         assert time.monotonic() - deleted_at < OUTAGE_TIMEOUT_S, (inside, outside)
         if postgres_ready_at is None:
-            pod = core.read_namespaced_pod(names.POSTGRES_POD, namespace)
-            if pod.metadata.uid != old_uid and kube.pod_ready(pod):
+            pod = kube.read_pod(core, namespace, names.POSTGRES_POD)
+            if pod is not None and pod.metadata.uid != old_uid and kube.pod_ready(pod):
                 postgres_ready_at = time.monotonic()
             else:
                 inside.append(inside_gateway(deployment))

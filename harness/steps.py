@@ -86,9 +86,7 @@ class Step:
         handed to `on_line` at once; the exit status is the answer (a command whose refusals
         and retries are what is being watched, as `kubectl drain`'s). A timeout kills it and
         fails the step."""
-        args = [os.fspath(arg) for arg in argv]
-        self.log(f"$ {' '.join(args)}")
-        full_env = {**os.environ, **env} if env else None
+        args, full_env = self._announce(argv, env)
         try:
             process = subprocess.Popen(
                 args,
@@ -138,6 +136,14 @@ class Step:
             argv, cwd=cwd, env=env, stdin=None, timeout=timeout, capture=True, check=True
         )[1]
 
+    def _announce(
+        self, argv: Sequence[str | os.PathLike[str]], env: Mapping[str, str] | None
+    ) -> tuple[list[str], dict[str, str] | None]:
+        """The command as strings, logged; the environment with `env` laid over ours."""
+        args = [os.fspath(arg) for arg in argv]
+        self.log(f"$ {' '.join(args)}")
+        return args, ({**os.environ, **env} if env else None)
+
     def _exec(
         self,
         argv: Sequence[str | os.PathLike[str]],
@@ -149,9 +155,7 @@ class Step:
         capture: bool,
         check: bool,
     ) -> tuple[int, str]:
-        args = [os.fspath(arg) for arg in argv]
-        self.log(f"$ {' '.join(args)}")
-        full_env = {**os.environ, **env} if env else None
+        args, full_env = self._announce(argv, env)
         with self.log_path.open("ab") as log:
             stdin_file = stdin.open("rb") if stdin else subprocess.DEVNULL
             try:

@@ -3,8 +3,10 @@
 Each operation borrows one connection of the request's login (app.sessions), runs a
 `Transaction` on it (app.transaction) and gives the connection back on every path: COMMIT
 with the session reset on success, ROLLBACK and reset (or closing it) on any failure, a
-client that vanished mid-stream included. Results are plain data; app.responses makes the
-JSON bodies.
+client that vanished mid-stream included. `timeout_ms` bounds the whole of it, from the
+wait for a connection to the COMMIT, whatever number of statements; a stream's batches get
+timeout_ms each, within STREAM_MAX_S. Results are plain data; app.responses makes the JSON
+bodies.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from app.settings import Settings
 from app.transaction import StatementResult, Transaction, translate
 from app.typecast import TypeCatalog
 from app.validation import Options, Statement
+from app.wait import DeadlineExceeded
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +33,23 @@ log = logging.getLogger(__name__)
 class Database:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self.logins = Logins(settings, metrics.record_pool)
+        self.logins = Logins(settings, metrics.record_pool, metrics.record_terminated)
         self._catalog = TypeCatalog()
+
+    def _acquire(self, role: str | None, timeout_s: float) -> Session:
+        """A connection of the role's login, the request's deadline running from now."""
+        deadline = time.monotonic() + timeout_s
+        wait = min(self._settings.pool_timeout_ms / 1000, timeout_s)
+        connection = self.logins.acquire(role, wait)
+        connection.start_deadline(deadline - time.monotonic())
+        return connection
 
     @contextmanager
     def _transaction(self, options: Options, role: str | None) -> Iterator[Transaction]:
         """A transaction whose connection is committed and pooled, or abandoned, whatever
         happens; anything unexpected is logged and answered 500."""
         started = time.perf_counter()
-        connection = self.logins.acquire(role)
+        connection = self._acquire(role, options.timeout_ms / 1000)
         committed = False
         try:
             yield Transaction(connection, options, self._settings, self._catalog)
@@ -59,6 +70,13 @@ class Database:
             self.logins.commit(connection)
         except psycopg2.Error as error:
             raise translate(error, connection) from None
+        except DeadlineExceeded:
+            raise ApiError(
+                504,
+                "the request did not finish within timeout_ms; its COMMIT had been sent, so it "
+                "may or may not have been committed",
+                sqlstate="57014",
+            ) from None
 
     def query(self, statement: Statement, options: Options, role: str | None) -> StatementResult:
         with self._transaction(options, role) as transaction:
@@ -82,22 +100,25 @@ class Database:
     ) -> Iterator[bytes | ApiError]:
         """NDJSON lines; an error after the first line is the last item (as data)."""
         started = time.perf_counter()
-        connection = self.logins.acquire(role)
+        ends_at = time.monotonic() + self._settings.stream_max_s
+        connection = self._acquire(role, options.timeout_ms / 1000)
         try:
             transaction = Transaction(connection, options, self._settings, self._catalog)
-            lines = transaction.stream(statement)
+            lines = transaction.stream(statement, ends_at)
         except BaseException:
             self.logins.abandon(connection)
             metrics.QUERY_SECONDS.observe(time.perf_counter() - started)
             raise
-        return self._finish_stream(connection, lines, started)
+        return self._finish_stream(transaction, lines, started, ends_at)
 
     def _finish_stream(
-        self, connection: Session, lines: Iterator[bytes], started: float
+        self, transaction: Transaction, lines: Iterator[bytes], started: float, ends_at: float
     ) -> Iterator[bytes | ApiError]:
+        connection = transaction.connection
         committed = False
         try:
             yield from lines
+            transaction.start_batch(ends_at)  # the COMMIT: timeout_ms, within the stream's end
             self._commit(connection)
             committed = True
         except ApiError as error:

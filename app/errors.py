@@ -17,6 +17,7 @@ _STATUS_BY_CODE = {
     "57P02": 503,  # crash_shutdown
     "57P03": 503,  # cannot_connect_now: the server is starting
     "55P03": 409,  # lock_not_available
+    "53400": 413,  # configuration_limit_exceeded: temp_file_limit, the same each time
 }
 _STATUS_BY_CLASS = {
     "08": 503,  # connection exception

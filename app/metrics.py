@@ -51,6 +51,16 @@ POOL_WAITING = Gauge(
     multiprocess_mode="livesum",
 )
 
+BACKENDS_TERMINATED = Counter(
+    "gateway_backends_terminated_total",
+    "Backends the gateway ended itself because they outlived their request",
+    ["login"],
+)
+
+
+def record_terminated(login: str) -> None:
+    BACKENDS_TERMINATED.labels(login).inc()
+
 
 _POOL_GAUGES: dict[str, tuple[Gauge, Gauge, Gauge]] = {}
 

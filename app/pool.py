@@ -50,7 +50,7 @@ class ConnectionPool:
         login: str = "",
     ) -> None:
         self.login = login  # the PostgreSQL login its connections use (metrics label)
-        self._connect = connect
+        self.connect = connect  # a new connection of that login, outside the slot count
         self._max_size = max_size
         self._on_change = on_change
         self._idle: list[ext.connection] = []
@@ -88,7 +88,7 @@ class ConnectionPool:
 
     def release(self, connection: ext.connection, broken: bool = False) -> None:
         if broken or connection.closed:
-            self._close(connection)
+            self.close_quietly(connection)
             self._free_slot()
             return
         with self._lock:
@@ -106,7 +106,7 @@ class ConnectionPool:
             stale, self._idle = self._idle, []
             self._size -= len(stale)
         for connection in stale:
-            self._close(connection)
+            self.close_quietly(connection)
         self._on_change(self)
 
     def fill(self, count: int) -> None:
@@ -139,7 +139,7 @@ class ConnectionPool:
     def _open(self) -> ext.connection:
         """Connect in a slot already counted in `size`; a failure frees the slot."""
         try:
-            connection = self._connect()
+            connection = self.connect()
         except psycopg2.Error as error:
             self._free_slot()
             raise ConnectFailed(str(error)) from error
@@ -156,6 +156,6 @@ class ConnectionPool:
         self._on_change(self)
 
     @staticmethod
-    def _close(connection: ext.connection) -> None:
+    def close_quietly(connection: ext.connection) -> None:
         with contextlib.suppress(psycopg2.Error):  # a dead connection has nothing to report
             connection.close()

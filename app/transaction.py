@@ -2,16 +2,18 @@
 
 BEGIN and the request's limits ride with the first statement. Each statement of the
 client's text, as PostgreSQL will read it (app.sqlscan, checked by app.sqlguard), is sent
-in a message of its own. How its rows are read depends on what PostgreSQL allows (`Plan`):
+in a message of its own, as the client wrote it. How its rows are read (`Plan`):
 - CURSOR: a query goes behind a server-side cursor and is fetched in batches sized by rows
   and by bytes, so a result over max_rows or MAX_RESULT_BYTES is refused as soon as it
   crosses the limit, with the worker holding little more than the limit;
-- MATERIALIZE: a statement returning rows that no cursor may hold (RETURNING, or a query
-  whose WITH modifies data) has them written to a temporary table first (the server's
-  memory and disk, not the worker's), then read through a cursor the same way;
-- DIRECT: everything else is read whole; what bounds it is the deadline (README).
-A statement before the last has its rows discarded by the server. Errors become the
-contract's ApiError here, with positions in the client's own text.
+- DIRECT: everything else (RETURNING, EXECUTE, FETCH, SHOW, EXPLAIN, CALL...) is sent as it
+  is; libpq reads such a result whole, and what bounds it is the read limit (app.wait),
+  which gives up on the connection once libpq holds more than READ_LIMIT_FACTOR times what
+  is left of the budget.
+A query before the last has its rows discarded by the server. Every statement runs under
+the request's one deadline (set by app.db; a stream's batches each get timeout_ms within
+STREAM_MAX_S). Errors become the contract's ApiError here, with positions in the client's
+own text.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from app.sqlguard import check, scanner, statements
 from app.sqlscan import Piece
 from app.typecast import TYPE_QUERY, Convert, TypeCatalog
 from app.validation import Options, Statement
-from app.wait import DeadlineExceeded
+from app.wait import DeadlineExceeded, ResultTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ MAX_BATCH_ROWS = 2_000
 BATCH_SHARE = 4
 STREAM_BATCH_BYTES = 1024 * 1024
 DIRECT_BATCH_ROWS = 1000
+# libpq may hold this many times the byte budget left, plus the slack, for one result: its
+# input buffer grows to twice a message's length, and a bytea value is half again as long
+# on the wire as in JSON, so no result that fits the budget is refused by this limit.
+READ_LIMIT_FACTOR = 4
+READ_LIMIT_SLACK = 1024 * 1024
 _DATA_MODIFYING = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 _QUERIES = frozenset({"SELECT", "VALUES", "TABLE", ""})
 _TYPE_NAMES = "SELECT oid::int, format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY(%s)"
@@ -60,24 +67,17 @@ OK = b'"OK"'
 
 class Plan(Enum):
     CURSOR = "cursor"
-    MATERIALIZE = "materialize"  # a query with a data-modifying WITH, into a table
-    MATERIALIZE_RETURNING = "materialize returning"  # INSERT/UPDATE/... RETURNING, wrapped
     DIRECT = "direct"
 
 
-def plan(piece: Piece, read_only: bool, can_create_temp: bool) -> Plan:
-    """How a statement's rows can be read in bounded memory (see the module doc)."""
+def plan(piece: Piece) -> Plan:
+    """How a statement's rows are read (see the module doc): a query that a cursor may hold
+    (no data-modifying WITH, no SELECT ... INTO) goes behind one."""
     first = piece.words[0] if piece.words else ""
     top = piece.top_keywords
     modifying = (piece.paren_keywords | top) & _DATA_MODIFYING  # in a WITH, or its main part
     if first in _QUERIES or (first == "WITH" and not modifying):
-        return Plan.DIRECT if "INTO" in top else Plan.CURSOR  # SELECT ... INTO returns none
-    if read_only or not can_create_temp:
-        return Plan.DIRECT
-    if "RETURNING" in top and (first in _DATA_MODIFYING or first == "WITH"):
-        return Plan.MATERIALIZE_RETURNING
-    if first == "WITH" and not top & (_DATA_MODIFYING | {"INTO"}):
-        return Plan.MATERIALIZE
+        return Plan.DIRECT if "INTO" in top else Plan.CURSOR
     return Plan.DIRECT
 
 
@@ -117,39 +117,34 @@ class Transaction:
         self._name_prefix = f"pgw_{secrets.token_hex(4)}_"
         self._names = 0
         self._begin = _begin_sql(options)
-        # A streaming client that stalls is cut by the gateway (STREAM_STALL_S); should the
-        # gateway itself vanish mid-stream, the server ends the transaction on its own.
-        self._stream_backstop_ms = (settings.stream_stall_s + 10) * 1000
+        self._max_result_bytes = settings.max_result_bytes
+        self.streaming = False
 
     # -- statements -----------------------------------------------------------------------
 
     def run(self, statement: Statement) -> StatementResult:
         """Every statement of the text, in order; the answer is the last one's."""
         started = time.perf_counter()
-        self.connection.start_deadline(self.options.timeout_ms / 1000)
         result = StatementResult(OK, None, 0, "", 0.0)
         for text, piece, last in self._pieces(statement):
             if last:
-                result = self._open(text, piece, streaming=False).result()
+                result = self._open(text, piece).result()
             else:
                 self._discard(text, piece)
-        self.connection.stop_deadline()
         return replace(result, duration_ms=(time.perf_counter() - started) * 1000)
 
-    def stream(self, statement: Statement) -> Iterator[bytes]:
+    def stream(self, statement: Statement, ends_at: float) -> Iterator[bytes]:
         """NDJSON lines of the last statement's rows. Everything up to its first batch runs
         before this returns, so a failure there gets its status rather than a cut stream;
-        after that the deadline applies to each batch."""
-        self._begin = _begin_sql(self.options, self._stream_backstop_ms)
-        self.connection.start_deadline(self.options.timeout_ms / 1000)
+        after that each batch gets timeout_ms, none past `ends_at` (STREAM_MAX_S)."""
+        self.streaming = True
         reader: _Rows | None = None
         for text, piece, last in self._pieces(statement):
             if last:
-                reader = self._open(text, piece, streaming=True)
+                reader = self._open(text, piece)
             else:
                 self._discard(text, piece)
-        self.connection.stop_deadline()
-        return reader.lines() if reader is not None else iter(())
+        return reader.lines(ends_at) if reader is not None else iter(())
 
     def _pieces(self, statement: Statement) -> Iterator[tuple[str, Piece, bool]]:
         """(text, statement, is it the last) for each statement of the client's text, read
@@ -182,42 +177,29 @@ class Transaction:
         return self.connection.get_parameter_status("standard_conforming_strings") != "off"
 
     def _discard(self, text: str, piece: Piece) -> None:
-        """A statement before the last: run it, its rows dropped by the server."""
+        """A statement before the last: run it, a query's rows dropped by the server."""
         body = text[piece.start : piece.end]
-        how = plan(piece, self.options.read_only, self.connection.can_create_temp)
-        name = self._name()
-        if how is Plan.CURSOR:
+        if plan(piece) is Plan.CURSOR:
+            name = self._name()
             before = f"DECLARE {name} NO SCROLL CURSOR FOR "
             self._send(piece, before, body, f"\n; MOVE ALL IN {name}; CLOSE {name}")
-        elif how is Plan.MATERIALIZE_RETURNING:
-            self._send(piece, "WITH pgw_dml AS (", body, "\n) SELECT count(*) FROM pgw_dml")
-        elif how is Plan.MATERIALIZE:
-            before = f"CREATE TEMP TABLE {name}_rows AS "
-            self._send(piece, before, body, f"\n; DROP TABLE {name}_rows")
         else:
             self._send(piece, "", body, "")
 
-    def _open(self, text: str, piece: Piece, streaming: bool) -> _Rows:
-        """Send the last statement, asking for its first batch; its rows to read."""
+    def _open(self, text: str, piece: Piece) -> _Rows:
+        """Send the last statement (a query asks for its first batch); its rows to read."""
         body = text[piece.start : piece.end]
-        how = plan(piece, self.options.read_only, self.connection.can_create_temp)
-        if how is Plan.DIRECT:
+        if plan(piece) is Plan.DIRECT:
             self._send(piece, "", body, "")
-            return _Rows(self, piece, how, None, FIRST_BATCH_ROWS, streaming)
+            return _Rows(self, None, FIRST_BATCH_ROWS)
         name = self._name()
-        first = FIRST_BATCH_ROWS if streaming else min(FIRST_BATCH_ROWS, self.options.max_rows + 1)
-        fetch = f"FETCH {first} FROM {name}"
-        if how is Plan.CURSOR:
-            self._send(piece, f"DECLARE {name} NO SCROLL CURSOR FOR ", body, f"\n; {fetch}")
-        else:
-            table = f"{name}_rows"
-            wrap = how is Plan.MATERIALIZE_RETURNING
-            before = f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
-            before += "WITH pgw_dml AS (" if wrap else ""
-            after = "\n) SELECT * FROM pgw_dml" if wrap else "\n"
-            after += f"; DECLARE {name} NO SCROLL CURSOR FOR TABLE {table}; {fetch}"
-            self._send(piece, before, body, after)
-        return _Rows(self, piece, how, name, first, streaming)
+        first = FIRST_BATCH_ROWS
+        if not self.streaming:
+            first = min(first, self.options.max_rows + 1)
+        self._send(
+            piece, f"DECLARE {name} NO SCROLL CURSOR FOR ", body, f"\n; FETCH {first} FROM {name}"
+        )
+        return _Rows(self, name, first)
 
     def _name(self) -> str:
         self._names += 1
@@ -230,7 +212,9 @@ class Transaction:
         self.execute(prefix + body + after, sent=_Sent(piece, prefix, after))
 
     def execute(self, sql: str, params: Any = None, sent: _Sent | None = None) -> None:
-        """Execute on the request's cursor; a failure becomes the contract's error."""
+        """Execute on the request's cursor, libpq holding at most the read limit of its
+        result; a failure becomes the contract's error."""
+        self.connection.read_limit = self._read_limit()
         try:
             self._cursor.execute(sql, params)
         except psycopg2.Error as error:
@@ -239,12 +223,30 @@ class Transaction:
         except DeadlineExceeded:
             log.warning("the server did not stop a statement when cancelled: connection closed")
             raise _past_deadline() from None
+        except ResultTooLarge:
+            raise _too_large(self.streaming) from None
+
+    def _read_limit(self) -> int:
+        """A stream has no total, but any one result is bounded as a whole answer is."""
+        left = self._max_result_bytes if self.streaming else max(self.budget_left, 0)
+        return READ_LIMIT_FACTOR * left + READ_LIMIT_SLACK
 
     # -- reading rows ---------------------------------------------------------------------
 
     def fetch(self, name: str, rows: int) -> list[Any]:
         self.execute(f"FETCH {rows} FROM {name}")
         return self._cursor.fetchall()
+
+    def start_batch(self, ends_at: float) -> None:
+        """A stream's next batch gets timeout_ms, and none may start past its end."""
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise ApiError(
+                504,
+                "the stream ran longer than the server's STREAM_MAX_S and was ended; "
+                "nothing of it was committed",
+            )
+        self.connection.start_deadline(min(self.options.timeout_ms / 1000, left))
 
     def converters(self, oids: list[int]) -> dict[int, Convert]:
         """Converters for columns of types no caster knows (their values arrive as text):
@@ -265,11 +267,9 @@ class Transaction:
         return self._cursor
 
 
-def _begin_sql(options: Options, idle_backstop_ms: int | None = None) -> str:
+def _begin_sql(options: Options) -> str:
     sql = "BEGIN READ ONLY" if options.read_only else "BEGIN"
     sql += f"; SET LOCAL statement_timeout = {int(options.timeout_ms)}"
-    if idle_backstop_ms is not None:
-        sql += f"; SET LOCAL idle_in_transaction_session_timeout = {idle_backstop_ms}"
     if options.read_only:
         sql += "; SELECT 1"  # a snapshot taken: SQL can no longer switch to READ WRITE
     return sql + ";\n"
@@ -296,6 +296,18 @@ def translate(error: psycopg2.Error, connection: Session) -> ApiError:
 def _past_deadline() -> ApiError:
     return ApiError(
         504, "the statement did not finish within timeout_ms and was cancelled", sqlstate="57014"
+    )
+
+
+def _too_large(streaming: bool) -> ApiError:
+    if streaming:
+        return ApiError(
+            413, "a row of the stream is larger than the server's MAX_RESULT_BYTES allows"
+        )
+    return ApiError(
+        413,
+        "the result is larger than the server's MAX_RESULT_BYTES; narrow the query or stream "
+        "it with Accept: application/x-ndjson",
     )
 
 
@@ -333,20 +345,11 @@ def _in_client_terms(error: ApiError, sent: _Sent) -> ApiError:
 class _Rows:
     """The rows of one statement, batch by batch, within the request's limits."""
 
-    def __init__(
-        self,
-        transaction: Transaction,
-        piece: Piece,
-        how: Plan,
-        cursor_name: str | None,
-        first_batch: int,
-        streaming: bool,
-    ) -> None:
+    def __init__(self, transaction: Transaction, cursor_name: str | None, first_batch: int) -> None:
         self._transaction = transaction
-        self._piece = piece
-        self._how = how
-        self._cursor_name = cursor_name
-        self._streaming = streaming
+        self._cursor_name = cursor_name  # None: read from the driver's buffer (DIRECT)
+        self._streaming = transaction.streaming
+        self._ends_at: float | None = None  # a stream's end (STREAM_MAX_S)
         cursor = transaction.cursor
         self._command = cursor.statusmessage or ""
         self._rowcount = max(cursor.rowcount, 0)
@@ -383,20 +386,17 @@ class _Rows:
             chunk = encode_rows(self._names, batch)[1:-1]
             transaction.budget_left -= len(chunk) + 1
             if transaction.budget_left < 0:
-                raise ApiError(
-                    413,
-                    "the result is larger than the server's MAX_RESULT_BYTES; narrow the query "
-                    "or stream it with Accept: application/x-ndjson",
-                )
+                raise _too_large(streaming=False)
             self._widest = max(self._widest, len(chunk) // len(batch))
             chunks.append(chunk)
         columns = self._columns() if transaction.options.meta else None
         payload = b"[" + b",".join(chunks) + b"]"
         return StatementResult(payload, columns, total, self._command_tag(total), 0.0)
 
-    def lines(self) -> Iterator[bytes]:
+    def lines(self, ends_at: float) -> Iterator[bytes]:
         if self._description is None:
             return
+        self._ends_at = ends_at
         for batch in self._batches():
             lines = encode_lines(self._names, batch)
             self._widest = max(self._widest, len(lines) // len(batch))
@@ -421,11 +421,9 @@ class _Rows:
             rows = self._transaction.cursor.fetchmany(count)
         elif self._fetched == 0:
             rows = self._transaction.cursor.fetchall()  # the FETCH sent with the statement
-        elif self._streaming:  # each batch of a stream gets the deadline afresh
-            connection = self._transaction.connection
-            connection.start_deadline(self._transaction.options.timeout_ms / 1000)
+        elif self._ends_at is not None:  # a stream's batch: timeout_ms, within STREAM_MAX_S
+            self._transaction.start_batch(self._ends_at)
             rows = self._transaction.fetch(self._cursor_name, count)
-            connection.stop_deadline()
         else:
             rows = self._transaction.fetch(self._cursor_name, count)
         self._fetched += len(rows)
@@ -457,9 +455,5 @@ class _Rows:
         ]
 
     def _command_tag(self, rows: int) -> str:
-        if self._how is Plan.DIRECT:
-            return self._command
-        first = self._piece.words[0] if self._piece.words else "SELECT"
-        if self._how is Plan.MATERIALIZE_RETURNING and first in _DATA_MODIFYING:
-            return f"INSERT 0 {rows}" if first == "INSERT" else f"{first} {rows}"
-        return f"SELECT {rows}"
+        """A query read through a cursor: the tag it would have had on its own."""
+        return self._command if self._cursor_name is None else f"SELECT {rows}"

@@ -1,19 +1,22 @@
-"""Waiting on PostgreSQL: cooperative under gevent, and bounded by the gateway's deadline.
+"""Waiting on PostgreSQL: cooperative under gevent, and bounded by the request's limits.
 
 Every libpq wait of the process goes through `wait_for_database`, psycopg2's wait callback
 (libpq then runs asynchronously). Under gunicorn's gevent worker a wait yields to the
-other greenlets; elsewhere it is a plain `select`. The callback also owns two limits that
+other greenlets; elsewhere it is a plain `select`. The callback also owns the limits that
 SQL cannot move:
 - while connecting, the connection's `connect_timeout` (libpq ignores it in this mode);
-- while a request's statements run, its deadline (`timeout_ms`): when it passes, the
-  gateway sends libpq's cancel request, and if the server has not given up after
-  CANCEL_GRACE_S (PostgreSQL's lexer, for one, cannot be interrupted) the wait raises
-  `DeadlineExceeded`, on which psycopg2 closes the connection.
+- while a request runs, its deadline (`timeout_ms`, for the whole request): when it passes,
+  the gateway sends libpq's cancel request, without blocking (app.libpq), and if the server
+  has not given up after CANCEL_GRACE_S (PostgreSQL's lexer, or PL/pgSQL that catches the
+  cancel, or a stalled server) the wait raises `DeadlineExceeded`;
+- while a result arrives, what libpq may hold for it (`read_limit`): libpq reads a result
+  whole before psycopg2 sees a row, so after each poll the bytes it holds are checked and
+  the wait raises `ResultTooLarge` once they pass the limit.
+On either exception psycopg2 closes the connection; app.sessions then ends its backend.
 """
 
 from __future__ import annotations
 
-import contextlib
 import select
 import time
 
@@ -22,6 +25,8 @@ import psycopg2.extensions as ext
 from gevent import monkey
 from gevent.socket import wait_read, wait_write
 
+from app import libpq
+
 CANCEL_GRACE_S = 2.0
 
 
@@ -29,10 +34,15 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed and the server did not stop when cancelled."""
 
 
-class GatewayConnection(ext.connection):
-    """A connection that carries the deadline of the request using it."""
+class ResultTooLarge(Exception):
+    """libpq would hold more of a result than the request's byte limit allows."""
 
-    deadline: float | None = None  # time.monotonic() by which the statements must be done
+
+class GatewayConnection(ext.connection):
+    """A connection that carries the limits of the request using it."""
+
+    deadline: float | None = None  # time.monotonic() by which the request must be done
+    read_limit: int | None = None  # bytes libpq may hold for one statement's result
     cancelled = False  # the cancel request was sent: never reuse this connection
 
     def start_deadline(self, timeout_s: float) -> None:
@@ -40,6 +50,7 @@ class GatewayConnection(ext.connection):
 
     def stop_deadline(self) -> None:
         self.deadline = None
+        self.read_limit = None
 
 
 def _connect_deadline(connection: ext.connection) -> float | None:
@@ -52,7 +63,7 @@ def _connect_deadline(connection: ext.connection) -> float | None:
     return time.monotonic() + int(timeout)
 
 
-def _ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:
+def ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:
     """Wait until the socket is ready; False if the timeout came first."""
     if monkey.is_module_patched("socket"):
         wait = wait_write if writing else wait_read
@@ -66,14 +77,12 @@ def _ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:
 
 
 def _past_deadline(connection: GatewayConnection) -> None:
-    """Cancel once; after the grace period, give up on the connection."""
-    if not connection.cancelled:
-        connection.cancelled = True
-        connection.deadline = time.monotonic() + CANCEL_GRACE_S
-        with contextlib.suppress(psycopg2.Error):  # the server is gone: the grace runs out
-            connection.cancel()
-        return
-    raise DeadlineExceeded
+    """Cancel once, within the grace period; after it, give up on the connection."""
+    if connection.cancelled:
+        raise DeadlineExceeded
+    connection.cancelled = True
+    connection.deadline = time.monotonic() + CANCEL_GRACE_S
+    libpq.cancel(connection, CANCEL_GRACE_S, ready)
 
 
 def wait_for_database(connection: ext.connection) -> None:
@@ -85,9 +94,12 @@ def wait_for_database(connection: ext.connection) -> None:
             return
         if state not in (ext.POLL_READ, ext.POLL_WRITE):
             raise psycopg2.OperationalError(f"unexpected state from psycopg2 poll(): {state}")
+        limit = getattr(connection, "read_limit", None)
+        if limit is not None and libpq.buffered(connection) > limit:
+            raise ResultTooLarge
         until = connecting_until or getattr(connection, "deadline", None)
         timeout_s = None if until is None else max(until - time.monotonic(), 0.0)
-        if _ready(connection.fileno(), state == ext.POLL_WRITE, timeout_s):
+        if ready(connection.fileno(), state == ext.POLL_WRITE, timeout_s):
             continue
         if connecting_until is not None:
             raise psycopg2.OperationalError("timeout expired while connecting")

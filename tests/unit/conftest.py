@@ -60,7 +60,7 @@ def make_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
     Every login's connector is replaced before the app is built, so the pools (which bind
     it at construction) and the pool-filling thread fail at once instead of dialling.
     """
-    monkeypatch.setattr(Logins, "_connector", lambda _self, _dsn: _refuse_connect)
+    monkeypatch.setattr(Logins, "_connector", lambda _self, _role, _dsn: _refuse_connect)
 
     def build(**overrides: Any) -> FlaskClient:
         overrides.setdefault("dsn", unreachable_dsn())

@@ -10,38 +10,27 @@ from app.transaction import Plan, _in_client_terms, _Sent, plan
 
 
 @pytest.mark.parametrize(
-    ("sql", "read_only", "temp", "expected"),
+    ("sql", "expected"),
     [
-        ("select 1", False, True, Plan.CURSOR),
-        ("(select 1) union (select 2)", False, True, Plan.CURSOR),
-        ("values (1)", False, True, Plan.CURSOR),
-        ("table t", False, True, Plan.CURSOR),
-        ("with a as (select 1) select generate_series(1, 10)", False, True, Plan.CURSOR),
-        ("select 1 as x into t", False, True, Plan.DIRECT),
-        ("insert into t values (1)", False, True, Plan.DIRECT),
-        ("insert into t values (1) returning *", False, True, Plan.MATERIALIZE_RETURNING),
-        ("insert into t values (1) returning *", False, False, Plan.DIRECT),  # no TEMP
-        ("insert into t values (1) returning *", True, True, Plan.DIRECT),
-        ("with d as (delete from t returning *) select * from d", False, True, Plan.MATERIALIZE),
-        (
-            "with d as (delete from t returning *) insert into u select * from d",
-            False,
-            True,
-            Plan.DIRECT,
-        ),
-        (
-            "with x as (select 1) insert into t select * from x returning *",
-            False,
-            True,
-            Plan.MATERIALIZE_RETURNING,
-        ),
-        ("show work_mem", False, True, Plan.DIRECT),
-        ("create table t (n int)", False, True, Plan.DIRECT),
+        ("select 1", Plan.CURSOR),
+        ("(select 1) union (select 2)", Plan.CURSOR),
+        ("values (1)", Plan.CURSOR),
+        ("table t", Plan.CURSOR),
+        ("with a as (select 1) select generate_series(1, 10)", Plan.CURSOR),
+        ("select 1 as x into t", Plan.DIRECT),
+        ("insert into t values (1)", Plan.DIRECT),
+        ("insert into t values (1) returning *", Plan.DIRECT),
+        ("with d as (delete from t returning *) select * from d", Plan.DIRECT),
+        ("with d as (delete from t returning *) insert into u select * from d", Plan.DIRECT),
+        ("with x as (select 1) insert into t select * from x returning *", Plan.DIRECT),
+        ("show work_mem", Plan.DIRECT),
+        ("create table t (n int)", Plan.DIRECT),
     ],
 )
-def test_plan(sql: str, read_only: bool, temp: bool, expected: Plan) -> None:
+def test_plan(sql: str, expected: Plan) -> None:
+    """Only a query a cursor may hold goes behind one; everything else runs as written."""
     (piece,) = Scanner(sql).pieces()
-    assert plan(piece, read_only, temp) is expected
+    assert plan(piece) is expected
 
 
 def test_positions_are_in_the_clients_text_and_none_in_the_gateways_own() -> None:

@@ -119,7 +119,7 @@ def _wants_ndjson() -> bool:
 @bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
     role = role_for_request(_settings(), request.headers.get("Authorization"))
-    parsed = parse_query(_json_body(), _settings())
+    parsed = parse_query(_json_body(), _settings(), role)
     if _wants_ndjson():
         lines = _database().stream(parsed.statement, parsed.options, role)
         return Response(ndjson(lines), mimetype=NDJSON)
@@ -130,7 +130,7 @@ def query() -> Response:
 @bp.post("/transaction", provide_automatic_options=False)
 def transaction() -> Response:
     role = role_for_request(_settings(), request.headers.get("Authorization"))
-    parsed = parse_transaction(_json_body(), _settings())
+    parsed = parse_transaction(_json_body(), _settings(), role)
     results = _database().transaction(parsed.statements, parsed.options, role)
     return json_response(transaction_body(results, parsed.options.meta))
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from psycopg2.extensions import parse_dsn
 
 MIB = 1024 * 1024
-# A login role as PostgreSQL stores an unquoted name: lower case. Its password comes from
+# A name as PostgreSQL stores an unquoted one: lower case. A role's password comes from
 # POSTGRES_PASSWORD_<ROLE> (upper-cased), which is unambiguous only for such names.
-_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -37,6 +37,10 @@ class Settings:
     # Connection parameters of each role a token maps to: its own login and password.
     role_dsns: dict[str, dict[str, str]] = field(default_factory=dict)
     read_only: bool = False
+    # Roles whose tokens get read-only transactions, opened as READ_ONLY opens them.
+    read_only_roles: frozenset[str] = frozenset()
+    # The schema the app's objects live in: every connection's pinned search_path.
+    schema: str = "app"
     statement_timeout_ms: int = 5000
     max_statement_timeout_ms: int = 60000
     max_rows: int = 10000
@@ -45,6 +49,7 @@ class Settings:
     pool_min: int = 1
     pool_max: int = 10
     pool_timeout_ms: int = 5000
+    pool_max_age_s: int = 300
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen beyond loopback
     port: int = 5000
     workers: int = 2
@@ -52,11 +57,15 @@ class Settings:
     graceful_timeout_s: int = 30
     body_timeout_s: int = 10
     stream_stall_s: int = 30
+    stream_max_s: int = 300
     log_level: str = "INFO"
 
     @property
     def auth_required(self) -> bool:
         return bool(self.api_tokens)
+
+    def role_is_read_only(self, role: str | None) -> bool:
+        return self.read_only or (role is not None and role in self.read_only_roles)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
@@ -118,8 +127,8 @@ def _tokens(env: Mapping[str, str]) -> dict[str, str | None]:
             raise ConfigError("API_TOKENS", "every entry needs a token without spaces")
         if colon and not role:
             raise ConfigError("API_TOKENS", "the entry for a token ends in ':' with no role")
-        if role and not _ROLE_NAME.match(role):
-            hint = f" (did you mean {role.lower()!r}?)" if _ROLE_NAME.match(role.lower()) else ""
+        if role and not _NAME.match(role):
+            hint = f" (did you mean {role.lower()!r}?)" if _NAME.match(role.lower()) else ""
             raise ConfigError(
                 "API_TOKENS",
                 f"role {role!r} is not a lower-case PostgreSQL login name{hint}",
@@ -147,6 +156,29 @@ def _role_dsns(
     return role_dsns
 
 
+def _read_only_roles(
+    env: Mapping[str, str], role_dsns: dict[str, dict[str, str]]
+) -> frozenset[str]:
+    """Roles named here must be roles a token logs in as: a typo must not leave one writable."""
+    roles = frozenset(r.strip() for r in env.get("READ_ONLY_ROLES", "").split(",") if r.strip())
+    for role in sorted(roles - set(role_dsns)):
+        raise ConfigError(
+            "READ_ONLY_ROLES",
+            f"{role!r} is not a role of API_TOKENS with a login of its own "
+            "(for the gateway's own login, set READ_ONLY)",
+        )
+    return roles
+
+
+def _schema(env: Mapping[str, str]) -> str:
+    schema = env.get("POSTGRES_SCHEMA", "app").strip()
+    if not _NAME.match(schema):
+        raise ConfigError(
+            "POSTGRES_SCHEMA", f"must be a lower-case PostgreSQL name, got {schema!r}"
+        )
+    return schema
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build `Settings` from environment-like mapping, raising `ConfigError` on bad input."""
     statement_timeout = _int(env, "STATEMENT_TIMEOUT_MS", 5000, 1, 24 * 3600 * 1000)
@@ -165,11 +197,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
     dsn = _dsn(env)
     tokens = _tokens(env)
+    role_dsns = _role_dsns(env, dsn, tokens)
     return Settings(
         dsn=dsn,
         api_tokens=tokens,
-        role_dsns=_role_dsns(env, dsn, tokens),
+        role_dsns=role_dsns,
         read_only=_bool(env, "READ_ONLY"),
+        read_only_roles=_read_only_roles(env, role_dsns),
+        schema=_schema(env),
         statement_timeout_ms=statement_timeout,
         max_statement_timeout_ms=max_statement_timeout,
         max_rows=_int(env, "MAX_ROWS", 10000, 1, 100_000_000),
@@ -178,6 +213,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         pool_min=pool_min,
         pool_max=pool_max,
         pool_timeout_ms=_int(env, "POOL_TIMEOUT_MS", 5000, 1, 600_000),
+        pool_max_age_s=_int(env, "POOL_MAX_AGE_S", 300, 1, 24 * 3600),
         host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",  # noqa: S104
         port=_int(env, "PORT", 5000, 1, 65535),
         workers=_int(env, "WORKERS", 2, 1, 64),
@@ -185,5 +221,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_S", 30, 1, 3600),
         body_timeout_s=_int(env, "BODY_TIMEOUT_S", 10, 1, 3600),
         stream_stall_s=_int(env, "STREAM_STALL_S", 30, 1, 3600),
+        stream_max_s=_int(env, "STREAM_MAX_S", 300, 1, 24 * 3600),
         log_level=log_level,
     )

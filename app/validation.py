@@ -100,12 +100,28 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value, default=_exact_number).decode()
 
 
+def _text(value: str, where: str) -> str:
+    """JSON may spell a lone surrogate (\\ud800), which no UTF-8 text can hold."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise bad_request(
+            f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+        ) from None
+    return value
+
+
 def _adapt(value: Any, depth: int = 0) -> Any:
     """JSON objects become json parameters (their numbers exact); arrays become PostgreSQL
-    arrays."""
+    arrays; every string, keys included, must be text."""
     if depth > MAX_PARAM_DEPTH:
         raise bad_request(f"'params' are nested deeper than {MAX_PARAM_DEPTH} levels")
+    if isinstance(value, str):
+        return _text(value, "'params'")
     if isinstance(value, dict):
+        for key, item in value.items():
+            _text(key, "'params'")
+            _adapt(item, depth + 1)
         return Json(value, dumps=_json_text)
     if isinstance(value, list):
         return [_adapt(item, depth + 1) for item in value]
@@ -116,36 +132,41 @@ def _statement(body: dict[str, Any], where: str) -> Statement:
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise bad_request(f"'query' in {where} must be a non-empty string")
+    _text(query, f"'query' in {where}")
     params = body.get("params")
     if params is None:
         return Statement(query, None)
     if isinstance(params, list):
         return Statement(query, [_adapt(v) for v in params])
     if isinstance(params, dict):
-        return Statement(query, {str(k): _adapt(v) for k, v in params.items()})
+        return Statement(query, {_text(k, "'params'"): _adapt(v) for k, v in params.items()})
     raise bad_request(f"'params' in {where} must be an array or an object")
 
 
 def _options(body: dict[str, Any], settings: Settings, read_only: bool) -> Options:
+    """`read_only`: asked for by the request, or the token's role is read-only."""
     timeout = _positive_int(body, "timeout_ms") or settings.statement_timeout_ms
     max_rows = _positive_int(body, "max_rows") or settings.max_rows
     return Options(
         timeout_ms=min(timeout, settings.max_statement_timeout_ms),
         max_rows=min(max_rows, settings.max_rows),
         meta=_bool(body, "meta"),
-        read_only=read_only or settings.read_only,
+        read_only=read_only,
     )
 
 
 _OPTION_FIELDS = {"timeout_ms", "max_rows", "meta"}
 
 
-def parse_query(body: dict[str, Any], settings: Settings) -> QueryRequest:
+def parse_query(body: dict[str, Any], settings: Settings, role: str | None = None) -> QueryRequest:
     _check_fields(body, {"query", "params"} | _OPTION_FIELDS, "the request")
-    return QueryRequest(_statement(body, "the request"), _options(body, settings, False))
+    read_only = settings.role_is_read_only(role)
+    return QueryRequest(_statement(body, "the request"), _options(body, settings, read_only))
 
 
-def parse_transaction(body: dict[str, Any], settings: Settings) -> TransactionRequest:
+def parse_transaction(
+    body: dict[str, Any], settings: Settings, role: str | None = None
+) -> TransactionRequest:
     _check_fields(body, {"statements", "read_only"} | _OPTION_FIELDS, "the request")
     items = body.get("statements")
     if not isinstance(items, list) or not items:
@@ -159,5 +180,6 @@ def parse_transaction(body: dict[str, Any], settings: Settings) -> TransactionRe
             raise bad_request(f"{where} must be an object with 'query' and optional 'params'")
         _check_fields(item, {"query", "params"}, where)
         statements.append(_statement(item, where))
-    options = _options(body, settings, _bool(body, "read_only"))
+    read_only = _bool(body, "read_only") or settings.role_is_read_only(role)
+    options = _options(body, settings, read_only)
     return TransactionRequest(statements, options)

@@ -56,6 +56,9 @@ def test_defaults_match_the_dataclass_defaults() -> None:
         ("POOL_MAX", "50", "pool_max", 50),
         ("PORT", "8080", "port", 8080),
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("POSTGRES_SCHEMA", "tenant_a", "schema", "tenant_a"),
+        ("POOL_MAX_AGE_S", "60", "pool_max_age_s", 60),
+        ("STREAM_MAX_S", "900", "stream_max_s", 900),
         ("MAX_ROWS", "", "max_rows", 10000),
     ],
 )
@@ -110,6 +113,12 @@ INVALID = [
     ("DATABASE_URL", "postgresql://u:pw@h/db?bogus=1"),
     ("DATABASE_URL", "postgresql://u:pw@h:notaport/db"),
     ("LOG_LEVEL", "verbose"),
+    ("POSTGRES_SCHEMA", "App"),
+    ("POSTGRES_SCHEMA", "app; drop"),
+    ("POOL_MAX_AGE_S", "0"),
+    ("STREAM_MAX_S", "forever"),
+    # A role no token logs in as: a typo must not leave the intended one writable.
+    ("READ_ONLY_ROLES", "raeder"),
     ("LOG_LEVEL", "TRACE"),
 ]
 
@@ -272,3 +281,13 @@ def test_configuration_errors_name_the_variable_and_never_echo_a_token() -> None
     assert "'reader'" in str(raised.value) and "s3cret" not in str(raised.value)
     with pytest.raises(ConfigError, match="POSTGRES_PASSWORD_READER"):
         load_settings({"API_TOKENS": "s3cret-token:reader"})
+
+
+def test_a_read_only_role_is_one_a_token_logs_in_as() -> None:
+    env = {"API_TOKENS": "a,r:reader", "POSTGRES_PASSWORD_READER": "rpw"}
+    settings = load_settings({**env, "READ_ONLY_ROLES": " reader "})
+    assert settings.read_only_roles == {"reader"}
+    assert settings.role_is_read_only("reader") and not settings.role_is_read_only(None)
+    assert load_settings({**env, "READ_ONLY": "true"}).role_is_read_only(None)
+    with pytest.raises(ConfigError, match="READ_ONLY"):  # the gateway's own login
+        load_settings({**env, "POSTGRES_USER": "gateway", "READ_ONLY_ROLES": "gateway"})

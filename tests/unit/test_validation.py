@@ -182,6 +182,27 @@ def test_meta_and_read_only_flags() -> None:
     assert parse_query({"query": "select 1"}, server_read_only).options.read_only is True
 
 
+def test_a_read_only_roles_requests_are_read_only_whatever_they_ask() -> None:
+    settings = Settings(read_only_roles=frozenset({"reader"}))
+    assert parse_query({"query": "select 1"}, settings, "reader").options.read_only is True
+    assert parse_query({"query": "select 1"}, settings, "other").options.read_only is False
+    asked_to_write = parse_transaction(_tx(read_only=False), settings, "reader")
+    assert asked_to_write.options.read_only is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "select '\ud800'"},
+        {"query": "select %s", "params": ["\udfff"]},
+        {"query": "select %s", "params": [{"\ud800": 1}]},
+        {"query": "select %(k)s", "params": {"\ud800": 1}},
+    ],
+)
+def test_a_lone_surrogate_is_400_not_text(body: dict[str, Any]) -> None:
+    assert "surrogate" in _raises_400(parse_query, body, SETTINGS).message
+
+
 def test_positional_params_keep_exact_values_and_wrap_objects_as_json() -> None:
     raw = (
         b'{"query": "select %s, %s, %s, %s, %s, %s",'

@@ -8,6 +8,7 @@ it runs as an unprivileged system user (created when missing).
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -55,12 +56,17 @@ def _run_as(data_dir: Path) -> str | None:
 
 @dataclass
 class LocalPostgres:
-    """One server: `start()` initialises the data directory on first use."""
+    """One server: `start()` initialises the data directory on first use.
+
+    `settings` are given as `-c` options; `max_process_memory_kb` caps every server
+    process's address space as the StatefulSet's `ulimit -v` does."""
 
     data_dir: Path
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     superuser: str = "postgres"
+    settings: dict[str, str] = field(default_factory=dict)
+    max_process_memory_kb: int | None = None
     _process: subprocess.Popen | None = None
     _user: str | None = None
 
@@ -139,13 +145,27 @@ class LocalPostgres:
                 "max_connections=200",
                 "-c",
                 "fsync=off",
+                *(f"-c{name}={value}" for name, value in self.settings.items()),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             user=self._user,
             start_new_session=True,  # Ctrl-C in a terminal reaches the caller, not PostgreSQL
+            preexec_fn=self._limit_memory if self.max_process_memory_kb else None,
         )
         self._wait_ready()
+
+    def _limit_memory(self) -> None:
+        """In the child, before exec: the address space cap every server process inherits."""
+        assert self.max_process_memory_kb is not None
+        limit = self.max_process_memory_kb * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id."""
+        assert self._process is not None, "not started"
+        return self._process.pid
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -38,6 +38,11 @@ class Logins:
     gateway_password: str = field(default_factory=_password)
     reader_password: str = field(default_factory=_password)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The logins roles.sql creates."""
+        return ("gateway", "reader")
+
     def environment(self) -> dict[str, str]:
         return {
             "APP_DATABASE": self.database,

@@ -21,7 +21,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from harness import paths
-from harness.local.postgres import LocalPostgres
+from harness.local.deployed import local_server
 from harness.local.provision import Logins, provision
 from harness.seed import SEED_QUERIES
 
@@ -85,7 +85,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=5000, help="gateway port [5000]")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pg-gateway-serve-"))
-    postgres = LocalPostgres(workdir / "pgdata")
+    postgres = local_server(workdir / "pgdata")
     gateway = None
     try:
         started = time.monotonic()

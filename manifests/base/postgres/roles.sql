@@ -9,18 +9,42 @@
 \getenv reader_password READER_PASSWORD
 \getenv database APP_DATABASE
 
--- The gateway's own login: it owns the application database and is a member of no other
--- role, so nothing it runs can borrow another role's privileges.
+-- The gateway's own login: it owns the application database and its schema `app`, and is a
+-- member of no other role, so nothing it runs can borrow another role's privileges.
 CREATE ROLE gateway LOGIN PASSWORD :'gateway_password';
--- Tokens mapped to `reader` log in as reader: SELECT on the tables, nothing else (no
--- temporary tables either), and read-only transactions unless a session asks otherwise.
+-- Tokens mapped to `reader` log in as reader: SELECT on the app's tables, nothing else (no
+-- temporary tables, no function it was not granted). The gateway opens its transactions
+-- read-only (READ_ONLY_ROLES); the default below is for anything else that logs in as it.
 CREATE ROLE reader LOGIN PASSWORD :'reader_password';
 ALTER ROLE reader SET default_transaction_read_only = on;
+
+-- What the server gives each login, set here because no login may set it for itself:
+-- temporary files per session (temp_file_limit is superuser-only) and connections at once
+-- (a login cannot raise its own). Together they bound the disk one login's temporary files
+-- take: 40 x 256 MB for gateway, 40 x 64 MB for reader (README, Security). 40 connections
+-- hold the manifests' gateway pods through a rolling update (3 pods x 2 workers x
+-- POOL_MAX 5) with room for the connections that end backends.
+ALTER ROLE gateway CONNECTION LIMIT 40;
+ALTER ROLE gateway SET temp_file_limit = '256MB';
+ALTER ROLE reader CONNECTION LIMIT 40;
+ALTER ROLE reader SET temp_file_limit = '64MB';
+-- Where names resolve for anything that logs in as them (the gateway pins it per
+-- connection too: POSTGRES_SCHEMA).
+ALTER ROLE gateway SET search_path = app;
+ALTER ROLE reader SET search_path = app;
 
 CREATE DATABASE :"database" OWNER gateway;
 REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"database" TO reader;
 
 \connect :database
-GRANT USAGE ON SCHEMA public TO reader;
-ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA public GRANT SELECT ON TABLES TO reader;
+-- `public` is on every login's default search path, so whatever is created there runs as
+-- whoever calls it (a `public.upper(varchar)` outranks `pg_catalog.upper(text)`): it
+-- belongs to the superuser and nobody creates in it. The app's objects live in `app`.
+ALTER SCHEMA public OWNER TO CURRENT_USER;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+CREATE SCHEMA app AUTHORIZATION gateway;
+GRANT USAGE ON SCHEMA app TO reader;
+ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA app GRANT SELECT ON TABLES TO reader;
+-- A function the gateway creates is executable by whom it grants, not by everyone.
+ALTER DEFAULT PRIVILEGES FOR ROLE gateway REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;

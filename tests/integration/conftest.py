@@ -17,6 +17,7 @@ import psycopg2
 import pytest
 import requests
 
+from harness.local.deployed import local_server
 from harness.local.postgres import LocalPostgres, free_port
 from harness.local.provision import Logins, provision
 from harness.local.serve import start_gateway, stop_gateway, wait_healthy
@@ -26,7 +27,9 @@ DATABASE = LOGINS.database
 
 
 def start_postgres(directory: Path) -> LocalPostgres:
-    postgres = LocalPostgres(directory / "pgdata")
+    """A server run as the StatefulSet runs it (its settings, its per-process memory cap),
+    with the logins of roles.sql."""
+    postgres = local_server(directory / "pgdata")
     postgres.start()
     provision(postgres, LOGINS)
     return postgres
@@ -34,15 +37,23 @@ def start_postgres(directory: Path) -> LocalPostgres:
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
+    """The session's server. The suite keeps dozens of gateways connected at once, more
+    than the connections roles.sql allows each login (test_server_disk checks those on a
+    server of its own): here they are lifted."""
     server = start_postgres(tmp_path_factory.mktemp("pg"))
+    server.execute(*(f"alter role {login} connection limit -1" for login in LOGINS.names))
     yield server
     server.stop()
 
 
 @pytest.fixture
 def admin(postgres: LocalPostgres) -> Iterator[Any]:
-    """A superuser connection to the gateway's database, for setup and checks."""
-    connection = psycopg2.connect(postgres.dsn(dbname=DATABASE))
+    """A superuser connection to the gateway's database, for setup and checks, with the
+    app's schema (roles.sql) first on its search path (and `public`, where an older
+    provisioning put the app's objects)."""
+    connection = psycopg2.connect(
+        postgres.dsn(dbname=DATABASE), options="-c search_path=app,public"
+    )
     connection.autocommit = True
     yield connection.cursor()
     connection.close()

@@ -10,7 +10,9 @@ READER_TOKEN = "reader-token-for-tests"
 
 @pytest.fixture(scope="module")
 def secured(start_gateway_for):
-    return start_gateway_for(API_TOKENS=f"{ADMIN_TOKEN},{READER_TOKEN}:reader")
+    return start_gateway_for(
+        API_TOKENS=f"{ADMIN_TOKEN},{READER_TOKEN}:reader", READ_ONLY_ROLES="reader"
+    )
 
 
 @pytest.fixture

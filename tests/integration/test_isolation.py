@@ -126,7 +126,7 @@ def test_a_readers_temp_table_never_swallows_an_admins_insert(isolated, admin) -
         isolated.query("create temp table account (id_user int, username text)", token=ADMIN)
         written = isolated.query(f"insert into account values ({i}, 'admin')", token=ADMIN)
         assert written.status_code == 200, written.text
-    admin.execute("select count(*) from public.account")
+    admin.execute("select count(*) from app.account")
     assert admin.fetchone() == (50,)
 
 

@@ -88,10 +88,10 @@ def test_no_login_can_lift_its_temp_file_limit(gateway, token: str) -> None:
         assert response.status_code == 403, (sql, response.text)
 
 
-def test_the_provisioning_bounds_each_logins_connections_and_files(tmp_path) -> None:
+def test_the_provisioning_bounds_each_logins_connections_files_and_objects(tmp_path) -> None:
     """roles.sql, on a server of its own (the session's lifts the connection limits): each
     login has a temp_file_limit and a connection limit PostgreSQL enforces, so no login
-    takes every connection from the others."""
+    takes every connection from the others; only the gateway's login creates large objects."""
     server = start_postgres(tmp_path)
     try:
         connection = psycopg2.connect(server.dsn(dbname=LOGINS.database))
@@ -103,11 +103,17 @@ def test_the_provisioning_bounds_each_logins_connections_and_files(tmp_path) -> 
                 (list(LOGINS.names),),
             )
             logins = cursor.fetchall()
-        connection.close()
         assert [name for name, _, _ in logins] == sorted(LOGINS.names)
         for name, limit, settings in logins:
             assert limit > 0, name
             assert any(s.startswith("temp_file_limit=") for s in settings), (name, settings)
+        with connection.cursor() as cursor:  # PostgreSQL 15 lets read-only transactions
+            cursor.execute(  # create large objects: only the privilege stops the reader
+                "select has_function_privilege('reader', 'lo_from_bytea(oid, bytea)', "
+                "'execute'), has_function_privilege('gateway', 'lo_create(oid)', 'execute')"
+            )
+            assert cursor.fetchone() == (False, True)
+        connection.close()
         _, reader_limit, _ = logins[[name for name, _, _ in logins].index("reader")]
         held = [psycopg2.connect(LOGINS.reader_dsn(server)) for _ in range(reader_limit)]
         with pytest.raises(psycopg2.OperationalError, match="too many connections"):

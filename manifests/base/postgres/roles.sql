@@ -48,3 +48,10 @@ GRANT USAGE ON SCHEMA app TO reader;
 ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA app GRANT SELECT ON TABLES TO reader;
 -- A function the gateway creates is executable by whom it grants, not by everyone.
 ALTER DEFAULT PRIVILEGES FOR ROLE gateway REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- Creating a large object needs no privilege on anything, and PostgreSQL 15 allows it in a
+-- read-only transaction (16 and later refuse): only the gateway's own login may. Writing
+-- to an existing one already needs its owner's grant.
+REVOKE EXECUTE ON FUNCTION lo_creat(integer), lo_create(oid), lo_from_bytea(oid, bytea)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lo_creat(integer), lo_create(oid), lo_from_bytea(oid, bytea)
+    TO gateway;

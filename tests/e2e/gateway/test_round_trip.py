@@ -61,7 +61,7 @@ def test_reader_token_creates_no_large_object(deployment) -> None:
         "set transaction read write; select lo_from_bytea(0, 'x')",
     ):
         denied = deployment.query(sql, token=reader)
-        assert denied.status_code == 403, (sql, denied.text)
+        assert denied.status_code in {400, 403}, (sql, denied.text)
     assert deployment.query(count).json()["result"] == before
 
 

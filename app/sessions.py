@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 
 import psycopg2
@@ -153,6 +154,10 @@ class Logins:
             parameters["client_encoding"] = "UTF8"
             connection = psycopg2.connect(**parameters, connection_factory=Session)
             libpq.learn_layout(connection)  # on a connection that has read nothing yet
+            # Nobody reads NOTICEs or NOTIFYs, and psycopg2 would keep 50 of any size: a
+            # PL/pgSQL loop of 8 MB notices took a worker to 460 MB.
+            connection.notices = deque(maxlen=0)
+            connection.notifies = deque(maxlen=0)
             connection.autocommit = True
             register_typecasters(connection)
             with connection.cursor() as cursor:
@@ -167,10 +172,12 @@ class Logins:
         """A live connection of that role's login; a 503 when none comes in time.
 
         Before anything is sent, a connection the server has closed (PostgreSQL restarted)
-        is replaced together with its idle siblings: such a request is retried once."""
+        is replaced together with its idle siblings: such a request is retried once. A
+        connection past POOL_MAX_AGE_S is replaced by a new one."""
         pool = self._pools[role if role in self._pools else None]
         wait = self._settings.pool_timeout_ms / 1000 if timeout_s is None else timeout_s
-        for _attempt in range(2):
+        server_gone = False
+        while True:
             try:
                 connection = pool.acquire(wait)
             except PoolTimeout:
@@ -178,13 +185,18 @@ class Logins:
             except ConnectFailed as error:
                 log.warning("cannot connect to PostgreSQL: %s", str(error).strip())
                 raise unavailable("database unavailable") from None
-            if not connection.closed and not _has_pending_input(connection):
+            if connection.closed or _has_pending_input(connection):
+                pool.release(connection, broken=True)
+                if server_gone:
+                    raise unavailable("database unavailable")
+                log.info("replacing a database connection the server closed")
+                pool.discard_idle()
+                server_gone = True
+            elif self._too_old(connection):
+                pool.release(connection, broken=True)
+            else:
                 connection.pool = pool
                 return connection
-            log.info("replacing a database connection the server closed")
-            pool.release(connection, broken=True)
-            pool.discard_idle()
-        raise unavailable("database unavailable")
 
     def commit(self, connection: Session) -> None:
         """Reset the session and COMMIT in one round trip, then pool the connection.
@@ -223,10 +235,11 @@ class Logins:
 
     def _give_back(self, connection: Session) -> None:
         """Pool an idle, reset connection; one past its age is closed (its backend with it)."""
-        del connection.notices[:]  # NOTICEs and NOTIFYs belong to the request that caused them
-        del connection.notifies[:]
-        too_old = time.monotonic() - connection.opened_at > self._settings.pool_max_age_s
-        self._pool(connection).release(connection, broken=too_old)
+        self._pool(connection).release(connection, broken=self._too_old(connection))
+
+    def _too_old(self, connection: Session) -> bool:
+        """Older than POOL_MAX_AGE_S: it may hold defaults a superuser has since changed."""
+        return time.monotonic() - connection.opened_at > self._settings.pool_max_age_s
 
     @staticmethod
     def _pool(connection: Session) -> ConnectionPool:

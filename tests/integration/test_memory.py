@@ -107,6 +107,12 @@ PLAIN = [
         413,
     ),
     (
+        "50 notices of 8 MB",
+        "do $$ begin for i in 1..50 loop raise notice '%', repeat('x', 8000000); "
+        "end loop; end $$",
+        200,
+    ),
+    (
         "10^8 rows behind a CTE",
         "with a as (select 1) select generate_series(1, 100000000) as n",
         413,

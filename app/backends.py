@@ -18,10 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
-import psycopg2
-
 from app.pool import ConnectionPool
-from app.wait import CANCEL_GRACE_S, DeadlineExceeded
+from app.wait import CANCEL_GRACE_S
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ def _end(pool: ConnectionPool, backend: Backend, on_terminated: Callable[[str], 
                 cursor.execute(_TERMINATE, (TERMINATE_WAIT_MS, *backend))
                 row = cursor.fetchone()
             connection.stop_deadline()
-        except (psycopg2.Error, DeadlineExceeded) as error:
+        except Exception as error:  # whatever it is, the slot must not be lost: try again
             log.warning("cannot end backend %s yet: %s", backend[0], str(error).strip())
             if connection is not None:
                 ConnectionPool.close_quietly(connection)

@@ -99,6 +99,10 @@ def test_a_backend_that_swallows_the_cancel_ends_with_its_request(gateway, admin
         assert time.monotonic() - started < 0.3 + GRACE_S + 2
     sleeping = "%pg_sleep(1000)%"
     assert _settled(lambda: _backends(admin, LOGIN[token], sleeping) == 0), "a backend outlived it"
+    print(
+        f"\nbackends: {2 * POOL_MAX} cancel-swallowing requests of {LOGIN[token]}, none left "
+        f"{time.monotonic() - started:.1f} s after the last round began; at most {peak} at once"
+    )
     # Each slot holds its connection, and for a moment the one that ends its old backend.
     assert peak <= 2 * POOL_MAX, peak
     assert _settled(lambda: _terminated(gateway) - before >= 2 * POOL_MAX)
@@ -196,3 +200,8 @@ def test_a_stalled_postgres_stalls_no_worker(stoppable_postgres, start_gateway_f
     assert outcome["status"] == 504
     assert outcome["seconds"] < 1 + GRACE_S + 1, outcome
     assert all(status == 200 for status, _ in probes), probes
+    slowest = max(seconds for _, seconds in probes)
+    print(
+        f"\nbackends: PostgreSQL stopped: 504 after {outcome['seconds']:.2f} s (timeout_ms 1000), "
+        f"{len(probes)} /healthz probes all 200, the slowest in {slowest:.2f} s"
+    )

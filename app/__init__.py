@@ -14,19 +14,16 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from app import metrics, wait
+from app import errorpages, metrics, wait
+from app.admission import Admission
 from app.db import Database
-from app.errors import GENERIC_MESSAGE, ApiError
 from app.lifecycle import LIFECYCLE, Lifecycle
-from app.responses import error_response
 from app.routes import bp
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 
 def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCLE) -> Flask:
@@ -37,9 +34,10 @@ def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCL
     app.extensions["pg_gateway.settings"] = settings
     app.extensions["pg_gateway.db"] = database
     app.extensions["pg_gateway.lifecycle"] = lifecycle
+    app.extensions["pg_gateway.admission"] = Admission()
     app.register_blueprint(bp)
     _install_hooks(app, lifecycle)
-    _install_error_handlers(app)
+    errorpages.install(app)
     if not settings.auth_required:
         log.warning("API_TOKENS is empty: /query and /transaction accept unauthenticated requests")
     threading.Thread(
@@ -80,25 +78,4 @@ def _record(lifecycle: Lifecycle, route: str, started: float, fields: dict) -> N
     lifecycle.leave()
     metrics.REQUESTS.labels(route, str(fields["status"])).inc()
     metrics.REQUEST_SECONDS.labels(route).observe(duration)
-    level = logging.DEBUG if fields["path"] in _QUIET_PATHS else logging.INFO
-    log.log(level, "request", extra={**fields, "duration_ms": round(duration * 1000, 3)})
-
-
-def _install_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError) -> Response:
-        g.sqlstate = error.sqlstate
-        return error_response(error)
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        headers = {}
-        if isinstance(error, MethodNotAllowed) and error.valid_methods:
-            headers["Allow"] = ", ".join(error.valid_methods)
-        message = f"{error.name}: {error.description}" if error.description else error.name
-        return api_error(ApiError(error.code or 500, message, headers=headers))
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-        return api_error(ApiError(500, GENERIC_MESSAGE))
+    log.info("request", extra={**fields, "duration_ms": round(duration * 1000, 3)})

@@ -1,15 +1,15 @@
-"""Bearer-token authentication: which token, and which database role it runs as."""
+"""Bearer-token authentication: which token, and so which login and limits a request has."""
 
 from __future__ import annotations
 
 import hmac
 
 from app.errors import ApiError
-from app.settings import Settings
+from app.settings import Settings, Token
 
 
-def role_for_request(settings: Settings, authorization: str | None) -> str | None:
-    """The role to `SET ROLE` to (None: the connection's own), or a 401.
+def token_for_request(settings: Settings, authorization: str | None) -> Token | None:
+    """The request's token (None when no tokens are configured), or a 401.
 
     Every configured token is compared in constant time so the answer's timing does not
     reveal how much of a guessed token was right.
@@ -22,12 +22,11 @@ def role_for_request(settings: Settings, authorization: str | None) -> str | Non
             401, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="pg-gateway"'}
         )
     presented_bytes = presented.strip().encode()
-    matched: str | None = None
-    found = False
-    for token, role in settings.api_tokens.items():
-        if hmac.compare_digest(token.encode(), presented_bytes):
-            matched, found = role, True
-    if not found:
+    matched: Token | None = None
+    for secret, token in settings.api_tokens.items():
+        if hmac.compare_digest(secret.encode(), presented_bytes):
+            matched = token
+    if matched is None:
         raise ApiError(
             401,
             "invalid bearer token",

@@ -131,23 +131,23 @@ class Database:
                 self.logins.abandon(connection)
             metrics.QUERY_SECONDS.observe(time.perf_counter() - started)
 
-    def ping(self, timeout_s: float) -> bool:
-        """True when `SELECT 1` through the pool answers within `timeout_s`."""
+    def probe(self, timeout_s: float) -> bool:
+        """True when a new connection of the gateway's own login answers `SELECT 1` within
+        `timeout_s`. The readiness check: it runs in gunicorn's master, which keeps no pool
+        (its connections would be inherited by every worker it forks)."""
         started = time.monotonic()
         try:
-            connection = self.logins.acquire(None, timeout_s)
-        except ApiError:
+            connection = self.logins.main.connect()
+        except Exception:
             return False
         try:
             connection.start_deadline(timeout_s)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
-            connection.stop_deadline()
         except Exception:
-            self.logins.close(connection)
-            self.logins.main.discard_idle()
             return False
-        self.logins.main.release(connection)
+        finally:
+            connection.close()
         return time.monotonic() - started <= timeout_s
 
     def close(self) -> None:

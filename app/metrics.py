@@ -57,6 +57,37 @@ BACKENDS_TERMINATED = Counter(
     ["login"],
 )
 
+TOKEN_IN_FLIGHT = Gauge(
+    "gateway_token_requests_in_flight",
+    "Requests of a token being served (by the token's name, never the secret)",
+    ["token"],
+    multiprocess_mode="livesum",
+)
+TOKEN_REFUSED = Counter(
+    "gateway_token_refused_total",
+    "Requests answered 429 because their token (or its client) had its share in flight",
+    ["token"],
+)
+
+CONNECTIONS_SHED = Counter(
+    "gateway_connections_shed_total",
+    "Client connections a worker closed at its WORKER_CONNECTIONS: an idle one to make room "
+    "(reason idle), or the new one when every connection was busy (reason full)",
+    ["reason"],
+)
+
+
+def record_shed(reason: str) -> None:
+    CONNECTIONS_SHED.labels(reason).inc()
+
+
+def record_in_flight(token: str, change: int) -> None:
+    TOKEN_IN_FLIGHT.labels(token).inc(change)
+
+
+def record_refused(token: str) -> None:
+    TOKEN_REFUSED.labels(token).inc()
+
 
 def record_terminated(login: str) -> None:
     BACKENDS_TERMINATED.labels(login).inc()

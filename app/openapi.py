@@ -1,4 +1,5 @@
-"""The OpenAPI 3 description of every endpoint (a test keeps it in step with the routes)."""
+"""The OpenAPI 3 description of every endpoint (a test keeps it in step with the routes of
+the data app and of the operations app, whose paths name their own server: OPS_PORT)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(_ref("Error"), "error") for status in statuses}
 
 
-_SQL_ERRORS = (400, 401, 403, 408, 409, 413, 415, 503, 504)
+_SQL_ERRORS = (400, 401, 403, 408, 409, 413, 415, 429, 503, 504)
 _SECURITY = [{"bearer": []}]
+# The operations endpoints answer on a listener of their own, not in the Service.
+_OPS_SERVER = [
+    {
+        "url": "http://{host}:{ops_port}",
+        "description": "the operations listener (OPS_PORT), for probes and Prometheus only",
+        "variables": {"host": {"default": "localhost"}, "ops_port": {"default": "5001"}},
+    }
+]
 
 
 @cache
@@ -94,21 +103,24 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/healthz": {
+                "servers": _OPS_SERVER,
                 "get": {
                     "summary": "Liveness: the process answers",
                     "responses": {"200": _json(status_schema, "alive")},
-                }
+                },
             },
             "/readyz": {
+                "servers": _OPS_SERVER,
                 "get": {
-                    "summary": "Readiness: SELECT 1 through the pool within 1 s, not draining",
+                    "summary": "Readiness: not draining, a live worker, SELECT 1 within 1 s",
                     "responses": {
                         "200": _json(status_schema, "ready"),
                         "503": _json(status_schema, "not ready"),
                     },
-                }
+                },
             },
             "/metrics": {
+                "servers": _OPS_SERVER,
                 "get": {
                     "summary": "Prometheus metrics of all workers",
                     "responses": {
@@ -117,7 +129,7 @@ def openapi_document() -> dict[str, Any]:
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         }
                     },
-                }
+                },
             },
             "/openapi.json": {
                 "get": {

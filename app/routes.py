@@ -1,4 +1,6 @@
-"""HTTP endpoints: they read and validate the body, authenticate, and hand over to `Database`.
+"""HTTP endpoints of the data port: they authenticate, take the token's share (app.admission),
+read and validate the body, and hand over to `Database`. Health, readiness and metrics are
+on a port of their own (app.operations).
 
 Request flow: routes (this module) -> db (transaction, limits) -> responses (JSON bodies).
 A body must arrive within BODY_TIMEOUT_S (408) and hold at most MAX_BODY_BYTES (413, also
@@ -9,30 +11,22 @@ client still sending gets the 413 rather than a broken pipe.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import gevent
 from flask import Blueprint, Response, current_app, request
 from gevent import monkey
 
-from app.auth import role_for_request
+from app.admission import Admission
+from app.auth import token_for_request
 from app.db import Database
 from app.encode import dumps
 from app.errors import ApiError
-from app.lifecycle import Lifecycle
-from app.metrics import render
 from app.openapi import openapi_document
-from app.responses import (
-    NDJSON,
-    json_response,
-    ndjson,
-    result_body,
-    status_response,
-    transaction_body,
-)
-from app.settings import Settings
+from app.responses import NDJSON, json_response, ndjson, result_body, transaction_body
+from app.settings import Settings, Token
 from app.validation import parse_json_body, parse_query, parse_transaction
 
-READY_TIMEOUT_S = 1.0
 READ_CHUNK = 64 * 1024
 # An oversized body is read and dropped up to this much more, within this time.
 DISCARD_BYTES = 8 * 1024 * 1024
@@ -50,8 +44,13 @@ def _settings() -> Settings:
     return current_app.extensions["pg_gateway.settings"]
 
 
-def _lifecycle() -> Lifecycle:
-    return current_app.extensions["pg_gateway.lifecycle"]
+def _token() -> Token | None:
+    return token_for_request(_settings(), request.headers.get("Authorization"))
+
+
+def _admit(token: Token | None) -> Callable[[], None]:
+    admission: Admission = current_app.extensions["pg_gateway.admission"]
+    return admission.admit(token, request.remote_addr or "")
 
 
 def _read(size: int, deadline: float) -> bytes:
@@ -118,41 +117,37 @@ def _wants_ndjson() -> bool:
 
 @bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
-    role = role_for_request(_settings(), request.headers.get("Authorization"))
+    token = _token()
+    role = token.role if token else None
     parsed = parse_query(_json_body(), _settings(), role)
+    release = _admit(token)
     if _wants_ndjson():
-        lines = _database().stream(parsed.statement, parsed.options, role)
-        return Response(ndjson(lines), mimetype=NDJSON)
-    result = _database().query(parsed.statement, parsed.options, role)
+        try:
+            lines = _database().stream(parsed.statement, parsed.options, role)
+        except BaseException:
+            release()
+            raise
+        response = Response(ndjson(lines), mimetype=NDJSON)
+        response.call_on_close(release)  # the share is held until the stream is sent
+        return response
+    try:
+        result = _database().query(parsed.statement, parsed.options, role)
+    finally:
+        release()
     return json_response(result_body(result, parsed.options.meta))
 
 
 @bp.post("/transaction", provide_automatic_options=False)
 def transaction() -> Response:
-    role = role_for_request(_settings(), request.headers.get("Authorization"))
+    token = _token()
+    role = token.role if token else None
     parsed = parse_transaction(_json_body(), _settings(), role)
-    results = _database().transaction(parsed.statements, parsed.options, role)
+    release = _admit(token)
+    try:
+        results = _database().transaction(parsed.statements, parsed.options, role)
+    finally:
+        release()
     return json_response(transaction_body(results, parsed.options.meta))
-
-
-@bp.get("/healthz", provide_automatic_options=False)
-def healthz() -> Response:
-    return status_response("ok")
-
-
-@bp.get("/readyz", provide_automatic_options=False)
-def readyz() -> Response:
-    if _lifecycle().draining:
-        return status_response("draining", 503)
-    if not _database().ping(READY_TIMEOUT_S):
-        return status_response("database unavailable", 503)
-    return status_response("ready")
-
-
-@bp.get("/metrics", provide_automatic_options=False)
-def metrics() -> Response:
-    text, content_type = render()
-    return Response(text, content_type=content_type)
 
 
 @bp.get("/openapi.json", provide_automatic_options=False)

@@ -1,21 +1,38 @@
-"""The production server: gunicorn with gevent workers and a draining SIGTERM.
+"""The production server: gunicorn with gevent workers, a draining SIGTERM, a listener of its
+own for the probes, and client connections bounded per worker.
 
 Each worker serves its connections from greenlets in one thread; psycopg2 waits
-cooperatively (`app.green`). Against threads this removes the hand-offs between threads
-and the GIL contention that set the latency tail (see the README's Benchmarks).
+cooperatively (app.wait). Against threads this removes the hand-offs between threads and
+the GIL contention that set the latency tail (see the README's Benchmarks).
 
-On SIGTERM gunicorn would close its listening socket at once. The gateway first turns
-`/readyz` to 503 and lets in-flight requests finish, still answering, and only then
-lets gunicorn stop its workers gracefully.
+- Probes and metrics: the master serves them on OPS_PORT (app.operations), apart from every
+  client connection.
+- Connections: a worker holds at most WORKER_CONNECTIONS. When one more arrives, the
+  connection idle the longest (waiting for a request's headers: kept alive since its last
+  answer, or never sent one) is closed to make room; when none is idle, the new one is
+  answered 503 and closed. Either is counted in `gateway_connections_shed_total`. A request
+  in progress is never cut, and a client busy on its kept-alive connection keeps it.
+- Drain: on SIGTERM gunicorn would close its listening socket at once. The gateway first
+  turns `/readyz` to 503 and lets in-flight requests finish, still answering (each answer
+  then closes its connection), and only then lets gunicorn stop its workers gracefully.
+- gunicorn's own answers (a request it cannot parse, headers over its limits) are the
+  contract's JSON error bodies with an `X-Request-ID`, like every other answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import gevent
 from flask import Flask
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
@@ -23,13 +40,42 @@ from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 from prometheus_client import multiprocess
 
-from app import create_app
+from app import create_app, metrics, operations
+from app.encode import dumps
+from app.errors import RETRY_AFTER_SECONDS, ApiError
 from app.jsonlog import logging_config
 from app.lifecycle import LIFECYCLE
+from app.responses import error_document
 from app.settings import Settings
+
+# Accepted beyond WORKER_CONNECTIONS, only to be shed: an accept that stopped at the limit
+# would leave new clients in the kernel's backlog behind whatever holds the slots.
+SHED_MARGIN = 64
+
+
+def write_json_error(sock: socket.socket, status: int, reason: str, message: str) -> None:
+    """gunicorn's `util.write_error`, answering the contract's JSON instead of HTML."""
+    text = f"{reason}: {message}" if message else reason
+    body = dumps(error_document(ApiError(status, text)))
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"X-Request-ID: {uuid.uuid4().hex}\r\n"
+    )
+    if status == 503:
+        head += f"Retry-After: {RETRY_AFTER_SECONDS}\r\n"
+    util.write_nonblock(sock, head.encode("latin-1") + b"\r\n" + body)
+
+
+util.write_error = write_json_error
 
 
 class DrainingArbiter(Arbiter):
+    def start(self) -> None:
+        super().start()
+        settings = self.app.settings
+        operations.start(settings, LIFECYCLE, lambda: len(self.WORKERS))
+
     def handle_term(self) -> None:
         self.log.info("SIGTERM: draining, /readyz now answers 503")
         LIFECYCLE.start_draining()
@@ -49,13 +95,53 @@ class GatewayLogger(Logger):
 class GatewayWorker(GeventWorker):
     """gunicorn's gevent worker with the gateway's limits on client connections."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_limit = self.worker_connections
+        self.worker_connections = self.open_limit + SHED_MARGIN  # gevent's accept pool
+        self._open: dict[Any, socket.socket] = {}  # greenlet -> its client
+        self._idle: dict[Any, float] = {}  # greenlet waiting for headers -> since when
+
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        if len(self._open) >= self.open_limit and not self._shed_an_idle_connection():
+            metrics.record_shed("full")
+            write_json_error(client, 503, "Service Unavailable", "every connection is busy")
+            util.close(client)
+            return
+        me = gevent.getcurrent()
+        self._open[me] = client
         # Every read and write on the client's socket gives up after STREAM_STALL_S (the
         # gevent worker would block for ever): a client that stops reading or sending
         # holds its greenlet no longer. The request headers are bounded by the keep-alive
         # timeout around gunicorn's parser, the body by BODY_TIMEOUT_S (app.routes).
         client.settimeout(self.app.settings.stream_stall_s)
-        AsyncWorker.handle(self, listener, client, addr)
+        try:
+            AsyncWorker.handle(self, listener, client, addr)
+        finally:
+            del self._open[me]
+            self._idle.pop(me, None)
+
+    @contextlib.contextmanager
+    def timeout_ctx(self) -> Iterator[None]:
+        """gunicorn waits for each request's headers in this: the connection is idle."""
+        me = gevent.getcurrent()
+        self._idle[me] = time.monotonic()
+        try:
+            with gevent.Timeout(self.cfg.keepalive, False):
+                yield
+        finally:
+            self._idle.pop(me, None)
+
+    def _shed_an_idle_connection(self) -> bool:
+        """Close the connection idle the longest: its parser reads the end, its greenlet ends."""
+        if not self._idle:
+            return False
+        greenlet = min(self._idle, key=self._idle.__getitem__)
+        del self._idle[greenlet]
+        with contextlib.suppress(OSError):
+            self._open[greenlet].shutdown(socket.SHUT_RDWR)
+        metrics.record_shed("idle")
+        return True
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
         if LIFECYCLE.draining:
@@ -90,6 +176,8 @@ class GatewayServer(BaseApplication):
             "logger_class": GatewayLogger,
             "child_exit": _child_exit,
             "proc_name": "pg-gateway",
+            "certfile": settings.tls_cert_file,
+            "keyfile": settings.tls_key_file,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

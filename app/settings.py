@@ -6,6 +6,7 @@ variable, instead of surfacing later as a confusing runtime error.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +17,20 @@ MIB = 1024 * 1024
 # A name as PostgreSQL stores an unquoted one: lower case. A role's password comes from
 # POSTGRES_PASSWORD_<ROLE> (upper-cased), which is unambiguous only for such names.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_TOKEN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Token:
+    """What a bearer token may use. The secret is its key in `Settings.api_tokens`, never a
+    field: `name` labels it in metrics and logs."""
+
+    name: str
+    role: str | None  # the login its requests run as; None: the gateway's own
+    concurrency: int  # requests in flight per worker; beyond it, 429 at once
+    per_client: int  # of those, from one client address
 
 
 class ConfigError(ValueError):
@@ -33,7 +46,7 @@ class Settings:
     """The validated configuration; defaults are the documented ones."""
 
     dsn: dict[str, str] = field(default_factory=dict)
-    api_tokens: dict[str, str | None] = field(default_factory=dict)
+    api_tokens: dict[str, Token] = field(default_factory=dict)
     # Connection parameters of each role a token maps to: its own login and password.
     role_dsns: dict[str, dict[str, str]] = field(default_factory=dict)
     read_only: bool = False
@@ -52,6 +65,9 @@ class Settings:
     pool_max_age_s: int = 300
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen beyond loopback
     port: int = 5000
+    ops_port: int = 5001  # /healthz, /readyz, /metrics: probes and Prometheus only
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     workers: int = 2
     worker_connections: int = 100
     graceful_timeout_s: int = 30
@@ -115,36 +131,72 @@ def _dsn(env: Mapping[str, str]) -> dict[str, str]:
     return dsn
 
 
-def _tokens(env: Mapping[str, str]) -> dict[str, str | None]:
-    """Parse `token` or `token:role` entries strictly: a typo must not widen access."""
-    tokens: dict[str, str | None] = {}
-    for entry in env.get("API_TOKENS", "").split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
-        token, colon, role = entry.partition(":")
-        if not token or any(c.isspace() for c in token):
-            raise ConfigError("API_TOKENS", "every entry needs a token without spaces")
-        if colon and not role:
-            raise ConfigError("API_TOKENS", "the entry for a token ends in ':' with no role")
-        if role and not _NAME.match(role):
-            hint = f" (did you mean {role.lower()!r}?)" if _NAME.match(role.lower()) else ""
+def _token_entry(entry: str, index: int) -> tuple[str, str | None, dict[str, str]]:
+    """`token[:role][:name=...][:concurrency=N][:per_client=N]`, strictly: a typo must not
+    widen access."""
+    token, *fields = entry.split(":")
+    if not token or any(c.isspace() for c in token):
+        raise ConfigError("API_TOKENS", "every entry needs a token without spaces")
+    role, options = None, {}
+    for part in fields:
+        key, equals, value = part.partition("=")
+        if not part:
+            raise ConfigError("API_TOKENS", f"entry {index} has an empty field (no role?)")
+        if equals:
+            if key not in {"name", "concurrency", "per_client"} or key in options:
+                raise ConfigError("API_TOKENS", f"entry {index}: unknown or repeated {key!r}")
+            options[key] = value
+        elif role is not None:
+            raise ConfigError("API_TOKENS", f"entry {index} names more than one role")
+        elif not _NAME.match(part):
+            hint = f" (did you mean {part.lower()!r}?)" if _NAME.match(part.lower()) else ""
             raise ConfigError(
-                "API_TOKENS",
-                f"role {role!r} is not a lower-case PostgreSQL login name{hint}",
+                "API_TOKENS", f"role {part!r} is not a lower-case PostgreSQL login name{hint}"
             )
+        else:
+            role = part
+    return token, role, options
+
+
+def _count(options: dict[str, str], key: str, default: int, index: int) -> int:
+    raw = options.get(key, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise ConfigError("API_TOKENS", f"entry {index}: {key} must be 1 to 10000, got {raw!r}")
+    return int(raw)
+
+
+def _tokens(env: Mapping[str, str], own_login: str, pool_max: int) -> dict[str, Token]:
+    """Each entry's token and limits. A token's default concurrency leaves one of its login's
+    POOL_MAX connections to every other token of that login."""
+    entries = []
+    for index, entry in enumerate(
+        (e.strip() for e in env.get("API_TOKENS", "").split(",") if e.strip()), start=1
+    ):
+        entries.append((index, *_token_entry(entry, index)))
+    logins = [role or own_login for _, _, role, _ in entries]
+    tokens: dict[str, Token] = {}
+    for (index, token, role, options), login in zip(entries, logins, strict=True):
         if token in tokens:
             raise ConfigError("API_TOKENS", "a token is listed twice")
-        tokens[token] = role or None
+        name = options.get("name", f"token-{index}")
+        if not _TOKEN_NAME.match(name) or name in {t.name for t in tokens.values()}:
+            raise ConfigError("API_TOKENS", f"entry {index}: name {name!r} is invalid or taken")
+        sharing = logins.count(login)
+        concurrency = _count(options, "concurrency", max(1, pool_max - sharing + 1), index)
+        per_client = _count(options, "per_client", concurrency, index)
+        if per_client > concurrency:
+            raise ConfigError("API_TOKENS", f"entry {index}: per_client exceeds concurrency")
+        tokens[token] = Token(name, role, concurrency, per_client)
     return tokens
 
 
 def _role_dsns(
-    env: Mapping[str, str], dsn: dict[str, str], tokens: dict[str, str | None]
+    env: Mapping[str, str], dsn: dict[str, str], tokens: dict[str, Token]
 ) -> dict[str, dict[str, str]]:
     """Each mapped role logs in as itself, with its own password, to the same database."""
     role_dsns: dict[str, dict[str, str]] = {}
-    for role in sorted({role for role in tokens.values() if role and role != dsn.get("user")}):
+    roles = {token.role for token in tokens.values() if token.role}
+    for role in sorted(roles - {dsn.get("user")}):
         variable = f"POSTGRES_PASSWORD_{role.upper()}"
         password = env.get(variable, "")
         if not password:
@@ -179,6 +231,18 @@ def _schema(env: Mapping[str, str]) -> str:
     return schema
 
 
+def _tls_files(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Both or neither: the data port then speaks TLS only."""
+    cert = env.get("TLS_CERT_FILE", "").strip() or None
+    key = env.get("TLS_KEY_FILE", "").strip() or None
+    if bool(cert) != bool(key):
+        raise ConfigError("TLS_CERT_FILE" if key else "TLS_KEY_FILE", "set both or neither")
+    for variable, path in (("TLS_CERT_FILE", cert), ("TLS_KEY_FILE", key)):
+        if path and not os.path.isfile(path):
+            raise ConfigError(variable, f"no such file: {path}")
+    return {"tls_cert_file": cert, "tls_key_file": key}
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build `Settings` from environment-like mapping, raising `ConfigError` on bad input."""
     statement_timeout = _int(env, "STATEMENT_TIMEOUT_MS", 5000, 1, 24 * 3600 * 1000)
@@ -196,8 +260,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
     dsn = _dsn(env)
-    tokens = _tokens(env)
+    tokens = _tokens(env, dsn.get("user", ""), pool_max)
     role_dsns = _role_dsns(env, dsn, tokens)
+    port = _int(env, "PORT", 5000, 1, 65535)
+    ops_port = _int(env, "OPS_PORT", 5001, 1, 65535)
+    if ops_port == port:
+        raise ConfigError("OPS_PORT", f"must differ from PORT ({port})")
     return Settings(
         dsn=dsn,
         api_tokens=tokens,
@@ -215,7 +283,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         pool_timeout_ms=_int(env, "POOL_TIMEOUT_MS", 5000, 1, 600_000),
         pool_max_age_s=_int(env, "POOL_MAX_AGE_S", 300, 1, 24 * 3600),
         host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",  # noqa: S104
-        port=_int(env, "PORT", 5000, 1, 65535),
+        port=port,
+        ops_port=ops_port,
+        **_tls_files(env),
         workers=_int(env, "WORKERS", 2, 1, 64),
         worker_connections=_int(env, "WORKER_CONNECTIONS", 100, 1, 10_000),
         graceful_timeout_s=_int(env, "GRACEFUL_TIMEOUT_S", 30, 1, 3600),

@@ -69,10 +69,10 @@ def _wait_post(url: str, body: bytes, process: subprocess.Popen, timeout_s: floa
 
 
 def start_gateway_service(dsn: str, log: IO, env: dict[str, str]) -> Service:
-    port = free_port()
-    process = start_gateway(dsn, "127.0.0.1", port, {**GATEWAY_ENV, **env}, log)
+    port, ops_port = free_port(), free_port()
+    process = start_gateway(dsn, "127.0.0.1", (port, ops_port), {**GATEWAY_ENV, **env}, log)
     service = Service("gateway", process, port)
-    wait_healthy(service.url + "/healthz", process, START_TIMEOUT_S)
+    wait_healthy(f"http://127.0.0.1:{ops_port}/healthz", process, START_TIMEOUT_S)
     _wait_post(service.url + "/query", b'{"query":"select 1"}', process, START_TIMEOUT_S)
     return service
 

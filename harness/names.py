@@ -18,11 +18,19 @@ GATEWAY = "pg-gateway"  # Deployment and Service, and app.kubernetes.io/name of 
 POSTGRES = "postgres"  # StatefulSet and Service, and app.kubernetes.io/name of its pods
 POSTGRES_POD = f"{POSTGRES}-0"  # the StatefulSet's one pod
 SECRET = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
-# The Secret's key the gateway reads API_TOKENS from: `token` or `token:role`, admin first.
+# The Secret's key the gateway reads API_TOKENS from: `token[:role][:option=value...]`,
+# admin first; what follows each token in it (scripts/deploy.sh writes the same, a test
+# holds them together): the admin may have 10 requests in flight per worker, those beyond
+# POOL_MAX waiting for a connection.
 API_TOKENS_KEY = "api-tokens"
+ADMIN_TOKEN_OPTIONS = ":name=admin:concurrency=10"  # noqa: S105 - options, not a secret
+READER_TOKEN_OPTIONS = ":reader:name=reader"  # noqa: S105 - options, not a secret
 GATEWAY_CONTAINER = "gateway"
 POSTGRES_CONTAINER = "postgres"
 GATEWAY_PORT = 5000
+# Health, readiness and metrics: the container port's name and number (OPS_PORT).
+OPS_PORT_NAME = "ops"
+OPS_PORT = 5001
 POSTGRES_PORT = 5432
 
 NAME_LABEL = "app.kubernetes.io/name"

@@ -6,6 +6,7 @@
 #
 # Environment:
 #   REGISTRY, TAG  (aws only, required) the gateway image becomes $REGISTRY/pg-gateway:$TAG
+#   TLS_CERT_ARN   (aws only, required) the ACM certificate the load balancer presents
 #   KUBECTL        kubectl to use [kubectl]; the current context is the target cluster
 #   TIMEOUT        how long to wait for each rollout [300s]
 #
@@ -40,6 +41,7 @@ command -v "$kubectl" >/dev/null || {
 if [[ $overlay == aws ]]; then
 	: "${REGISTRY:?aws needs REGISTRY (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com)}"
 	: "${TAG:?aws needs TAG (the gateway image tag to deploy)}"
+	: "${TLS_CERT_ARN:?aws needs TLS_CERT_ARN (the ACM certificate of the load balancer)}"
 fi
 
 tmp=$(mktemp -d)
@@ -61,11 +63,14 @@ if "$kubectl" -n "$namespace" get secret pg-gateway-secrets >/dev/null 2>&1; the
 else
 	echo "deploy: creating secret pg-gateway-secrets with random values"
 	# Values go through files in a private directory, never through argv or the terminal.
-	# api-tokens: an admin token (the gateway's login) and a read-only one (reader's login).
+	# api-tokens: an admin token (the gateway's login; up to 10 requests in flight per worker,
+	# those beyond POOL_MAX waiting for a connection) and a read-only one (reader's login,
+	# READ_ONLY_ROLES), each named for the metrics.
 	for key in postgres-password gateway-password reader-password admin-token reader-token; do
 		random_secret | tr -d '\n' >"$tmp/$key"
 	done
-	printf '%s,%s:reader' "$(cat "$tmp/admin-token")" "$(cat "$tmp/reader-token")" >"$tmp/api-tokens"
+	printf '%s:name=admin:concurrency=10,%s:reader:name=reader' \
+		"$(cat "$tmp/admin-token")" "$(cat "$tmp/reader-token")" >"$tmp/api-tokens"
 	"$kubectl" -n "$namespace" create secret generic pg-gateway-secrets \
 		--from-file=postgres-password="$tmp/postgres-password" \
 		--from-file=gateway-password="$tmp/gateway-password" \
@@ -74,7 +79,7 @@ else
 	rm -f "$tmp"/*-password "$tmp"/*-token "$tmp/api-tokens"
 	"$kubectl" -n "$namespace" label secret pg-gateway-secrets \
 		app.kubernetes.io/part-of=pg-gateway >/dev/null
-	echo "deploy: read the API tokens (admin,reader:reader) with:" \
+	echo "deploy: read the API tokens (admin first, then reader) with:" \
 		"$kubectl -n $namespace get secret pg-gateway-secrets -o jsonpath='{.data.api-tokens}' | base64 -d"
 fi
 
@@ -94,8 +99,30 @@ images:
   - name: REGISTRY/pg-gateway
     newName: $REGISTRY/pg-gateway
     newTag: "$TAG"
+patches:
+  - target:
+      kind: Service
+      name: pg-gateway
+    patch: |-
+      - op: replace
+        path: /metadata/annotations/service.beta.kubernetes.io~1aws-load-balancer-ssl-cert
+        value: "$TLS_CERT_ARN"
 EOF
 	kustomization=$wrapper
+	if "$kubectl" -n "$namespace" get secret pg-gateway-tls >/dev/null 2>&1; then
+		echo "deploy: secret pg-gateway-tls exists; keeping it"
+	else
+		# The pods' side of the load balancer's second TLS hop: the NLB does not verify the
+		# targets' certificate, so a self-signed one suffices (replace it with your CA's).
+		echo "deploy: creating secret pg-gateway-tls with a self-signed certificate"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=pg-gateway" \
+			-keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
+		"$kubectl" -n "$namespace" create secret tls pg-gateway-tls \
+			--cert="$tmp/tls.crt" --key="$tmp/tls.key" >/dev/null
+		rm -f "$tmp/tls.key" "$tmp/tls.crt"
+		"$kubectl" -n "$namespace" label secret pg-gateway-tls \
+			app.kubernetes.io/part-of=pg-gateway >/dev/null
+	fi
 fi
 
 echo "deploy: applying overlay $overlay to namespace $namespace"

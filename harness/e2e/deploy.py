@@ -40,7 +40,8 @@ class Credentials:
 
     @property
     def api_tokens(self) -> str:
-        return f"{self.admin_token},{self.reader_token}:reader"
+        admin = self.admin_token + names.ADMIN_TOKEN_OPTIONS
+        return f"{admin},{self.reader_token}{names.READER_TOKEN_OPTIONS}"
 
 
 def set_image(documents: list[dict[str, Any]], container: str, image: str) -> None:

@@ -42,10 +42,23 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
 
 
 def start_gateway(
-    database_url: str, host: str, port: int, extra_env: dict[str, str], log: IO | None = None
+    database_url: str,
+    host: str,
+    ports: tuple[int, int],
+    extra_env: dict[str, str],
+    log: IO | None = None,
 ) -> subprocess.Popen:
-    """`python -m app` in its own session, so a terminal's Ctrl-C reaches only us."""
-    env = {**os.environ, "DATABASE_URL": database_url, "HOST": host, "PORT": str(port), **extra_env}
+    """`python -m app` in its own session, so a terminal's Ctrl-C reaches only us; `ports`
+    are the data port and the operations port (/healthz, /readyz, /metrics)."""
+    port, ops_port = ports
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "HOST": host,
+        "PORT": str(port),
+        "OPS_PORT": str(ops_port),
+        **extra_env,
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
         [sys.executable, "-m", "app"],
@@ -83,6 +96,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=5000, help="gateway port [5000]")
+    parser.add_argument(
+        "--ops-port", type=int, default=5001, help="health, readiness, metrics [5001]"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pg-gateway-serve-"))
     postgres = local_server(workdir / "pgdata")
@@ -93,12 +109,13 @@ def main() -> int:
         logins = Logins()
         provision(postgres, logins)  # the gateway logs in as `gateway`, as deployed
         gateway = start_gateway(
-            logins.gateway_dsn(postgres), "127.0.0.1", args.port, {"WORKERS": "2"}
+            logins.gateway_dsn(postgres), "127.0.0.1", (args.port, args.ops_port), {"WORKERS": "2"}
         )
-        wait_healthy(f"http://127.0.0.1:{args.port}/healthz", gateway, START_TIMEOUT_S)
+        wait_healthy(f"http://127.0.0.1:{args.ops_port}/healthz", gateway, START_TIMEOUT_S)
         elapsed = time.monotonic() - started
         print(
-            f"\npg-gateway is up on http://127.0.0.1:{args.port} ({elapsed:.1f} s; PostgreSQL "
+            f"\npg-gateway is up on http://127.0.0.1:{args.port} (health, readiness and metrics "
+            f"on :{args.ops_port}; {elapsed:.1f} s; PostgreSQL "
             f"on 127.0.0.1:{postgres.port}, data in {workdir}, removed on exit)\n\nTry it:",
             *(
                 f"  scripts/post_query.sh 127.0.0.1 {args.port} {shell_quote(q)}"

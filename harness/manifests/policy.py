@@ -6,7 +6,9 @@ checks (`harness.manifests.kubescore`: resources, readiness and liveness probes,
 root, privileged, UIDs, image tags and pull policy, NetworkPolicy and PDB coverage): a
 startup probe, the parts of a locked-down securityContext kube-score does not check, a PDB
 that keeps a gateway up and a zero-downtime rollout, PostgreSQL reachable only from the
-gateway, egress only to named pods and ports, and no Secret committed with data. Nothing
+gateway, egress only to named pods and ports, the probes' port kept out of every Service and
+admitted only from named pods, a load balancer only with TLS (and source ranges when it
+faces the internet), and no Secret committed with data. Nothing
 here repeats a kube-score check except where this rule is stricter (kube-score asks for a
 PDB only from 2 replicas on). `harness.manifests.lint` renders the targets, validates the
 schemas and calls this.
@@ -24,6 +26,10 @@ Rule ids are stable (tests and readers grep for them):
     rollout.strategy         the gateway rolls out with maxSurge 1 and maxUnavailable 0
     netpol.postgres          PostgreSQL pods admit only the gateway pods, on TCP 5432
     netpol.egress            egress rules over the app's pods name both pods and ports
+    netpol.ops               the gateway's operations port admits only pods a rule names
+    service.ops-port         no Service leads to the gateway's operations port
+    service.exposure         a LoadBalancer Service states its scheme, terminates TLS, and
+                             when internet-facing lists the sources it admits
     secret.committed         no Secret with data or stringData in the manifests
     workload.missing         the gateway Deployment and the PostgreSQL StatefulSet exist
 """
@@ -67,6 +73,8 @@ def check(resources: Sequence[Resource], *, target: str = "(rendered)") -> list[
     findings.extend(_check_gateway(resources, target))
     findings.extend(_check_postgres_network(resources, target))
     findings.extend(_check_egress(resources))
+    findings.extend(_check_ops_port(resources))
+    findings.extend(_check_exposure(resources))
     return findings
 
 
@@ -352,3 +360,54 @@ def _egress_rule_problems(rule: Obj) -> Iterator[str]:
             yield "allows every pod of a namespace (no or empty podSelector)"
     if not rule.get("ports"):
         yield "allows every port"
+
+
+def _check_ops_port(resources: Sequence[Resource]) -> Iterator[Finding]:
+    """The probes' and metrics' port is for the kubelet and Prometheus: no Service leads to
+    it, and a policy admitting it names the pods it admits (the metrics name the logins)."""
+    gateways = _workloads(resources, "Deployment", names.GATEWAY)
+    ops_ports = {names.OPS_PORT_NAME, names.OPS_PORT}
+    for service in (res for res in resources if res.kind == "Service"):
+        for port in service.body.get("spec", {}).get("ports") or []:
+            if port.get("targetPort", port.get("port")) in ops_ports:
+                yield _finding(service, "service.ops-port", "leads to the operations port")
+    for policy in (res for res in resources if res.kind == "NetworkPolicy"):
+        spec = policy.body.get("spec") or {}
+        if "Ingress" not in policy_types(spec) or not any(
+            selector_matches(spec.get("podSelector"), pod_labels(gw)) for gw in gateways
+        ):
+            continue
+        for index, rule in enumerate(spec.get("ingress") or []):
+            ports = {p.get("port") for p in rule.get("ports") or []}
+            admits_ops = not ports or ports & ops_ports
+            peers = rule.get("from") or []
+            if admits_ops and (
+                not peers or not all(_names_pods(p.get("podSelector")) for p in peers)
+            ):
+                yield _finding(
+                    policy,
+                    "netpol.ops",
+                    f"ingress[{index}] admits the operations port from sources it does not name",
+                )
+
+
+_AWS = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def _check_exposure(resources: Sequence[Resource]) -> Iterator[Finding]:
+    """A token crosses the load balancer's network: TLS there, and an internet-facing one
+    admits only the networks it lists (an open one is a flood and a brute force away)."""
+    for service in (res for res in resources if res.kind == "Service"):
+        spec = service.body.get("spec") or {}
+        if spec.get("type") != "LoadBalancer":
+            continue
+        annotations = service.body.get("metadata", {}).get("annotations") or {}
+        scheme = annotations.get(_AWS + "scheme")
+        if scheme not in ("internal", "internet-facing"):
+            yield _finding(service, "service.exposure", "states no scheme (internal or not)")
+        if scheme == "internet-facing" and not spec.get("loadBalancerSourceRanges"):
+            yield _finding(
+                service, "service.exposure", "is internet-facing with no loadBalancerSourceRanges"
+            )
+        if not (annotations.get(_AWS + "ssl-cert") and annotations.get(_AWS + "ssl-ports")):
+            yield _finding(service, "service.exposure", "terminates no TLS (ssl-cert, ssl-ports)")

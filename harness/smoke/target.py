@@ -25,6 +25,8 @@ from harness.manifests.render import Resource
 from harness.steps import HarnessError
 
 READY_POLL_S = 2.0
+# What shows the Service leads to a serving gateway: a GET that needs no token.
+READY_PATH = "/openapi.json"
 
 
 class Admin(enum.Enum):
@@ -67,22 +69,24 @@ class Gateway:
             return requests.get(f"{self.url}{path}", timeout=gateway.REQUEST_TIMEOUT_S)
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Until /readyz answers 200 (a LoadBalancer's name may take a while to resolve)."""
+        """Until the Service answers (a LoadBalancer's name may take a while to resolve);
+        the pods' own readiness is on their operations port, which the Service does not
+        lead to."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                last: object = self.get("/readyz").status_code
+                last: object = self.get(READY_PATH).status_code
             except HarnessError as exc:
                 last = exc
             if last == 200:
                 return
             if time.monotonic() > deadline:
-                raise HarnessError(f"no 200 from /readyz within {timeout_s:.0f} s: {last}")
+                raise HarnessError(f"no 200 from {READY_PATH} within {timeout_s:.0f} s: {last}")
             time.sleep(READY_POLL_S)
 
 
 def first_token(api_tokens: str) -> str:
-    """The admin token: the first `token` or `token:role` entry of API_TOKENS."""
+    """The admin token: the token of API_TOKENS's first `token[:role][:option...]` entry."""
     entries = [entry.strip() for entry in api_tokens.split(",") if entry.strip()]
     if not entries:
         raise HarnessError(

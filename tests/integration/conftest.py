@@ -23,6 +23,7 @@ from harness.local.provision import Logins, provision
 from harness.local.serve import start_gateway, stop_gateway, wait_healthy
 
 LOGINS = Logins(database="gw")
+OPS_PATHS = {"/healthz", "/readyz", "/metrics"}
 DATABASE = LOGINS.database
 
 
@@ -63,6 +64,7 @@ def admin(postgres: LocalPostgres) -> Iterator[Any]:
 class Gateway:
     url: str
     process: subprocess.Popen
+    ops_url: str  # /healthz, /readyz, /metrics: the operations listener
     session: requests.Session = field(default_factory=requests.Session)
 
     def post(self, path: str, body: Any, token: str | None = None, **kwargs: Any) -> Any:
@@ -77,7 +79,9 @@ class Gateway:
         return self.post("/query", {"query": sql, **fields}, token=token)
 
     def get(self, path: str) -> Any:
-        return self.session.get(self.url + path, timeout=10)
+        """GET from the port that serves the path: the operations endpoints have their own."""
+        base = self.ops_url if path in OPS_PATHS else self.url
+        return self.session.get(base + path, timeout=10)
 
 
 GatewayFactory = Callable[..., Gateway]
@@ -100,14 +104,13 @@ def start_gateway_for(
     def start(
         server: LocalPostgres | None = None, database_url: str | None = None, **env: str
     ) -> Gateway:
-        port = free_port()
+        port, ops_port = free_port(), free_port()
         log = (logs / f"gateway-{port}.log").open("w")
         dsn = database_url or gateway_url(server or postgres)
         reader = {"POSTGRES_PASSWORD_READER": LOGINS.reader_password}
-        process = start_gateway(dsn, "127.0.0.1", port, {**reader, **env}, log)
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url + "/healthz", process, timeout_s=30)
-        gateway = Gateway(url, process)
+        process = start_gateway(dsn, "127.0.0.1", (port, ops_port), {**reader, **env}, log)
+        gateway = Gateway(f"http://127.0.0.1:{port}", process, f"http://127.0.0.1:{ops_port}")
+        wait_healthy(gateway.ops_url + "/healthz", process, timeout_s=30)
         started.append(gateway)
         return gateway
 

@@ -66,7 +66,7 @@ def _backends(admin, login: str, pattern: str = "%") -> int:
 
 
 def _terminated(gateway) -> float:
-    text = requests.get(gateway.url + "/metrics", timeout=5).text
+    text = requests.get(gateway.ops_url + "/metrics", timeout=5).text
     found = re.findall(r"^gateway_backends_terminated_total\{[^}]*\} (\S+)$", text, re.M)
     return sum(float(value) for value in found)
 
@@ -190,7 +190,7 @@ def test_a_stalled_postgres_stalls_no_worker(stoppable_postgres, start_gateway_f
     for _ in range(15):  # as the kubelet probes: a new connection, a short timeout
         started = time.monotonic()
         try:
-            status = requests.get(gateway.url + "/healthz", timeout=1).status_code
+            status = requests.get(gateway.ops_url + "/healthz", timeout=1).status_code
         except requests.RequestException as error:
             status = type(error).__name__
         probes.append((status, round(time.monotonic() - started, 2)))

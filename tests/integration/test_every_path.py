@@ -30,7 +30,7 @@ def in_use(gateway, settle_s: float = 10) -> float:
     slot until its backend is known to be gone (app.backends), which takes a moment."""
     deadline = time.monotonic() + settle_s
     while True:
-        text = requests.get(gateway.url + "/metrics", timeout=5).text
+        text = requests.get(gateway.ops_url + "/metrics", timeout=5).text
         lent = sum(
             float(v) for v in re.findall(r"^gateway_pool_in_use\{[^}]*\} (\S+)$", text, re.M)
         )

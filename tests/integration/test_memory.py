@@ -108,8 +108,7 @@ PLAIN = [
     ),
     (
         "50 notices of 8 MB",
-        "do $$ begin for i in 1..50 loop raise notice '%', repeat('x', 8000000); "
-        "end loop; end $$",
+        "do $$ begin for i in 1..50 loop raise notice '%', repeat('x', 8000000); end loop; end $$",
         200,
     ),
     (

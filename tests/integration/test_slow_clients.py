@@ -69,13 +69,16 @@ def test_a_dripped_body_is_408_and_others_are_served_meanwhile(patient) -> None:
     started = time.monotonic()
     healthy = []
     for byte in body[3:]:
-        healthy.append(requests.get(patient.url + "/healthz", timeout=2).status_code)
+        healthy.append(requests.get(patient.url + "/openapi.json", timeout=2).status_code)
         if select.select([sock], [], [], 0.5)[0]:
             break  # the server answered
         sock.sendall(bytes([byte]))
     status = _status(sock)
     sock.close()
-    print(f"\nslow body: {status} after {time.monotonic() - started:.1f} s; healthz {healthy}")
+    print(
+        f"\nslow body: {status} after {time.monotonic() - started:.1f} s; "
+        f"others served meanwhile {healthy}"
+    )
     assert status == 408
     assert time.monotonic() - started < BODY_TIMEOUT_S + 2
     assert set(healthy) == {200}
@@ -123,7 +126,7 @@ def test_a_stream_its_client_stopped_reading_is_cut_and_rolled_back(patient, pos
     assert _status(sock) == 200  # the first rows came; now the client reads no more
     time.sleep(0.5)
     assert _idle_in_transaction(postgres) == 1
-    served_meanwhile = requests.get(patient.url + "/healthz", timeout=2).status_code
+    served_meanwhile = requests.get(patient.url + "/openapi.json", timeout=2).status_code
     deadline = time.monotonic() + STALL_S + 5
     while _idle_in_transaction(postgres) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -131,7 +134,7 @@ def test_a_stream_its_client_stopped_reading_is_cut_and_rolled_back(patient, pos
     sock.close()
     assert served_meanwhile == 200
     assert left == 0, "a stalled stream kept its transaction open"
-    metrics = requests.get(patient.url + "/metrics", timeout=5).text
+    metrics = requests.get(patient.ops_url + "/metrics", timeout=5).text
     assert 'gateway_pool_in_use{login="gateway"} 0.0' in metrics
 
 
@@ -147,7 +150,7 @@ def test_a_client_that_vanishes_mid_stream_releases_everything(patient, postgres
         next(response.iter_lines())
     time.sleep(STALL_S + 1)
     assert _idle_in_transaction(postgres) == 0
-    metrics = requests.get(patient.url + "/metrics", timeout=5).text
+    metrics = requests.get(patient.ops_url + "/metrics", timeout=5).text
     assert 'gateway_pool_in_use{login="gateway"} 0.0' in metrics
 
 
@@ -183,7 +186,7 @@ def test_an_oversized_chunked_body_is_413(patient) -> None:
     sock.close()
 
 
-def test_a_slow_query_does_not_hold_up_healthz_or_the_others(patient) -> None:
+def test_a_slow_query_does_not_hold_up_the_others(patient) -> None:
     results: list[int] = []
     slow = threading.Thread(
         target=lambda: results.append(patient.query("select pg_sleep(2)", token=TOKEN).status_code)
@@ -191,7 +194,7 @@ def test_a_slow_query_does_not_hold_up_healthz_or_the_others(patient) -> None:
     slow.start()
     time.sleep(0.3)
     started = time.monotonic()
-    assert requests.get(patient.url + "/healthz", timeout=2).status_code == 200
+    assert requests.get(patient.url + "/openapi.json", timeout=2).status_code == 200
     assert patient.query("select 1 as n", token=TOKEN).status_code == 200
     assert time.monotonic() - started < 1.0
     slow.join()

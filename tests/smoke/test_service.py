@@ -1,5 +1,6 @@
-"""The gateway as its clients meet it: the Service answers, a round trip in a scratch table,
-no token no answer, and /metrics from inside the namespace."""
+"""The gateway as its clients meet it: the Service answers (and not with the operations
+endpoints), a round trip in a scratch table, no token no answer, and /metrics as Prometheus
+scrapes it, from a pod's operations port."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from harness import names
 from harness.e2e import kube
 from harness.smoke.plugin import harness_call
 
-# A scraper's view: a pod of the namespace without the app's labels (so none of its
-# NetworkPolicies restrict it, as the gateway's own egress is), on the gateway's image (which
-# has python, no curl), GETs the Service by its name and prints what came.
+# A scraper's view: a pod of the namespace labelled as Prometheus (which the gateway's
+# NetworkPolicy admits to its operations port) and without the app's labels (so none of its
+# policies restrict its own egress), on the gateway's image (which has python, no curl), GETs
+# a Ready gateway pod's /metrics and prints what came.
 METRICS_FROM_INSIDE = """
 import json, sys, urllib.request
 try:
@@ -30,7 +32,6 @@ try:
 except Exception as error:
     print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
 """
-METRICS_URL = f"http://{names.GATEWAY}:{names.GATEWAY_PORT}/metrics"
 GATEWAY_PODS = f"{names.NAME_LABEL}={names.GATEWAY}"
 PROBE_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 
@@ -44,9 +45,14 @@ def body_of(response: requests.Response) -> Any:
 
 
 def test_service_answers(gateway) -> None:
-    """The Service answers /readyz and /healthz."""
-    for path in ("/readyz", "/healthz"):
-        body_of(gateway.get(path))
+    """The Service answers; health, readiness and metrics are on a port it does not lead to."""
+    body_of(gateway.get("/openapi.json"))
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = gateway.get(path)
+        assert response.status_code == 404, (
+            f"GET {path} through the Service answered {response.status_code}: the operations "
+            "endpoints must not be reachable there"
+        )
 
 
 @dataclass
@@ -92,29 +98,33 @@ def test_requests_without_a_valid_token_get_401(gateway) -> None:
         )
 
 
-def metrics_probe(apps, core, namespace: str) -> client.V1Pod:
-    """A one-shot pod like the gateway's (image, security context), without its labels.
+def metrics_probe(apps, core, namespace: str) -> tuple[client.V1Pod, str]:
+    """A one-shot pod like the gateway's (image, security context), labelled as Prometheus,
+    and the URL it asks: a Ready gateway pod's /metrics on the operations port.
 
     The image is a Ready gateway pod's, which its node has already pulled (the template's,
     while a rollout to a broken image hangs, may not even exist), else the template's.
     """
     template = apps.read_namespaced_deployment(names.GATEWAY, namespace).spec.template
     pods = core.list_namespaced_pod(namespace, label_selector=GATEWAY_PODS).items
-    specs = [pod.spec for pod in pods if kube.pod_ready(pod)] + [template.spec]
+    ready = [pod for pod in pods if kube.pod_ready(pod)]
+    specs = [pod.spec for pod in ready] + [template.spec]
     image = next(c.image for c in specs[0].containers if c.name == names.GATEWAY_CONTAINER)
+    address = ready[0].status.pod_ip if ready else "no-ready-gateway-pod"
+    url = f"http://{address}:{names.OPS_PORT}/metrics"
     gateway = next(c for c in template.spec.containers if c.name == names.GATEWAY_CONTAINER)
     probe = client.V1Container(
         name="metrics-probe",
         image=image,
         image_pull_policy=gateway.image_pull_policy,
-        command=["python", "-c", METRICS_FROM_INSIDE, METRICS_URL],
+        command=["python", "-c", METRICS_FROM_INSIDE, url],
         security_context=gateway.security_context,
         resources=client.V1ResourceRequirements(requests=PROBE_RESOURCES, limits=PROBE_RESOURCES),
     )
-    return client.V1Pod(
+    pod = client.V1Pod(
         metadata=client.V1ObjectMeta(
             name=f"smoke-metrics-{secrets.token_hex(3)}",
-            labels={names.NAME_LABEL: "pg-gateway-smoke-probe"},
+            labels={names.NAME_LABEL: "prometheus"},
         ),
         spec=client.V1PodSpec(
             containers=[probe],
@@ -123,12 +133,13 @@ def metrics_probe(apps, core, namespace: str) -> client.V1Pod:
             security_context=template.spec.security_context,
         ),
     )
+    return pod, url
 
 
-def test_metrics_inside_the_namespace(apps, core, namespace, wait) -> None:
-    """/metrics answers inside the namespace (a short-lived pod asks the Service)."""
-    pod = metrics_probe(apps, core, namespace)
-    where = f"{METRICS_URL} from pod {pod.metadata.name}"
+def test_metrics_as_prometheus_scrapes_them(apps, core, namespace, wait) -> None:
+    """/metrics answers on a pod's operations port, to a pod labelled as Prometheus."""
+    pod, url = metrics_probe(apps, core, namespace)
+    where = f"{url} from pod {pod.metadata.name}"
     _phase, output = harness_call(kube.run_pod, core, namespace, pod, wait)
     try:
         answer = json.loads(output.strip().splitlines()[-1])

@@ -1,19 +1,26 @@
-"""Bearer tokens and the role each one runs as."""
+"""Bearer tokens, and the token (so the role and limits) each one is."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.auth import role_for_request
+from app.auth import token_for_request
 from app.errors import ApiError
-from app.settings import Settings
+from app.settings import Settings, Token
 
-TOKENS = Settings(api_tokens={"s3cret": None, "reader-token": "reader", "writer": "app_rw"})
+TOKENS = Settings(
+    api_tokens={
+        secret: Token(f"token-{n}", role, 5, 5)
+        for n, (secret, role) in enumerate(
+            [("s3cret", None), ("reader-token", "reader"), ("writer", "app_rw")], start=1
+        )
+    }
+)
 
 
 @pytest.mark.parametrize("authorization", [None, "", "Bearer x", "garbage"])
 def test_no_tokens_configured_means_no_authentication(authorization: str | None) -> None:
-    assert role_for_request(Settings(), authorization) is None
+    assert token_for_request(Settings(), authorization) is None
 
 
 @pytest.mark.parametrize(
@@ -27,7 +34,8 @@ def test_no_tokens_configured_means_no_authentication(authorization: str | None)
     ],
 )
 def test_known_token_gives_its_role(authorization: str, role: str | None) -> None:
-    assert role_for_request(TOKENS, authorization) == role
+    token = token_for_request(TOKENS, authorization)
+    assert token is not None and token.role == role
 
 
 @pytest.mark.parametrize(
@@ -50,7 +58,7 @@ def test_known_token_gives_its_role(authorization: str, role: str | None) -> Non
 )
 def test_missing_or_wrong_token_is_401(authorization: str | None) -> None:
     with pytest.raises(ApiError) as caught:
-        role_for_request(TOKENS, authorization)
+        token_for_request(TOKENS, authorization)
     assert caught.value.status == 401
     assert caught.value.headers["WWW-Authenticate"].startswith("Bearer")
     assert "s3cret" not in caught.value.message

@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from harness import paths
+from harness import names, paths
 
 BASE = paths.MANIFESTS_DIR / "base"
 ROLES_SQL = BASE / "postgres" / "roles.sql"
@@ -31,3 +31,11 @@ def test_every_pod_of_a_rolling_update_fits_each_logins_connection_limit() -> No
         # Room beyond the pools: a connection that ends a backend, and a readiness check.
         assert per_login + int(config["POOL_MAX"]) <= int(limit), (login, per_login, limit)
     assert sum(int(limit) for limit in limits.values()) <= CONNECTIONS_FOR_LOGINS
+
+
+def test_the_e2e_harness_writes_the_tokens_as_deploy_sh_does() -> None:
+    """scripts/deploy.sh spells the tokens' options in a printf format; the harness keeps
+    them in harness.names: the copies must agree."""
+    script = (paths.REPO_ROOT / "scripts" / "deploy.sh").read_text()
+    expected = f"'%s{names.ADMIN_TOKEN_OPTIONS},%s{names.READER_TOKEN_OPTIONS}'"
+    assert f"printf {expected}" in script

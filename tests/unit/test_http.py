@@ -14,7 +14,8 @@ from app import create_app
 from app.db import Database
 from app.errors import GENERIC_MESSAGE, ApiError, from_db_error
 from app.lifecycle import Lifecycle
-from app.settings import Settings
+from app.operations import create_ops_app
+from app.settings import Settings, Token
 from tests.unit.conftest import assert_error_body, unreachable_dsn
 from tests.unit.test_errors import SQLSTATE_TABLE, fake_db_error
 
@@ -112,9 +113,6 @@ def test_body_at_max_body_bytes_is_read(make_client: Callable[..., FlaskClient])
         ("PUT", "/query", {"POST"}),
         ("GET", "/transaction", {"POST"}),
         ("DELETE", "/transaction", {"POST"}),
-        ("POST", "/healthz", {"GET", "HEAD"}),
-        ("POST", "/readyz", {"GET", "HEAD"}),
-        ("PATCH", "/metrics", {"GET", "HEAD"}),
         ("POST", "/openapi.json", {"GET", "HEAD"}),
     ],
 )
@@ -135,7 +133,7 @@ def test_unknown_path_is_404_json(client: FlaskClient, path: str) -> None:
 
 # --- authentication -------------------------------------------------------------------
 
-TOKENS = {"s3cret": None, "reader-token": "reader"}
+TOKENS = {"s3cret": Token("admin", None, 5, 5), "reader-token": Token("reports", "reader", 5, 5)}
 
 
 @pytest.mark.parametrize("path", POST_ROUTES)
@@ -169,12 +167,8 @@ def test_right_token_gets_past_authentication(
     assert_error_body(response, 503)  # reached the (unreachable) database
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/metrics", "/openapi.json", "/readyz"])
-def test_operations_endpoints_need_no_token(
-    make_client: Callable[..., FlaskClient], path: str
-) -> None:
-    response = make_client(api_tokens=TOKENS).get(path)
-    assert response.status_code != 401
+def test_the_openapi_document_needs_no_token(make_client: Callable[..., FlaskClient]) -> None:
+    assert make_client(api_tokens=TOKENS).get("/openapi.json").status_code == 200
 
 
 # --- errors coming back from the database layer ---------------------------------------
@@ -228,36 +222,53 @@ def test_unexpected_exception_is_generic_500(
     assert "hunter2" not in response.get_data(as_text=True)
 
 
-# --- operations endpoints and request ids ---------------------------------------------
+# --- operations endpoints (their own port) and request ids ------------------------------
 
 
-def test_healthz_is_200_json_without_database(client: FlaskClient) -> None:
-    response = client.get("/healthz")
+def _ops(lifecycle: Lifecycle, workers: int = 1) -> FlaskClient:
+    return create_ops_app(Settings(dsn=unreachable_dsn()), lifecycle, lambda: workers).test_client()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_operations_endpoints_are_not_on_the_data_port(client: FlaskClient, path: str) -> None:
+    assert_error_body(client.get(path), 404)
+
+
+def test_healthz_is_200_json_without_database() -> None:
+    response = _ops(Lifecycle()).get("/healthz")
     assert response.status_code == 200
     assert response.mimetype == JSON_CT
     assert response.get_json() == {"status": "ok"}
 
 
-def test_readyz_is_503_json_when_database_unreachable(client: FlaskClient) -> None:
-    response = client.get("/readyz")
+def test_readyz_is_503_json_when_database_unreachable() -> None:
+    response = _ops(Lifecycle()).get("/readyz")
     assert response.status_code == 503
-    assert response.mimetype == JSON_CT
+    assert response.get_json() == {"status": "database unavailable"}
 
 
-def test_readyz_is_503_while_draining(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Database, "ping", lambda _self, _timeout: True)
+def test_readyz_is_503_while_draining_or_without_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Database, "probe", lambda _self, _timeout: True)
     lifecycle = Lifecycle()
-    client = create_app(Settings(dsn=unreachable_dsn()), lifecycle=lifecycle).test_client()
-    assert client.get("/readyz").status_code == 200
+    assert _ops(lifecycle).get("/readyz").status_code == 200
+    assert _ops(lifecycle, workers=0).get("/readyz").get_json() == {
+        "status": "no worker is running"
+    }
     lifecycle.start_draining()
-    response = client.get("/readyz")
+    response = _ops(lifecycle).get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "draining"}
 
 
+def test_operations_errors_are_json() -> None:
+    ops = _ops(Lifecycle())
+    assert_error_body(ops.post("/healthz"), 405)
+    assert_error_body(ops.get("/query"), 404)
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/healthz"), ("POST", "/query"), ("GET", "/nope"), ("GET", "/query")],
+    [("GET", "/openapi.json"), ("POST", "/query"), ("GET", "/nope"), ("GET", "/query")],
 )
 def test_request_id_is_echoed(client: FlaskClient, method: str, path: str) -> None:
     response = client.open(path, method=method, headers={"X-Request-ID": "abc-123.def:7"})
@@ -269,8 +280,8 @@ def test_request_id_is_generated_when_absent_or_unusable(
     client: FlaskClient, presented: str | None
 ) -> None:
     headers = {} if presented is None else {"X-Request-ID": presented}
-    first = client.get("/healthz", headers=headers).headers["X-Request-ID"]
-    second = client.get("/healthz", headers=headers).headers["X-Request-ID"]
+    first = client.get("/openapi.json", headers=headers).headers["X-Request-ID"]
+    second = client.get("/openapi.json", headers=headers).headers["X-Request-ID"]
     assert re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", first)
     assert first != second
     assert first != presented
@@ -292,7 +303,7 @@ def test_pool_fill_thread_does_not_delay_startup_or_requests() -> None:
     loopback port, nothing listening) neither start-up nor a request may wait for it."""
     started = time.perf_counter()
     client = create_app(Settings(dsn=unreachable_dsn()), lifecycle=Lifecycle()).test_client()
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
     assert time.perf_counter() - started < 1.0
 
 

@@ -96,6 +96,22 @@ SECRET_WITH_DATA = {
     "data": {"postgres-password": "c2VjcmV0"},
 }
 
+AWS = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def load_balancer(objs: Objs, **annotations: str) -> dict[str, Any]:
+    """The gateway's Service as a LoadBalancer with these aws-load-balancer-* annotations."""
+    service = objs["Service/pg-gateway"]
+    service["spec"]["type"] = "LoadBalancer"
+    service["spec"]["ports"][0].pop("nodePort")
+    service["metadata"]["annotations"] = {
+        AWS + k.replace("_", "-"): v for k, v in annotations.items()
+    }
+    return service
+
+
+TLS = {"ssl_cert": "arn:aws:acm:eu-west-1:1:certificate/x", "ssl_ports": "https"}
+
 Mutation = Callable[[Objs], Any]
 CASES: list[tuple[str, Mutation, set[str]]] = [
     ("no startup", lambda o: gateway(o).pop("startupProbe"), {"probe.startup"}),
@@ -224,6 +240,38 @@ CASES: list[tuple[str, Mutation, set[str]]] = [
     ),
     ("Secret with data", lambda o: add(o, copy.deepcopy(SECRET_WITH_DATA)), {"secret.committed"}),
     (
+        "a Service leads to the operations port",
+        lambda o: o["Service/pg-gateway"]["spec"]["ports"].append(
+            {"name": "ops", "port": 5001, "targetPort": "ops", "protocol": "TCP"}
+        ),
+        {"service.ops-port"},
+    ),
+    (
+        "metrics from anywhere",
+        lambda o: o["NetworkPolicy/pg-gateway-allow-metrics"]["spec"]["ingress"][0].pop("from"),
+        {"netpol.ops"},
+    ),
+    (
+        "the data port's rule opened to every port",
+        lambda o: o["NetworkPolicy/pg-gateway-allow-http"]["spec"]["ingress"][0].pop("ports"),
+        {"netpol.ops"},
+    ),
+    (
+        "a load balancer of no stated scheme",
+        lambda o: load_balancer(o, **TLS),
+        {"service.exposure"},
+    ),
+    (
+        "an internal load balancer in clear text",
+        lambda o: load_balancer(o, scheme="internal"),
+        {"service.exposure"},
+    ),
+    (
+        "an internet-facing load balancer open to every source",
+        lambda o: load_balancer(o, scheme="internet-facing", **TLS),
+        {"service.exposure"},
+    ),
+    (
         "no part-of label",
         lambda o: o["Service/postgres"]["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
         {"labels.part-of"},
@@ -244,6 +292,16 @@ CASES: list[tuple[str, Mutation, set[str]]] = [
 
 def test_real_kind_overlay_is_clean(objs: Objs) -> None:
     assert check(resources(objs)) == []
+
+
+def test_real_aws_overlay_is_clean() -> None:
+    assert check(render(MANIFESTS_DIR / "overlays" / "aws")) == []
+
+
+def test_an_internet_facing_load_balancer_with_sources_and_tls_is_fine(objs: Objs) -> None:
+    service = load_balancer(objs, scheme="internet-facing", **TLS)
+    service["spec"]["loadBalancerSourceRanges"] = ["203.0.113.0/24"]
+    assert rules_of(objs) == set()
 
 
 @pytest.mark.parametrize(("mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -8,8 +8,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.errors import ApiError
+from app.lifecycle import Lifecycle
 from app.openapi import openapi_document
+from app.operations import create_ops_app
 from app.responses import error_document
+from app.settings import Settings
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -25,12 +28,18 @@ def _routes(client: FlaskClient) -> dict[str, set[str]]:
 
 
 def test_every_route_is_documented_with_its_methods(client: FlaskClient) -> None:
-    routes = _routes(client)
+    data = _routes(client)
+    ops = _routes(create_ops_app(Settings(), Lifecycle(), lambda: 1).test_client())
     paths = openapi_document()["paths"]
-    assert routes, "the app registers routes"
-    assert set(routes) == set(paths)
-    for path, methods in routes.items():
+    assert data and ops, "both apps register routes"
+    assert set(data) | set(ops) == set(paths)
+    for path, methods in {**data, **ops}.items():
         assert set(paths[path]) & HTTP_METHODS == methods, path
+    for path in ops:  # documented on the server that answers them
+        assert paths[path]["servers"][0]["variables"]["ops_port"]["default"] == str(
+            Settings().ops_port
+        )
+    assert all("servers" not in paths[path] for path in data)
 
 
 def test_openapi_version_and_info() -> None:
@@ -42,6 +51,8 @@ def test_openapi_version_and_info() -> None:
 def test_every_operation_has_responses_with_descriptions() -> None:
     for path, item in openapi_document()["paths"].items():
         for method, operation in item.items():
+            if method == "servers":  # a path-level field, not an operation
+                continue
             assert method in HTTP_METHODS, (path, method)
             assert operation["responses"], (path, method)
             for status, response in operation["responses"].items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import MIB, ConfigError, Settings, load_settings
+from app.settings import MIB, ConfigError, Settings, Token, load_settings
 
 
 def test_defaults() -> None:
@@ -187,8 +187,61 @@ def test_read_only_false(raw: str) -> None:
 def test_api_tokens_parsing(raw: str, expected: dict[str, str | None]) -> None:
     passwords = {f"POSTGRES_PASSWORD_{r.upper()}": "pw" for r in expected.values() if r}
     settings = load_settings({"API_TOKENS": raw, **passwords})
-    assert settings.api_tokens == expected
+    assert {secret: token.role for secret, token in settings.api_tokens.items()} == expected
     assert settings.auth_required is bool(expected)
+
+
+def test_a_tokens_name_and_shares() -> None:
+    settings = load_settings(
+        {
+            "POOL_MAX": "6",
+            "API_TOKENS": "a, b:reader:name=reports:concurrency=4:per_client=2, c:reader",
+            "POSTGRES_PASSWORD_READER": "pw",
+        }
+    )
+    admin, reports, other = settings.api_tokens.values()
+    # Alone on its login, a token may use all of its pool; two tokens of `reader` leave each
+    # other a connection.
+    assert admin == Token("token-1", None, 6, 6)
+    assert reports == Token("reports", "reader", 4, 2)
+    assert other == Token("token-3", "reader", 5, 5)
+    assert "b" not in repr(settings.api_tokens["b"]), "the secret is not in a token's repr"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "t:name=x:name=y",
+        "t:limit=3",
+        "t:concurrency=0",
+        "t:concurrency=lots",
+        "t:concurrency=2:per_client=3",
+        "t:name=Upper",
+        "t:name=a,u:name=a",
+        "t:reader:writer",
+        "t::concurrency=2",
+    ],
+)
+def test_token_options_are_strict(raw: str) -> None:
+    with pytest.raises(ConfigError, match="API_TOKENS"):
+        load_settings(
+            {"API_TOKENS": raw, "POSTGRES_PASSWORD_READER": "pw", "POSTGRES_PASSWORD_WRITER": "pw"}
+        )
+
+
+def test_the_operations_port_and_tls_files(tmp_path) -> None:
+    assert load_settings({"OPS_PORT": "9100"}).ops_port == 9100
+    with pytest.raises(ConfigError, match="OPS_PORT"):
+        load_settings({"PORT": "5001"})
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("c")
+    key.write_text("k")
+    tls = load_settings({"TLS_CERT_FILE": str(cert), "TLS_KEY_FILE": str(key)})
+    assert (tls.tls_cert_file, tls.tls_key_file) == (str(cert), str(key))
+    with pytest.raises(ConfigError, match="TLS_KEY_FILE"):
+        load_settings({"TLS_CERT_FILE": str(cert)})
+    with pytest.raises(ConfigError, match="TLS_CERT_FILE: no such file"):
+        load_settings({"TLS_CERT_FILE": str(tmp_path / "none"), "TLS_KEY_FILE": str(key)})
 
 
 def test_postgres_variables_build_the_dsn() -> None:

@@ -27,20 +27,20 @@ OUTAGE_TIMEOUT_S = 180.0
 # Two failed readiness probes 2 s apart, each given 2 s, plus the kubelet's report.
 NOT_READY_TIMEOUT_S = 30.0
 
-# Runs inside a gateway pod (argv[1]: its local URL); the token comes from the pod's own
-# environment.
+# Runs inside a gateway pod (argv[1], argv[2]: its local data and operations URLs); the
+# token comes from the pod's own environment.
 PROBE_INSIDE = """
 import json, os, sys, urllib.error, urllib.request
-URL = sys.argv[1]
+DATA, OPS = sys.argv[1], sys.argv[2]
 token = os.environ["API_TOKENS"].split(",")[0].split(":")[0]
-def status(path, body=None):
+def status(url, body=None):
     headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
-    request = urllib.request.Request(URL + path, data=body, headers=headers)
+    request = urllib.request.Request(url, data=body, headers=headers)
     try:
         return urllib.request.urlopen(request, timeout=10).status
     except urllib.error.HTTPError as error:
         return error.code
-print(json.dumps([status("/readyz"), status("/query", b'{"query": "select 1"}')]))
+print(json.dumps([status(OPS + "/readyz"), status(DATA + "/query", b'{"query": "select 1"}')]))
 """
 
 
@@ -55,6 +55,7 @@ def inside_gateway(deployment) -> tuple[int, int]:
         "-c",
         PROBE_INSIDE,
         f"http://127.0.0.1:{names.GATEWAY_PORT}",
+        f"http://127.0.0.1:{names.OPS_PORT}",
     )
     readyz, query = json.loads(output.strip().splitlines()[-1])
     return readyz, query

@@ -114,9 +114,15 @@ def run_to_completion(deployment, pod: client.V1Pod) -> str:
     return f"{phase}: {log.strip()}"
 
 
-def run_connect_pod(deployment, name: str, labels: dict[str, str]) -> str:
-    """Run a one-shot pod (the gateway image, any labels) that connects to postgres:5432."""
-    pod = python_pod(deployment, name, labels, CONNECT, names.POSTGRES, str(names.POSTGRES_PORT))
+def run_connect_pod(
+    deployment,
+    name: str,
+    labels: dict[str, str],
+    host: str = names.POSTGRES,
+    port: int = names.POSTGRES_PORT,
+) -> str:
+    """Run a one-shot pod (the gateway image, any labels) that connects to host:port."""
+    pod = python_pod(deployment, name, labels, CONNECT, host, str(port))
     return run_to_completion(deployment, pod)
 
 
@@ -128,6 +134,23 @@ def test_network_policy_admits_only_gateway_pods_to_postgres(deployment) -> None
         deployment, f"lookalike-{suffix}", {names.NAME_LABEL: names.GATEWAY}
     )
     assert lookalike == "Succeeded: connected", lookalike
+
+
+def test_network_policy_admits_only_prometheus_to_the_operations_port(deployment) -> None:
+    """The operations port (health, readiness, metrics: the logins' and tokens' names) is not
+    in the Service, and inside the cluster only Prometheus's pods reach it."""
+    suffix = str(int(time.time()))
+    pod_ip = deployment.gateway_pods()[0].status.pod_ip
+    target = (pod_ip, names.OPS_PORT)
+    stranger = run_connect_pod(deployment, f"ops-stranger-{suffix}", {"role": "stranger"}, *target)
+    assert stranger.startswith("Failed"), stranger
+    scraper = {names.NAME_LABEL: "prometheus"}
+    prometheus = run_connect_pod(deployment, f"ops-prometheus-{suffix}", scraper, *target)
+    assert prometheus == "Succeeded: connected", prometheus
+    data = run_connect_pod(
+        deployment, f"data-stranger-{suffix}", {"role": "stranger"}, pod_ip, names.GATEWAY_PORT
+    )
+    assert data == "Succeeded: connected", data  # the data port admits anyone
 
 
 @dataclass(frozen=True)
@@ -273,7 +296,7 @@ def test_root_filesystem_is_read_only(gateway_host) -> None:
     assert gateway_host.run("touch /tmp/ok && rm /tmp/ok").rc == 0
 
 
-def test_gunicorn_listens_on_5000(gateway_host) -> None:
+def test_gunicorn_listens_on_the_data_and_operations_ports(gateway_host) -> None:
     cmdline = gateway_host.file("/proc/1/cmdline").content_string.replace("\0", " ")
     assert "-m app" in cmdline
     listening = gateway_host.file("/proc/net/tcp").content_string.splitlines()[1:]
@@ -282,4 +305,4 @@ def test_gunicorn_listens_on_5000(gateway_host) -> None:
         for fields in (line.split() for line in listening)
         if fields[3] == "0A"  # TCP_LISTEN
     }
-    assert names.GATEWAY_PORT in local_ports
+    assert {names.GATEWAY_PORT, names.OPS_PORT} <= local_ports

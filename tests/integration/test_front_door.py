@@ -1,0 +1,227 @@
+"""The front door: probes no client can starve, connections shed before a worker is full,
+fair shares per token, gunicorn's own answers in JSON, TLS on the data port.
+
+Measured at 017843a: with the two workers of a pod, `/healthz` probed as the kubelet does (a
+new connection, a 2 s timeout) answered 60 of 60 probes beside 100 held connections, 3 of 13
+beside 220 and 0 of 12 beside 400 (slowloris headers did the same); one client with 60
+slow queries gave another client of its token a p50 of 3.8 s for `select 1`; gunicorn's 400
+and 431 were HTML without `X-Request-ID`.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+IDLE_CONNECTIONS = 1000
+ADMIN, SHARED = "door-admin", "door-shared"
+# One token, a client flooding it from one address and another client of it from another.
+FLOODER, OTHER = "127.0.0.2", "127.0.0.1"
+
+
+def _hold(url: str, count: int, slowloris: bool) -> list[socket.socket]:
+    host, port = url.removeprefix("http://").split(":")
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)))
+        if slowloris:
+            sock.sendall(b"POST /query HTTP/1.1\r\nHost: x\r\n")
+        held.append(sock)
+    return held
+
+
+def _drip(held: list[socket.socket], stop: threading.Event) -> None:
+    """Slowloris: one more header byte a second on every connection still open."""
+    while not stop.wait(1):
+        for sock in held:
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                continue
+
+
+def _keep_asking(gateway, stop: threading.Event, statuses: list[int | str]) -> None:
+    """A keep-alive client (requests.Session) asking every 20 ms: it is busy, never idle
+    for long, so never the connection shed."""
+    session = requests.Session()
+    while not stop.wait(0.02):
+        try:
+            answer = session.post(gateway.url + "/query", json={"query": "select 1"}, timeout=5)
+            statuses.append(answer.status_code)
+        except requests.RequestException as error:
+            statuses.append(type(error).__name__)
+
+
+def _probe(gateway) -> tuple[int | str, float]:
+    """As the kubelet probes: a new connection and a 2 s timeout."""
+    started = time.monotonic()
+    try:
+        status: int | str = requests.get(gateway.ops_url + "/healthz", timeout=2).status_code
+    except requests.RequestException as error:
+        status = type(error).__name__
+    return status, time.monotonic() - started
+
+
+def _shed(gateway) -> float:
+    text = requests.get(gateway.ops_url + "/metrics", timeout=5).text
+    found = re.findall(r"^gateway_connections_shed_total\{[^}]*\} (\S+)$", text, re.M)
+    return sum(float(value) for value in found)
+
+
+@pytest.mark.parametrize("slowloris", [False, True], ids=["idle", "slowloris"])
+def test_held_connections_starve_neither_the_probes_nor_a_fresh_client(
+    start_gateway_for, slowloris: bool
+) -> None:
+    gateway = start_gateway_for(WORKERS="2", WORKER_CONNECTIONS="100")
+    stop = threading.Event()
+    kept_alive: list[int | str] = []  # a client busy on its connection all along
+    busy = threading.Thread(target=_keep_asking, args=(gateway, stop, kept_alive))
+    busy.start()
+    held = _hold(gateway.url, IDLE_CONNECTIONS, slowloris)
+    dripper = threading.Thread(target=_drip, args=(held, stop))
+    dripper.start()
+    try:
+        time.sleep(1)
+        probes = [_probe(gateway) for _ in range(20)]
+        started = time.monotonic()
+        fresh = requests.post(gateway.url + "/query", json={"query": "select 1"}, timeout=5)
+        fresh_s = time.monotonic() - started
+    finally:
+        stop.set()
+        dripper.join()
+        busy.join()
+        for sock in held:
+            sock.close()
+    kind = "slowloris" if slowloris else "idle"
+    print(
+        f"\nfront door: {IDLE_CONNECTIONS} {kind} connections on the data port: "
+        f"{sum(s == 200 for s, _ in probes)}/{len(probes)} probes 200 (slowest "
+        f"{max(t for _, t in probes):.3f} s), a fresh client {fresh.status_code} in "
+        f"{fresh_s:.3f} s, {_shed(gateway):.0f} connections shed; a kept-alive client "
+        f"{kept_alive.count(200)}/{len(kept_alive)} answered"
+    )
+    assert all(status == 200 and seconds < 2 for status, seconds in probes), probes
+    assert fresh.status_code == 200, fresh.text
+    assert _shed(gateway) >= IDLE_CONNECTIONS - 2 * 100
+    assert kept_alive and set(kept_alive) == {200}, kept_alive
+
+
+def test_a_token_flooding_with_slow_queries_gets_429_and_leaves_its_other_client_be(
+    start_gateway_for,
+) -> None:
+    gateway = start_gateway_for(
+        WORKERS="1",
+        POOL_MAX="6",
+        API_TOKENS=f"{ADMIN},{SHARED}:name=shared:concurrency=4:per_client=2",
+    )
+    url = gateway.url + "/query"
+
+    def other_client(count: int) -> list[float]:
+        session = requests.Session()
+        session.mount("http://", _SourceAdapter(OTHER))
+        times = []
+        for _ in range(count):
+            started = time.monotonic()
+            answer = session.post(url, json={"query": "select 1"}, headers=_bearer(SHARED))
+            assert answer.status_code == 200, answer.text
+            times.append(time.monotonic() - started)
+        return times
+
+    unloaded = statistics.median(other_client(30))
+    flood = requests.Session()
+    flood.mount("http://", _SourceAdapter(FLOODER))
+    slow = {"query": "select pg_sleep(2)", "timeout_ms": 10000}
+    with ThreadPoolExecutor(60) as pool:
+        flooding = [
+            pool.submit(flood.post, url, json=slow, headers=_bearer(SHARED)) for _ in range(60)
+        ]
+        time.sleep(0.5)
+        loaded = statistics.median(other_client(30))
+        statuses = [future.result().status_code for future in flooding]
+    refused = [s for s in statuses if s == 429]
+    print(
+        f"\nfront door: other client's p50 {unloaded * 1000:.1f} ms unloaded, "
+        f"{loaded * 1000:.1f} ms beside 60 slow queries of its token; the flood got "
+        f"{statuses.count(200)} x 200, {len(refused)} x 429"
+    )
+    assert loaded <= 2 * max(unloaded, 0.005)
+    assert len(refused) >= 50 and set(statuses) <= {200, 429}
+    retry = flood.post(url, json=slow, headers=_bearer(SHARED))  # the flood is over: served
+    assert retry.status_code == 200
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class _SourceAdapter(requests.adapters.HTTPAdapter):
+    """Connections from a given loopback address: another client, as the server sees it."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        super().__init__(pool_maxsize=64)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self._source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"NOT A REQUEST\r\n\r\n", 400),
+        (b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    ],
+    ids=["malformed", "header too large"],
+)
+def test_gunicorns_own_answers_are_json_with_a_request_id(gateway, raw: bytes, status: int):
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), head
+    assert b"content-type: application/json" in head.lower()
+    assert re.search(rb"(?im)^x-request-id: [0-9a-f]{32}\r?$", head), head
+    assert b'"error":{"message":' in body
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_the_data_port_speaks_tls_when_given_a_certificate(start_gateway_for, certificate):
+    cert, key = certificate
+    gateway = start_gateway_for(TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key))
+    secure = gateway.url.replace("http://", "https://")
+    answer = requests.post(
+        secure + "/query", json={"query": "select 1 as n"}, verify=str(cert), timeout=10
+    )
+    assert answer.json() == {"result": [{"n": 1}]}
+    with pytest.raises(requests.ConnectionError):  # no token ever crosses in clear text
+        requests.post(gateway.url + "/query", json={"query": "select 1"}, timeout=5)
+    assert requests.get(gateway.ops_url + "/healthz", timeout=2).status_code == 200

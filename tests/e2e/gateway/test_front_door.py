@@ -18,7 +18,7 @@ import requests
 from harness import names
 from harness.e2e.availability import LoadProbe, measured_load
 
-FLOOD = 1500  # more than the two pods' workers hold at once (2 x 2 x WORKER_CONNECTIONS 1000 / 3)
+FLOOD = 5000  # more than the two pods hold (2 pods x 2 workers x WORKER_CONNECTIONS 1000)
 HOLD_S = 40  # longer than three failed liveness probes take (3 x 10 s)
 
 

@@ -68,10 +68,10 @@ def wait_for_workloads(current: Step) -> None:
 
 
 def _wait_system_pods_ready_since_boot() -> None:
-    """Right after the node container restarts, the API still shows the pods of the
-    previous boot as Ready (with IPs that are gone): wait for readiness of this boot."""
-    started = probe(["docker", "inspect", "--format", "{{.State.StartedAt}}", control_plane()])
-    boot = datetime.fromisoformat(started.stdout.strip()[:19] + "+00:00")
+    """Right after a node container restarts, the API still shows its pods of the previous
+    boot as Ready (with IPs that are gone): wait for readiness since each pod's own node
+    booted (kind names a node as its container; one node may restart without the others)."""
+    boots = {node: _booted(node) for node in node_containers() or [control_plane()]}
     deadline = time.monotonic() + RESTART_TIMEOUT
     while True:
         listing = probe(kubectl_argv("get", "pods", "--all-namespaces", "-o", "json"))
@@ -79,7 +79,8 @@ def _wait_system_pods_ready_since_boot() -> None:
         stale = [
             pod["metadata"]["name"]
             for pod in pods
-            if pod["metadata"]["namespace"] in SYSTEM_NAMESPACES and not _ready_since(pod, boot)
+            if pod["metadata"]["namespace"] in SYSTEM_NAMESPACES
+            and not _ready_since(pod, boots.get(pod.get("spec", {}).get("nodeName", "")))
         ]
         if pods and not stale:
             return
@@ -88,11 +89,17 @@ def _wait_system_pods_ready_since_boot() -> None:
         time.sleep(2)
 
 
-def _ready_since(pod: dict, boot: datetime) -> bool:
+def _booted(container: str) -> datetime:
+    started = probe(["docker", "inspect", "--format", "{{.State.StartedAt}}", container])
+    return datetime.fromisoformat(started.stdout.strip()[:19] + "+00:00")
+
+
+def _ready_since(pod: dict, boot: datetime | None) -> bool:
+    """Ready, and (when its node's boot is known) since that boot."""
     for condition in pod.get("status", {}).get("conditions", []):
         if condition["type"] == "Ready":
             changed = datetime.fromisoformat(condition["lastTransitionTime"].replace("Z", "+00:00"))
-            return condition["status"] == "True" and changed >= boot
+            return condition["status"] == "True" and (boot is None or changed >= boot)
     return False
 
 

@@ -77,7 +77,9 @@ def pinned_settings(settings: Settings, read_only: bool) -> dict[str, str]:
         "default_transaction_read_only": "on" if read_only else "off",
         "default_transaction_isolation": "read committed",
         "default_transaction_deferrable": "off",
-        "search_path": settings.schema,
+        # The app's schema, then `public`: where a database provisioned before the schema
+        # existed keeps its objects (roles.sql lets nobody but the superuser create there).
+        "search_path": f"{settings.schema}, public",
         "statement_timeout": str(settings.max_statement_timeout_ms),
         "lock_timeout": "0",
         # A backstop should the gateway vanish mid-transaction (its own limits come first).

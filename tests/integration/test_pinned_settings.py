@@ -75,7 +75,7 @@ def test_what_sql_sets_for_later_sessions_does_not_reach_the_gateways(start_gate
         assert first.query(sql, token=ADMIN).status_code == 200, sql
     later = start_gateway_for(**TOKENS)  # every connection new, after those defaults
     assert _show(later, "synchronous_commit") == "on"
-    assert _show(later, "search_path") == "app"
+    assert _show(later, "search_path") == "app, public"
     assert _show(later, "default_transaction_read_only") == "off"
     assert _show(later, "default_transaction_read_only", READER) == "on"
     later.query("create table if not exists pinned (n int)", token=ADMIN)

@@ -23,4 +23,4 @@ def test_every_pinned_setting_reaches_the_server_intact() -> None:
         assert parsed["default_transaction_isolation"] == "read committed"  # space escaped
         assert parsed["default_transaction_read_only"] == ("on" if read_only else "off")
         assert parsed["synchronous_commit"] == "on"
-        assert parsed["search_path"] == "tenant_a"
+        assert parsed["search_path"] == "tenant_a, public"

@@ -30,8 +30,8 @@ ALTER ROLE reader CONNECTION LIMIT 40;
 ALTER ROLE reader SET temp_file_limit = '64MB';
 -- Where names resolve for anything that logs in as them (the gateway pins it per
 -- connection too: POSTGRES_SCHEMA).
-ALTER ROLE gateway SET search_path = app;
-ALTER ROLE reader SET search_path = app;
+ALTER ROLE gateway SET search_path = app, public;
+ALTER ROLE reader SET search_path = app, public;
 
 CREATE DATABASE :"database" OWNER gateway;
 REVOKE ALL ON DATABASE :"database" FROM PUBLIC;

@@ -7,20 +7,12 @@ the step announcements and the remedies are the real ones.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
 from harness import names, steps
 from harness.cluster import create, kindcluster
 from harness.steps import HarnessError
-
-
-@pytest.fixture(autouse=True)
-def scratch_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Step logs and the kubeconfig path under tmp_path, not in the work tree or ~/.cache."""
-    monkeypatch.setenv("PG_GATEWAY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
 
 
 def record_actions(

@@ -34,8 +34,6 @@ if [ "$1" = get ]; then cat "{clusters}"; fi
 
 @pytest.fixture
 def kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PG_GATEWAY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "kind"
     script.write_text(FAKE_KIND.format(calls=tmp_path / "calls", clusters=tmp_path / "clusters"))

@@ -16,8 +16,8 @@ from app.errors import GENERIC_MESSAGE, ApiError, from_db_error
 from app.lifecycle import Lifecycle
 from app.operations import create_ops_app
 from app.settings import Settings, Token
-from tests.unit.conftest import assert_error_body, unreachable_dsn
-from tests.unit.test_errors import SQLSTATE_TABLE, fake_db_error
+from tests.unit.gateway.conftest import assert_error_body, unreachable_dsn
+from tests.unit.gateway.test_errors import SQLSTATE_TABLE, fake_db_error
 
 JSON_CT = "application/json"
 POST_ROUTES = ["/query", "/transaction"]

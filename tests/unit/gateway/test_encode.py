@@ -16,7 +16,7 @@ import pytest
 
 from app.encode import DuplicateColumnError, check_unique_columns, dumps, encode_row
 from app.typecast import iso_datetime, iso_time
-from tests.unit.conftest import cast
+from tests.unit.gateway.conftest import cast
 
 # OIDs of the built-in types.
 INT2, INT4, INT8, OID = 21, 23, 20, 26

@@ -31,8 +31,6 @@ HARNESS_DAEMON_JSON = {
 @pytest.fixture
 def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Places:
     """Every place purge touches, under tmp_path (as the modules that write them name them)."""
-    monkeypatch.setenv("PG_GATEWAY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setattr(machine, "HOST_CHANGES", tmp_path / "var/lib/pg-gateway/changes.json")
     monkeypatch.setattr(host, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
     monkeypatch.setattr(host, "DOCKERD_LOG", tmp_path / "var/log/dockerd.log")

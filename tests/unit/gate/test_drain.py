@@ -36,11 +36,6 @@ OUTPUT = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def scratch_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
-
-
 @pytest.mark.parametrize(
     ("line", "expected"),
     [

@@ -16,7 +16,7 @@ from app.errors import (
     unavailable,
 )
 from app.responses import error_document
-from tests.unit.conftest import ERROR_KEYS
+from tests.unit.gateway.conftest import ERROR_KEYS
 
 # Every row of the design's table that a SQLSTATE decides, plus the neighbours the code lists.
 SQLSTATE_TABLE = [

@@ -1,4 +1,4 @@
-"""Shared fixtures for the unit tests: no network, no database, no subprocesses."""
+"""Fixtures of the gateway's unit tests: no network, no database, no subprocesses."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.typecast import TypeCatalog, parse_array, vector, without_bounds
-from tests.unit.conftest import cast
+from tests.unit.gateway.conftest import cast
 
 INT4_ARRAY, TEXT_ARRAY, NUMERIC_ARRAY, INT2VECTOR, INT2VECTOR_ARRAY = 1007, 1009, 1231, 22, 1006
 

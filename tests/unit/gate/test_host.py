@@ -61,7 +61,6 @@ def test_the_wrapper_records_what_it_changes_once(tmp_path, monkeypatch) -> None
     runc.write_text("#!/bin/sh\n")
     runc.chmod(0o755)
     monkeypatch.setenv("PATH", str(runc.parent))
-    monkeypatch.setenv("PG_GATEWAY_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setattr(machine, "HOST_CHANGES", tmp_path / "changes.json")
     monkeypatch.setattr(host, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
     monkeypatch.setattr(host, "RUNTIME_PATH", tmp_path / "libexec/pg-gateway/wrapper")

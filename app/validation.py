@@ -67,7 +67,7 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _check_fields(body: dict[str, Any], allowed: set[str], where: str) -> None:
+def _check_fields(body: dict[str, Any], allowed: frozenset[str], where: str) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise bad_request(f"unknown field {unknown[0]!r} in {where}; allowed: {sorted(allowed)}")
@@ -155,11 +155,15 @@ def _options(body: dict[str, Any], settings: Settings, read_only: bool) -> Optio
     )
 
 
-_OPTION_FIELDS = {"timeout_ms", "max_rows", "meta"}
+# The fields each body may hold (the OpenAPI document's request schemas are held to these).
+STATEMENT_FIELDS = frozenset({"query", "params"})
+OPTION_FIELDS = frozenset({"timeout_ms", "max_rows", "meta"})
+QUERY_FIELDS = STATEMENT_FIELDS | OPTION_FIELDS
+TRANSACTION_FIELDS = frozenset({"statements", "read_only"}) | OPTION_FIELDS
 
 
 def parse_query(body: dict[str, Any], settings: Settings, role: str | None = None) -> QueryRequest:
-    _check_fields(body, {"query", "params"} | _OPTION_FIELDS, "the request")
+    _check_fields(body, QUERY_FIELDS, "the request")
     read_only = settings.role_is_read_only(role)
     return QueryRequest(_statement(body, "the request"), _options(body, settings, read_only))
 
@@ -167,7 +171,7 @@ def parse_query(body: dict[str, Any], settings: Settings, role: str | None = Non
 def parse_transaction(
     body: dict[str, Any], settings: Settings, role: str | None = None
 ) -> TransactionRequest:
-    _check_fields(body, {"statements", "read_only"} | _OPTION_FIELDS, "the request")
+    _check_fields(body, TRANSACTION_FIELDS, "the request")
     items = body.get("statements")
     if not isinstance(items, list) or not items:
         raise bad_request("'statements' must be a non-empty array")
@@ -178,7 +182,7 @@ def parse_transaction(
         where = f"statements[{index}]"
         if not isinstance(item, dict):
             raise bad_request(f"{where} must be an object with 'query' and optional 'params'")
-        _check_fields(item, {"query", "params"}, where)
+        _check_fields(item, STATEMENT_FIELDS, where)
         statements.append(_statement(item, where))
     read_only = _bool(body, "read_only") or settings.role_is_read_only(role)
     options = _options(body, settings, read_only)

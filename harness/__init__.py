@@ -5,6 +5,7 @@ Read in the order the gate runs (`lint -> unit -> integration -> e2e`, and e2e
 and what runs after a deploy:
 
 shared by all
+  sessions            the nox sessions (noxfile.py runs them; tox.ini is rendered from them)
   versions            every pin (kind, Kubernetes, etcd, CoreDNS, pause, Go, images, Debian)
   names               names and ports of what the gate creates (cluster, workloads, labels)
   paths               the repository, caches, logs, artifacts and the kubeconfig

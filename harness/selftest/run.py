@@ -27,13 +27,12 @@ from harness.manifests import kubescore
 from harness.manifests import lint as manifest_lint
 from harness.manifests.render import render
 from harness.selftest.mutants import CHECKS, Mutant
+from harness.sessions import E2E_PLUGINS
 from harness.steps import HarnessError, Step, format_seconds, say, step
 
 ARTIFACTS = paths.ARTIFACTS_DIR / "gate-selftest"
 BASELINE = "baseline"
 PYTEST_PASSED, PYTEST_FAILED = 0, 1
-# As `nox -s e2e` loads them: pytest-kind first, so the harness's kind_cluster replaces its own.
-PLUGINS = ("-p", "pytest-kind", "-p", "harness.e2e.plugin")
 
 
 @dataclass
@@ -128,7 +127,7 @@ def run_checks(
     """The checks in their own pytest process against `target` built from `source`."""
     status = current.run(
         [
-            *(sys.executable, "-m", "pytest", *checks, "-s", *PLUGINS),
+            *(sys.executable, "-m", "pytest", *checks, "-s", *E2E_PLUGINS),
             *(f"--junitxml={junit}", "--deploy-manifests", target, "--gateway-source", source),
         ],
         cwd=paths.REPO_ROOT,

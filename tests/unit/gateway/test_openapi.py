@@ -13,6 +13,7 @@ from app.openapi import openapi_document
 from app.operations import create_ops_app
 from app.responses import error_document
 from app.settings import Settings
+from app.validation import QUERY_FIELDS, STATEMENT_FIELDS, TRANSACTION_FIELDS
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -115,3 +116,20 @@ def test_served_document_is_the_document(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     assert response.get_json() == openapi_document()
+
+
+@pytest.mark.parametrize(
+    ("where", "accepted"),
+    [
+        (("QueryRequest",), QUERY_FIELDS),
+        (("TransactionRequest",), TRANSACTION_FIELDS),
+        (("TransactionRequest", "statements"), STATEMENT_FIELDS),
+    ],
+)
+def test_request_fields_are_the_ones_validation_accepts(where: tuple[str, ...], accepted) -> None:
+    """app/validation.py decides what a body may hold; the document must say the same."""
+    schema = openapi_document()["components"]["schemas"][where[0]]
+    for field in where[1:]:
+        schema = schema["properties"][field]["items"]
+    assert set(schema["properties"]) == accepted
+    assert schema["additionalProperties"] is False

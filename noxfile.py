@@ -4,7 +4,14 @@ them with what each does."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nox
+
+# nox imports this file by path, with its own interpreter's sys.path: the repository's
+# packages are importable only once its root is on it.
+sys.path.insert(0, str(Path(__file__).parent))
 
 from harness.sessions import DEFAULT_SESSIONS, PYTHON, SESSIONS, Session, expand
 

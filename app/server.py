@@ -3,7 +3,7 @@ own for the probes, and client connections bounded per worker.
 
 Each worker serves its connections from greenlets in one thread; psycopg2 waits
 cooperatively (app.wait). Against threads this removes the hand-offs between threads and
-the GIL contention that set the latency tail (see the README's Benchmarks).
+the GIL contention that set the latency tail (see docs/benchmarks.md, "Benchmarks").
 
 - Probes and metrics: the master serves them on OPS_PORT (app.operations), apart from every
   client connection.

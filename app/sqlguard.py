@@ -1,8 +1,8 @@
 """What the gateway refuses before a statement reaches PostgreSQL.
 
 This is not the security boundary: PostgreSQL's logins, privileges and read-only
-transactions are (see README, Security). It refuses only what is cheap to tell exactly and
-would otherwise fail in a worse way:
+transactions are (see docs/security.md, "Security"). It refuses only what is cheap to tell
+exactly and would otherwise fail in a worse way:
 - a NUL character: the wire protocol cannot carry one, and the driver would cut the SQL there;
 - transaction control: each request is one transaction the gateway opened, so a COMMIT would
   end it early (ROLLBACK TO and RELEASE of a savepoint stay inside it and are allowed);

@@ -38,8 +38,8 @@ build/                the images, behind node_image(), busybox_image(), postgres
 cluster/              the kind cluster, behind ensure_cluster() and delete_cluster() in
                       cluster/__init__
   create              `up` as an ordered list of actions
-  kindcluster         pytest-kind's KindCluster for the gate: the cluster's shape (workers),
-                      create or reuse, load, kubectl
+  shape               the cluster's shape: workers, node names, where PostgreSQL runs
+  kindcluster         pytest-kind's KindCluster for the gate: create or reuse, load, kubectl
   host                a Docker engine that runs privileged containers (install, start, fix)
   kindtool            kind at the pinned version (PATH, cache, or `go install`)
   node                the node containers: kubectl inside the control plane, readiness,

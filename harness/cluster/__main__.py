@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from harness import build, cluster, names, versions
 from harness.build import docker
-from harness.cluster import host, kindcluster, kindtool, node, purge
+from harness.cluster import host, kindtool, node, purge, shape
 from harness.cluster.kindcluster import marker
 from harness.paths import kubeconfig_path
 from harness.steps import probe, run_cli
@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        choices=range(kindcluster.MAX_WORKERS + 1),
+        choices=range(shape.MAX_WORKERS + 1),
         default=None,
         metavar="N",
-        help=f"worker nodes beside the control plane (up only) [${kindcluster.WORKERS_ENV}, "
-        f"else {kindcluster.DEFAULT_WORKERS}]; a cluster this tool made with another number "
+        help=f"worker nodes beside the control plane (up only) [${shape.WORKERS_ENV}, "
+        f"else {shape.DEFAULT_WORKERS}]; a cluster this tool made with another number "
         "is replaced",
     )
     parser.add_argument(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness import build, names, versions
 from harness.cluster import host, kindtool, node
-from harness.cluster.kindcluster import GateCluster, marker, node_names, worker_count
+from harness.cluster.kindcluster import GateCluster, marker
+from harness.cluster.shape import node_names, worker_count
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, format_seconds, say, step
 

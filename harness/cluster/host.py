@@ -1,7 +1,7 @@
 """Make this host able to run kind: a Docker engine that can run privileged containers.
 
 CI machines have the docker CLI but no engine, no systemd as PID 1, and a
-capability bounding set without CAP_SYS_RESOURCE (see README, "Host setup"). On a
+capability bounding set without CAP_SYS_RESOURCE (see docs/operations.md, "Host setup"). On a
 Debian-like host where we are root this module fixes all three, and records
 every change with `harness.machine` so `cluster purge` can undo exactly those;
 anywhere else it says what to install instead of guessing.
@@ -191,7 +191,7 @@ def ensure_privileged(image: str) -> None:
             "privileged containers fail with 'unable to apply caps' (CAP_SYS_RESOURCE is not "
             f"in this host's bounding set). Register a copy of {RUNTIME_TEMPLATE} (@REAL_RUNC@ "
             "replaced by runc's path) as dockerd's default runtime and restart dockerd "
-            "(README, 'Host setup')."
+            "(docs/operations.md, 'Host setup')."
         )
     with step("install OCI runtime wrapper dropping CAP_SYS_RESOURCE") as current:
         _write_runtime_wrapper(current)

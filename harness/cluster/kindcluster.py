@@ -4,7 +4,7 @@ pytest-kind gives the cluster object the e2e tests know (`name`, `kubeconfig_pat
 `kind_path`, `kubectl_path`, `image`; `create()` creates or reuses, `load_docker_image()`,
 `kubectl()`, `delete()`) and the `kind_cluster` fixture. The harness hands it its own kind,
 kubectl and node image, so it downloads nothing, and the parts of 22.11.1 that cannot serve
-the gate are replaced here (README, "pytest-kind"):
+the gate are replaced here (docs/gate.md, "pytest-kind"):
 
 - its methods run bare subprocesses (nothing logged, no timeout, a CalledProcessError): here
   each command runs in a harness step, whose failure names its log;
@@ -18,7 +18,6 @@ the gate are replaced here (README, "pytest-kind"):
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 from typing import NoReturn
@@ -31,32 +30,6 @@ from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, say, within_step
 
 CREATE_WAIT = "180s"
-# The cluster's shape: one control plane plus this many workers (PG_GATEWAY_WORKERS, 0-3).
-# Two by default, so that the Deployment's spreading and its PodDisruptionBudget meet a real
-# `kubectl drain` (README, "Cluster shape": its cost on 2 cores, and when to choose 0).
-WORKERS_ENV = "PG_GATEWAY_WORKERS"
-DEFAULT_WORKERS = 2
-MAX_WORKERS = 3
-
-
-def worker_count(value: str | None = None) -> int:
-    """The workers asked for: `value`, else $PG_GATEWAY_WORKERS, else DEFAULT_WORKERS."""
-    text = (os.environ.get(WORKERS_ENV, "") if value is None else value).strip()
-    if not text:
-        return DEFAULT_WORKERS
-    if not text.isdigit() or int(text) > MAX_WORKERS:
-        raise HarnessError(
-            f"{WORKERS_ENV}={text!r}: the number of worker nodes must be 0 to {MAX_WORKERS}"
-        )
-    return int(text)
-
-
-def node_names(workers: int) -> list[str]:
-    """The node containers kind makes for that shape, in `kind get nodes` order, sorted."""
-    suffixes = ["", *(str(n) for n in range(2, workers + 1))]
-    nodes = [f"{names.CLUSTER}-control-plane"]
-    nodes += [f"{names.CLUSTER}-worker{suffix}" for suffix in suffixes[:workers]]
-    return sorted(nodes)
 
 
 def marker() -> Path:

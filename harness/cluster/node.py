@@ -16,6 +16,7 @@ from datetime import datetime
 
 from harness import names
 from harness.cluster.kindtool import NODE_LABEL
+from harness.cluster.shape import CONTROL_PLANE
 from harness.steps import HarnessError, Step, probe, step
 
 ROLLOUT_TIMEOUT = "180s"
@@ -23,11 +24,6 @@ RESTART_TIMEOUT = 120
 KUBE_SYSTEM_WORKLOADS = ("deployment/coredns", "daemonset/kindnet", "daemonset/kube-proxy")
 STORAGE_WORKLOAD = ("-n", "local-path-storage", "deployment/local-path-provisioner")
 SYSTEM_NAMESPACES = ("kube-system", "local-path-storage")
-
-
-def control_plane() -> str:
-    """The node container's name, as kind names it."""
-    return f"{names.CLUSTER}-control-plane"
 
 
 def node_containers() -> list[str]:
@@ -41,7 +37,7 @@ def node_containers() -> list[str]:
 def kubectl_argv(*args: str) -> list[str]:
     """kubectl inside the control-plane node: works whatever the host has installed."""
     admin = "--kubeconfig=/etc/kubernetes/admin.conf"
-    return ["docker", "exec", control_plane(), "kubectl", admin, *args]
+    return ["docker", "exec", CONTROL_PLANE, "kubectl", admin, *args]
 
 
 def _kubectl(current: Step, *args: str) -> str:
@@ -71,7 +67,7 @@ def _wait_system_pods_ready_since_boot() -> None:
     """Right after a node container restarts, the API still shows its pods of the previous
     boot as Ready (with IPs that are gone): wait for readiness since each pod's own node
     booted (kind names a node as its container; one node may restart without the others)."""
-    boots = {node: _booted(node) for node in node_containers() or [control_plane()]}
+    boots = {node: _booted(node) for node in node_containers() or [CONTROL_PLANE]}
     deadline = time.monotonic() + RESTART_TIMEOUT
     while True:
         listing = probe(kubectl_argv("get", "pods", "--all-namespaces", "-o", "json"))
@@ -106,7 +102,7 @@ def _ready_since(pod: dict, boot: datetime | None) -> bool:
 def ensure_control_plane_answers(current: Step, nodes: tuple[str, ...] = ()) -> None:
     """After a host or dockerd restart the nodes may be stopped or still booting: start
     each stopped one (`nodes`, else every node container), wait for the API server."""
-    for container in nodes or node_containers() or [control_plane()]:
+    for container in nodes or node_containers() or [CONTROL_PLANE]:
         running = probe(["docker", "inspect", "--format", "{{.State.Running}}", container])
         if running.stdout.strip() == "false":
             current.run(["docker", "start", container])
@@ -120,7 +116,7 @@ def ensure_control_plane_answers(current: Step, nodes: tuple[str, ...] = ()) -> 
 def published_ports() -> dict[int, str]:
     """Container port -> host address the node publishes it on (`docker port`)."""
     published: dict[int, str] = {}
-    for line in probe(["docker", "port", control_plane()]).stdout.splitlines():
+    for line in probe(["docker", "port", CONTROL_PLANE]).stdout.splitlines():
         container, _, host_address = line.partition(" -> ")
         published.setdefault(int(container.split("/")[0]), host_address.strip())
     return published

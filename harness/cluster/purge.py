@@ -5,7 +5,7 @@ decide, in `plan()`, what goes and what stays; `plan()` is pure, so the decision
 without Docker or root. `purge --dry-run` prints the plan; `purge` prints each line as it
 carries it out, in an order where each removal still has what it needs: kind and the engine
 for the cluster and the images, the engine stopped before its packages and state go. A
-second purge finds nothing left and says so (README, "Host setup").
+second purge finds nothing left and says so (docs/operations.md, "Host setup").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The self-test's verdict: caught/total and, per mutant, what caught it and how long it took.
 
-Written as Markdown (the table the README quotes) and JSON (for anything that compares runs)
+Written as Markdown (the table docs/selftest.md quotes) and JSON (for anything that compares runs)
 under artifacts/gate-selftest/.
 """
 

@@ -35,6 +35,7 @@ import pytest
 
 from harness import names, paths
 from harness.cluster import GateCluster
+from harness.cluster.shape import CONTROL_PLANE_LABEL, DRAINED_WORKERS
 from harness.e2e import deploy, kube
 from harness.e2e.availability import LoadProbe, measured_load, write_timeline
 from harness.e2e.drain import Event, NodeDrain, uncordon, wait_until
@@ -42,7 +43,6 @@ from harness.e2e.drain import Event, NodeDrain, uncordon, wait_until
 SETTLE_S = 3.0
 DRAIN_TIMEOUT_S = 90.0  # each drain's kubectl --timeout (a sound one takes under 30 s)
 SCHEDULED_TIMEOUT_S = 45.0  # for A's replica's replacement to be bound to a node
-CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 SAMPLE_SLACK_S = 1.0  # the pods are polled, so a Ready transition is seen a little late
 
 
@@ -76,7 +76,7 @@ def test_draining_both_gateway_nodes_keeps_the_service_available(
     deployment, kind_cluster: GateCluster
 ) -> None:
     nodes = workers(deployment)
-    if len(nodes) < 2:
+    if len(nodes) < DRAINED_WORKERS:
         pytest.skip(f"{len(nodes)} worker nodes: test_disruption.py emulates the drain instead")
     before = placement(deployment)
     print(f"\ngateway pods before the drain: {before}")

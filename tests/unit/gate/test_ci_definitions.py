@@ -1,7 +1,8 @@
 """The CI definitions run what the README promises, and the same commands.
 
-The README is the one source: its test command (the command table, which `.ci/run` runs)
-and the commands of "In front of a kops/kubectl deploy", in order. The Jenkinsfile must run
+The documentation is the one source: the README's test command (the command table, which
+`.ci/run` runs) and the commands of docs/operations.md's "In front of a kops/kubectl deploy",
+in order. The Jenkinsfile must run
 exactly those, in its stages (the gate everywhere; image and deploy only on main; the smoke
 checks after deploy.sh and a rollout undo only when they fail; artifacts archived always);
 `.github/workflows/gate.yml` must run the same in its jobs. Nothing here runs Jenkins or
@@ -20,6 +21,7 @@ import yaml
 from harness import paths
 
 README = (paths.REPO_ROOT / "README.md").read_text()
+OPERATIONS = (paths.REPO_ROOT / "docs" / "operations.md").read_text()
 JENKINSFILE = (paths.REPO_ROOT / "Jenkinsfile").read_text()
 WORKFLOW = yaml.safe_load((paths.REPO_ROOT / ".github" / "workflows" / "gate.yml").read_text())
 RUNNERS = "python3 -m pip install -r .ci/requirements.txt"
@@ -36,7 +38,7 @@ def readme_test_command() -> str:
 
 def deploy_commands() -> list[str]:
     """The commands of "In front of a kops/kubectl deploy", comments dropped."""
-    section = README.split("### In front of a kops/kubectl deploy", 1)[1]
+    section = OPERATIONS.split("## In front of a kops/kubectl deploy", 1)[1]
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block, "no sh block in 'In front of a kops/kubectl deploy'"
     lines = (re.sub(r"\s+# .*$", "", line).strip() for line in block.group(1).splitlines())

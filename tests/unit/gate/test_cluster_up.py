@@ -12,6 +12,7 @@ import pytest
 
 from harness import names, steps
 from harness.cluster import create, kindcluster
+from harness.cluster import shape as cluster_shape
 from harness.steps import HarnessError
 
 
@@ -34,7 +35,7 @@ def record_actions(
                 state["exists"] = False
             up.exists, up.node_image = state["exists"], "node:test"
             shape = up.workers if workers is None else workers
-            up.nodes = tuple(kindcluster.node_names(shape)) if up.exists else ()
+            up.nodes = tuple(cluster_shape.node_names(shape)) if up.exists else ()
             if action.name == fail:
                 raise HarnessError("it broke")
 
@@ -91,7 +92,7 @@ def test_the_replacing_action_deletes_only_a_cluster_this_tool_made(
 
 def test_the_worker_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     ran = record_actions(monkeypatch, exists=True, workers=0)
-    monkeypatch.setenv(kindcluster.WORKERS_ENV, "0")
+    monkeypatch.setenv(cluster_shape.WORKERS_ENV, "0")
     create.ensure_cluster()
     assert "replace" not in [name.split()[0] for name in ran]
 

@@ -14,16 +14,8 @@ import yaml
 from pytest_kind import KindCluster
 
 from harness import names
-from harness.cluster.kindcluster import (
-    DEFAULT_WORKERS,
-    WORKERS_ENV,
-    GateCluster,
-    containerd_reference,
-    kind_config,
-    marker,
-    node_names,
-    worker_count,
-)
+from harness.cluster.kindcluster import GateCluster, containerd_reference, kind_config, marker
+from harness.cluster.shape import DEFAULT_WORKERS, WORKERS_ENV, node_names, worker_count
 from harness.steps import HarnessError
 
 FAKE_KIND = """#!/bin/sh

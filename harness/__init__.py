@@ -10,7 +10,6 @@ shared by all
   names               names and ports of what the gate creates (cluster, workloads, labels)
   paths               the repository, caches, logs, artifacts and the kubeconfig
   steps               every command the harness runs: logged, timed steps; probe() for queries
-  machine             what the harness changes on this machine (packages), recorded for purge
   seed                the seed requests and the exact bodies they answer
   gateway             the gateway's HTTP API as the checks call it (the bearer token)
 
@@ -21,6 +20,11 @@ manifests/            the manifests as the gate sees them
   kubescore           kube-score (pinned, built like kind) over each overlay
   __main__            `python -m harness.manifests`: the lint alone (`nox -s lint` runs it)
 actionlint            the GitHub workflow's lint: actionlint built from the Go module proxy
+
+host/                 what the gate does to this machine, and its undoing
+  machine             the record of every change (packages, dockerd, daemon.json), apt
+  engine              a Docker engine that runs privileged containers (install, start, fix)
+  purge               undo what the harness did to this machine, and nothing else
 
 build/                the images, behind node_image(), busybox_image(), postgres_image(),
                       gateway_image(tag) in build/__init__
@@ -40,11 +44,9 @@ cluster/              the kind cluster, behind ensure_cluster() and delete_clust
   create              `up` as an ordered list of actions
   shape               the cluster's shape: workers, node names, where PostgreSQL runs
   kindcluster         pytest-kind's KindCluster for the gate: create or reuse, load, kubectl
-  host                a Docker engine that runs privileged containers (install, start, fix)
   kindtool            kind at the pinned version (PATH, cache, or `go install`)
   node                the node containers: kubectl inside the control plane, readiness,
                       published ports, a loopback address on every node for the egress checks
-  purge               undo what the harness did to this machine, and nothing else
   __main__            `python -m harness.cluster up|down|status|purge`
 
 e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p harness.e2e.plugin`

@@ -12,8 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import machine, paths, versions
+from harness import paths, versions
 from harness.build import components, docker, gobuild, rootfs
+from harness.host import machine
 from harness.steps import HarnessError, Step, step
 
 REGISTRY = "registry.k8s.io"

@@ -43,7 +43,7 @@ mkdir -p /etc/kubernetes/manifests /opt/cni/bin
 # kind's units and CNI config expect its install paths for Debian's packages.
 ln -sf /usr/bin/containerd /usr/local/bin/containerd
 cp /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/ptp /usr/lib/cni/portmap /opt/cni/bin/
-# Without CAP_SYS_RESOURCE (see harness/cluster/host.py) no process may lower its oom_score_adj,
+# Without CAP_SYS_RESOURCE (see harness/host/engine.py) no process may lower its oom_score_adj,
 # so runc fails to start pods whose score is below containerd's: clamp instead.
 sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml
 ctr oci spec \

@@ -13,8 +13,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import machine, paths, versions
+from harness import paths, versions
 from harness.build import docker
+from harness.host import machine
 from harness.steps import step
 
 # Trimmed after install: nothing at run time reads these.

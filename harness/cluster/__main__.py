@@ -8,15 +8,16 @@ from collections.abc import Callable
 
 from harness import build, cluster, names, versions
 from harness.build import docker
-from harness.cluster import host, kindtool, node, purge, shape
+from harness.cluster import kindtool, node, shape
 from harness.cluster.kindcluster import marker
+from harness.host import engine, purge
 from harness.paths import kubeconfig_path
 from harness.steps import probe, run_cli
 
 
 def status() -> int:
     """Report each layer; exit code 0 only when the cluster answers."""
-    if not host.docker_answers():
+    if not engine.docker_answers():
         print("docker: no engine answers (`up` installs/starts one where it can)")
         return 1
     print("docker: engine answers")

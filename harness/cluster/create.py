@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import build, names, versions
-from harness.cluster import host, kindtool, node
+from harness.cluster import kindtool, node
 from harness.cluster.kindcluster import GateCluster, marker
 from harness.cluster.shape import node_names, worker_count
+from harness.host import engine
 from harness.paths import kubeconfig_path
 from harness.steps import HarnessError, Step, format_seconds, say, step
 
@@ -62,8 +63,8 @@ class Action:
 
 def _provision_host(_current: Step, _up: Up) -> None:
     """A Docker engine that runs privileged containers, as kind's nodes are."""
-    host.ensure_engine()
-    host.ensure_privileged(build.busybox_image())
+    engine.ensure_engine()
+    engine.ensure_privileged(build.busybox_image())
 
 
 def _find_kind(current: Step, up: Up) -> None:

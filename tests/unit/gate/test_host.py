@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from harness import machine, steps
-from harness.cluster import host
+from harness import steps
+from harness.host import engine, machine
 from harness.steps import HarnessError
 
 STATUS_WITH = "Name:\tx\nCapBnd:\t000001ffffffffff\n"
@@ -16,8 +16,8 @@ STATUS_WITHOUT = "Name:\tx\nCapBnd:\t000001fffeffffff\n"  # bit 24 cleared, as o
 
 
 def test_missing_cap_sys_resource_is_read_from_the_bounding_set() -> None:
-    assert host.lacks_cap_sys_resource(STATUS_WITHOUT)
-    assert not host.lacks_cap_sys_resource(STATUS_WITH)
+    assert engine.lacks_cap_sys_resource(STATUS_WITHOUT)
+    assert not engine.lacks_cap_sys_resource(STATUS_WITH)
 
 
 def test_stopping_an_unreaped_child_returns_once_it_exited() -> None:
@@ -25,9 +25,9 @@ def test_stopping_an_unreaped_child_returns_once_it_exited() -> None:
     zombie until reaped, which `os.kill(pid, 0)` reports as alive for ever."""
     child = subprocess.Popen(["sleep", "60"])
     started = time.monotonic()
-    host.stop_process(child.pid, timeout_s=10)
+    engine.stop_process(child.pid, timeout_s=10)
     assert time.monotonic() - started < 5
-    assert host.process_start_time(child.pid) is None
+    assert engine.process_start_time(child.pid) is None
 
 
 def test_a_process_that_ignores_sigterm_is_reported_not_waited_for_for_ever() -> None:
@@ -35,7 +35,7 @@ def test_a_process_that_ignores_sigterm_is_reported_not_waited_for_for_ever() ->
     time.sleep(0.3)  # let the shell install its trap
     try:
         with pytest.raises(HarnessError, match="did not stop"):
-            host.stop_process(child.pid, timeout_s=1)
+            engine.stop_process(child.pid, timeout_s=1)
     finally:
         child.kill()
         child.wait()
@@ -46,9 +46,11 @@ def test_a_recorded_dockerd_whose_pid_was_reused_is_not_ours(tmp_path, monkeypat
     child = subprocess.Popen(["sleep", "60"])
     try:
         machine.record(dockerd={"pid": child.pid, "start_time": "1"})  # another process's start
-        assert host.started_dockerd_pid() is None
-        machine.record(dockerd={"pid": child.pid, "start_time": host.process_start_time(child.pid)})
-        assert host.started_dockerd_pid() == child.pid
+        assert engine.started_dockerd_pid() is None
+        machine.record(
+            dockerd={"pid": child.pid, "start_time": engine.process_start_time(child.pid)}
+        )
+        assert engine.started_dockerd_pid() == child.pid
     finally:
         child.kill()
         child.wait()
@@ -62,14 +64,14 @@ def test_the_wrapper_records_what_it_changes_once(tmp_path, monkeypatch) -> None
     runc.chmod(0o755)
     monkeypatch.setenv("PATH", str(runc.parent))
     monkeypatch.setattr(machine, "HOST_CHANGES", tmp_path / "changes.json")
-    monkeypatch.setattr(host, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
-    monkeypatch.setattr(host, "RUNTIME_PATH", tmp_path / "libexec/pg-gateway/wrapper")
+    monkeypatch.setattr(engine, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
+    monkeypatch.setattr(engine, "RUNTIME_PATH", tmp_path / "libexec/pg-gateway/wrapper")
     with steps.step("wrapper") as current:
-        host._write_runtime_wrapper(current)
-        host._write_runtime_wrapper(current)  # a second time: the record keeps the first
+        engine._write_runtime_wrapper(current)
+        engine._write_runtime_wrapper(current)  # a second time: the record keeps the first
     changes = machine.load_changes()
     assert changes["daemon_json_before"] is None
     made = {str(tmp_path / "libexec"), str(tmp_path / "libexec/pg-gateway")}
     assert set(changes["created_dirs"]) == {*made, str(tmp_path / "etc/docker")}
-    assert str(runc) in host.RUNTIME_PATH.read_text()
-    assert host._wrapper_configured()
+    assert str(runc) in engine.RUNTIME_PATH.read_text()
+    assert engine._wrapper_configured()

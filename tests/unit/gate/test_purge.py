@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import machine, names
+from harness import names
 from harness.cluster import __main__ as cli
-from harness.cluster import host, purge
 from harness.cluster.kindcluster import marker
-from harness.cluster.purge import Image, Packages, Places, Survey
+from harness.host import engine, machine, purge
+from harness.host.purge import Image, Packages, Places, Survey
 from harness.steps import HarnessError
 
 HARNESS_DAEMON_JSON = {
-    "runtimes": {host.RUNTIME_NAME: {"path": str(host.RUNTIME_PATH)}},
-    "default-runtime": host.RUNTIME_NAME,
+    "runtimes": {engine.RUNTIME_NAME: {"path": str(engine.RUNTIME_PATH)}},
+    "default-runtime": engine.RUNTIME_NAME,
 }
 
 
@@ -32,8 +32,8 @@ HARNESS_DAEMON_JSON = {
 def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Places:
     """Every place purge touches, under tmp_path (as the modules that write them name them)."""
     monkeypatch.setattr(machine, "HOST_CHANGES", tmp_path / "var/lib/pg-gateway/changes.json")
-    monkeypatch.setattr(host, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
-    monkeypatch.setattr(host, "DOCKERD_LOG", tmp_path / "var/log/dockerd.log")
+    monkeypatch.setattr(engine, "DAEMON_JSON", tmp_path / "etc/docker/daemon.json")
+    monkeypatch.setattr(engine, "DOCKERD_LOG", tmp_path / "var/log/dockerd.log")
     state = (tmp_path / "var/lib/docker", tmp_path / "var/lib/containerd", tmp_path / "etc/docker")
     monkeypatch.setattr(purge, "DOCKER_STATE", state)
     return Places()
@@ -42,7 +42,7 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Places:
 def harness_was_here(places: Places, **record: object) -> Path:
     """What a first run leaves on a fresh machine, as files: the record, daemon.json, the
     wrapper, the dockerd log, a cache with a read-only Go module cache and the cluster mark."""
-    wrapper = places.record.parent.parent / "libexec/pg-gateway" / host.RUNTIME_NAME
+    wrapper = places.record.parent.parent / "libexec/pg-gateway" / engine.RUNTIME_NAME
     wrapper.parent.mkdir(parents=True)
     wrapper.write_text("#!/bin/sh\n")
     places.daemon_json.parent.mkdir(parents=True)

@@ -3,7 +3,7 @@
 CI machines have the docker CLI but no engine, no systemd as PID 1, and a
 capability bounding set without CAP_SYS_RESOURCE (see docs/operations.md, "Host setup"). On a
 Debian-like host where we are root this module fixes all three, and records
-every change with `harness.machine` so `cluster purge` can undo exactly those;
+every change with `harness.host.machine` so `cluster purge` can undo exactly those;
 anywhere else it says what to install instead of guessing.
 """
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import machine
+from harness.host import machine
 from harness.steps import HarnessError, Step, probe, say, step
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")

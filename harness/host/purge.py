@@ -1,6 +1,6 @@
 """`purge`: undo what the harness did to this machine, and nothing else.
 
-The record of host changes (`harness.machine`) and what the machine shows now (a `Survey`)
+The record of host changes (`harness.host.machine`) and what the machine shows now (a `Survey`)
 decide, in `plan()`, what goes and what stays; `plan()` is pure, so the decisions are tested
 without Docker or root. `purge --dry-run` prints the plan; `purge` prints each line as it
 carries it out, in an order where each removal still has what it needs: kind and the engine
@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import machine, names, paths
+from harness import names, paths
 from harness.build import docker
-from harness.cluster import host, kindtool
+from harness.cluster import kindtool
 from harness.cluster.kindcluster import GateCluster, marker
+from harness.host import engine, machine
 from harness.steps import HarnessError, StepFailed, probe, step, within_step
 
 DOCKER_IO = "docker.io"
@@ -47,7 +48,7 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
 
 # What docker.io and its dockerd keep: removed only with a docker.io the harness installed.
-DOCKER_STATE = (Path("/var/lib/docker"), Path("/var/lib/containerd"), host.DAEMON_JSON.parent)
+DOCKER_STATE = (Path("/var/lib/docker"), Path("/var/lib/containerd"), engine.DAEMON_JSON.parent)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class Places:
     there when a purge starts (so tests point them into a scratch directory)."""
 
     record: Path = field(default_factory=lambda: machine.HOST_CHANGES)
-    daemon_json: Path = field(default_factory=lambda: host.DAEMON_JSON)
-    dockerd_log: Path = field(default_factory=lambda: host.DOCKERD_LOG)
+    daemon_json: Path = field(default_factory=lambda: engine.DAEMON_JSON)
+    dockerd_log: Path = field(default_factory=lambda: engine.DOCKERD_LOG)
     docker_state: tuple[Path, ...] = field(default_factory=lambda: DOCKER_STATE)
     cache: Path = field(default_factory=paths.cache_root)
 
@@ -222,10 +223,10 @@ def restored_daemon_json(current: str, before: str | None) -> str | None:
     config = json.loads(current)
     original = json.loads(before) if before else {}
     runtimes = config.get("runtimes", {})
-    runtimes.pop(host.RUNTIME_NAME, None)
+    runtimes.pop(engine.RUNTIME_NAME, None)
     if not runtimes and "runtimes" not in original:
         config.pop("runtimes", None)
-    if config.get("default-runtime") == host.RUNTIME_NAME:
+    if config.get("default-runtime") == engine.RUNTIME_NAME:
         config.pop("default-runtime")
         if "default-runtime" in original:
             config["default-runtime"] = original["default-runtime"]
@@ -377,14 +378,14 @@ def _record(places: Places, survey: Survey) -> list[Item]:
 def survey(places: Places) -> Survey:
     """Read the record and the files, and ask Docker and apt, changing nothing."""
     found = read_files(places)
-    engine = host.docker_answers()
+    answers = engine.docker_answers()
     nodes = ["docker", "ps", "-aq", "--filter", f"label={kindtool.NODE_LABEL}"]
     return dataclasses.replace(
         found,
-        engine=engine,
-        our_dockerd=host.started_dockerd_pid(found.record),
-        cluster=engine and bool(probe(nodes).stdout.strip()),
-        images=_list_images() if engine else (),
+        engine=answers,
+        our_dockerd=engine.started_dockerd_pid(found.record),
+        cluster=answers and bool(probe(nodes).stdout.strip()),
+        images=_list_images() if answers else (),
         packages=_survey_packages(found.record.get("apt_packages", [])),
     )
 
@@ -474,8 +475,8 @@ def _rmi(name: str) -> None:
 
 
 def _stop_dockerd(record: dict[str, Any], pid: int) -> None:
-    if host.started_dockerd_pid(record) == pid:  # still that very process
-        host.stop_process(pid, host.DOCKER_STOP_TIMEOUT)
+    if engine.started_dockerd_pid(record) == pid:  # still that very process
+        engine.stop_process(pid, engine.DOCKER_STOP_TIMEOUT)
 
 
 def _apt_purge(packages: list[str]) -> None:

@@ -21,10 +21,9 @@ manifests/            the manifests as the gate sees them
   __main__            `python -m harness.manifests`: the lint alone (`nox -s lint` runs it)
 actionlint            the GitHub workflow's lint: actionlint built from the Go module proxy
 
-host/                 what the gate does to this machine, and its undoing
+host/                 what the gate does to this machine, recorded for purge
   machine             the record of every change (packages, dockerd, daemon.json), apt
   engine              a Docker engine that runs privileged containers (install, start, fix)
-  purge               undo what the harness did to this machine, and nothing else
 
 build/                the images, behind node_image(), busybox_image(), postgres_image(),
                       gateway_image(tag) in build/__init__
@@ -42,6 +41,7 @@ build/                the images, behind node_image(), busybox_image(), postgres
 cluster/              the kind cluster, behind ensure_cluster() and delete_cluster() in
                       cluster/__init__
   create              `up` as an ordered list of actions
+  purge               `up` undone: what the harness did to this machine, and nothing else
   shape               the cluster's shape: workers, node names, where PostgreSQL runs
   kindcluster         pytest-kind's KindCluster for the gate: create or reuse, load, kubectl
   kindtool            kind at the pinned version (PATH, cache, or `go install`)

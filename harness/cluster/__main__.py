@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from harness import build, cluster, names, versions
 from harness.build import docker
-from harness.cluster import kindtool, node, shape
+from harness.cluster import kindtool, node, purge, shape
 from harness.cluster.kindcluster import marker
-from harness.host import engine, purge
+from harness.host import engine
 from harness.paths import kubeconfig_path
 from harness.steps import probe, run_cli
 

@@ -1,8 +1,6 @@
-"""What the gate does to the machine it runs on, and its undoing, in one place.
-
-`cluster up` (harness.cluster.create) asks `engine` for a Docker engine that runs privileged
-containers: packages installed, dockerd started, the runtime wrapper registered, each change
-written to `machine`'s record first. `purge` reads that record and undoes exactly those, in
-the reverse order (the cluster and the images while the engine still answers, then the
-engine, daemon.json, the wrapper, the packages, their state, the caches, the record).
+"""What the gate does to the machine it runs on, in one place: `engine` makes a Docker engine
+that runs privileged containers (packages installed, dockerd started, the runtime wrapper
+registered) and writes each change to `machine`'s record first. `cluster up` begins with it
+(harness.cluster.create); `cluster purge` (harness.cluster.purge, beside `up`) reads the record
+and undoes exactly those, in the reverse order.
 """

@@ -17,9 +17,10 @@ import pytest
 
 from harness import names
 from harness.cluster import __main__ as cli
+from harness.cluster import purge
 from harness.cluster.kindcluster import marker
-from harness.host import engine, machine, purge
-from harness.host.purge import Image, Packages, Places, Survey
+from harness.cluster.purge import Image, Packages, Places, Survey
+from harness.host import engine, machine
 from harness.steps import HarnessError
 
 HARNESS_DAEMON_JSON = {

@@ -1,11 +1,12 @@
-"""`purge`: undo what the harness did to this machine, and nothing else.
+"""`purge`: `up` undone; what the harness did to this machine, and nothing else.
 
-The record of host changes (`harness.host.machine`) and what the machine shows now (a `Survey`)
-decide, in `plan()`, what goes and what stays; `plan()` is pure, so the decisions are tested
-without Docker or root. `purge --dry-run` prints the plan; `purge` prints each line as it
-carries it out, in an order where each removal still has what it needs: kind and the engine
-for the cluster and the images, the engine stopped before its packages and state go. A
-second purge finds nothing left and says so (docs/operations.md, "Host setup").
+The record of host changes (`harness.host.machine`, written by `harness.host.engine` and the
+builds) and what the machine shows now (a `Survey`) decide, in `plan()`, what goes and what
+stays; `plan()` is pure, so the decisions are tested without Docker or root. `purge --dry-run`
+prints the plan; `purge` prints each line as it carries it out, in `up`'s reverse order, where
+each removal still has what it needs: kind and the engine for the cluster and the images, the
+engine stopped before its packages and state go. A second purge finds nothing left and says so
+(docs/operations.md, "Host setup").
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ DRAIN = (
     f"{CHECKS}/test_node_drain.py::test_draining_both_gateway_nodes_keeps_the_service_available",
 )
 DURABILITY = f"{CHECKS}/test_durability.py::test_rows_survive_postgres_pod_deletion"
+HARD_KILL = f"{CHECKS}/test_hard_kill.py::test_acknowledged_commits_survive_a_hard_kill"
+DURABLE_SETTINGS = (
+    f"{CHECKS}/test_hard_kill.py::test_postgres_runs_with_the_settings_a_durable_commit_needs"
+)
 READINESS = (
     f"{CHECKS}/test_durability.py::test_readiness_takes_the_gateway_out_while_postgres_is_down"
 )
@@ -142,6 +146,12 @@ def postgres_on_empty_dir(documents: list[Document]) -> None:
     volumes.append({"name": claim["metadata"]["name"], "emptyDir": {}})
 
 
+def postgres_acknowledges_early(documents: list[Document]) -> None:
+    """Settings someone adds for speed: commits answered before WAL reaches the disk."""
+    for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
+        postgres(documents)["args"] += ["-c", setting]
+
+
 def no_egress_policy(documents: list[Document]) -> None:
     """Only the ingress policies, as written before egress was thought of."""
     kept = [
@@ -211,6 +221,21 @@ MUTANTS = (
         "PostgreSQL's data on an emptyDir instead of the PersistentVolumeClaim",
         (DURABILITY,),
         edit=postgres_on_empty_dir,
+    ),
+    Mutant(
+        "postgres-acknowledges-early",
+        "PostgreSQL runs with fsync, synchronous_commit and full_page_writes off",
+        (DURABLE_SETTINGS,),
+        edit=postgres_acknowledges_early,
+    ),
+    Mutant(
+        "gateway-commits-asynchronously",
+        "the gateway's connections pin synchronous_commit = off: a commit is answered 200 "
+        "before its WAL is flushed",
+        (HARD_KILL,),
+        patch=SourcePatch(
+            "app/sessions.py", '"synchronous_commit": "on",', '"synchronous_commit": "off",'
+        ),
     ),
     Mutant(
         "no-network-policy",

@@ -1,4 +1,5 @@
-"""The self-test's verdict: caught/total and, per mutant, what caught it and how long it took.
+"""The self-test's verdict: caught/total and, per mutant, what caught it and how long it took;
+and the flakiness record: each check's pass rate over repeated runs of the sound deployment.
 
 Written as Markdown (the table docs/selftest.md quotes) and JSON (for anything that compares runs)
 under artifacts/gate-selftest/.
@@ -56,5 +57,42 @@ def write(baseline: Result, results: list[Result]) -> tuple[Path, Path]:
         "baseline": asdict(baseline),
         "mutants": [{**asdict(r), "caught_by": r.caught_by} for r in results],
     }
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    return md_path, json_path
+
+
+def pass_rates(runs: list[Result]) -> dict[str, tuple[int, int]]:
+    """Each check: how many of the runs it passed in, of how many it ran in."""
+    rates: dict[str, tuple[int, int]] = {}
+    for run in runs:
+        for check, why in run.outcomes.items():
+            passed, ran = rates.get(check, (0, 0))
+            rates[check] = (passed + (not why), ran + 1)
+    return rates
+
+
+def flakiness_markdown(runs: list[Result]) -> str:
+    rates = pass_rates(runs)
+    flaky = sum(passed < ran for passed, ran in rates.values())
+    lines = [
+        f"**{len(runs)} runs of the sound deployment: {flaky} of {len(rates)} checks failed "
+        "at least once.**",
+        "",
+        "| check | passed | first failure |",
+        "|---|---:|---|",
+    ]
+    for check, (passed, ran) in sorted(rates.items(), key=lambda item: item[1][0] / item[1][1]):
+        why = next((r.outcomes[check] for r in runs if r.outcomes.get(check)), "")
+        lines.append(f"| `{short(check)}` | {passed}/{ran} | {why.replace('|', '/') or ''} |")
+    walls = ", ".join(format_seconds(r.seconds) for r in runs)
+    return "\n".join([*lines, "", f"wall times: {walls}"]) + "\n"
+
+
+def write_flakiness(runs: list[Result]) -> tuple[Path, Path]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    md_path, json_path = ARTIFACTS / "flakiness.md", ARTIFACTS / "flakiness.json"
+    md_path.write_text(flakiness_markdown(runs))
+    rates = {check: {"passed": p, "ran": r} for check, (p, r) in pass_rates(runs).items()}
+    document = {"runs": [asdict(run) for run in runs], "pass_rates": rates}
     json_path.write_text(json.dumps(document, indent=2) + "\n")
     return md_path, json_path

@@ -187,3 +187,13 @@ def run(mutants: tuple[Mutant, ...]) -> tuple[Result, list[Result]]:
             f"it would mean nothing; see {ARTIFACTS / BASELINE}"
         )
     return baseline, [run_one(m.name, m.defect, m.checks, m, kube_score) for m in mutants]
+
+
+def repeat_baseline(times: int) -> list[Result]:
+    """The sound deployment's checks `times` times, each against a fresh deployment: the
+    flakiness record (a check that fails here fails for no defect)."""
+    kube_score = kubescore.ensure_kube_score()
+    return [
+        run_one(f"{BASELINE}-{n}", "the deployment as committed", (CHECKS,), None, kube_score)
+        for n in range(1, times + 1)
+    ]

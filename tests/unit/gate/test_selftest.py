@@ -123,3 +123,16 @@ def test_the_report_counts_and_names_what_caught_each_mutant() -> None:
     assert rows[0].startswith("| one | d1 | yes | `t.py::a`: boom / bang | nothing | 1m01s |")
     assert "| lint only | none | `pdb.gateway` |" in rows[1]
     assert "| **NO** |" in rows[2]
+
+
+def test_the_flakiness_record_gives_each_checks_pass_rate() -> None:
+    runs = [
+        run.Result("baseline-1", "sound", ("x",), {"e/t.py::a": "", "e/t.py::b": "fell | behind"}),
+        run.Result("baseline-2", "sound", ("x",), {"e/t.py::a": "", "e/t.py::b": ""}),
+        run.Result("baseline-3", "sound", ("x",), {"e/t.py::a": ""}),  # b did not run
+    ]
+    assert report.pass_rates(runs) == {"e/t.py::a": (3, 3), "e/t.py::b": (1, 2)}
+    table = report.flakiness_markdown(runs)
+    assert table.startswith("**3 runs of the sound deployment: 1 of 2 checks failed")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert rows == ["| `t.py::b` | 1/2 | fell / behind |", "| `t.py::a` | 3/3 |  |"]

@@ -1,0 +1,168 @@
+"""Check 3b: every commit the gateway acknowledged survives PostgreSQL killed outright under
+write load, and the server runs with the settings that make a commit durable.
+
+The deletion check (test_durability.py) stops PostgreSQL gracefully, which flushes
+everything, so it cannot see a commit acknowledged before it was durable. Here writers insert
+unique ids through the NodePort while every PostgreSQL process of the pod is sent SIGKILL
+from its node (as an OOM kill or a crash would end them); once PostgreSQL is back, every id
+answered 200 must be in the table. Defects this exists to catch: the gateway acknowledging a
+commit PostgreSQL has not made durable (its connections not pinning `synchronous_commit = on`,
+so a login's or database's `off` reaches them), data on a volume that does not outlive the
+container.
+
+A setting that only an operating system crash exposes cannot be seen by any kill on kind:
+the node's page cache outlives every process, so a write PostgreSQL never flushed survives
+anyway (`fsync = off`, `full_page_writes = off`). Those, and the server's own
+`synchronous_commit` (what every other client of the server gets), are read from PostgreSQL
+itself by the superuser: the second check.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import requests
+
+from harness import names
+from harness.e2e import kube
+from harness.steps import probe
+
+WRITERS = 4
+KILL_AFTER_S = 3.0
+WRITE_ON_AFTER_RECOVERY_S = 1.0
+RECOVERY_TIMEOUT_S = 180.0
+# SIGKILL to every process of one pod, found by the pod's UID in its cgroup path (the
+# cgroupfs driver writes it with dashes, the systemd driver with underscores).
+KILL_POD_PROCESSES = """
+uid="$1"; alt=$(echo "$uid" | tr - _); killed=0
+for dir in /proc/[0-9]*; do
+  if grep -q -e "$uid" -e "$alt" "$dir/cgroup" 2>/dev/null; then
+    kill -9 "${dir#/proc/}" 2>/dev/null && killed=$((killed + 1))
+  fi
+done
+echo "$killed"
+"""
+# What a durable commit rests on, as the server runs (not as a session may change it), and
+# the values that acknowledge a commit a crash may lose.
+NOT_DURABLE = {
+    "fsync": {"off"},
+    "full_page_writes": {"off"},
+    "synchronous_commit": {"off", "local"},
+}
+
+
+class Writers:
+    """Threads inserting unique ids through the NodePort, each answer recorded by id."""
+
+    def __init__(self, deployment) -> None:
+        self.deployment = deployment
+        self.answers: dict[int, int | str] = {}
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._write, args=(first,), daemon=True)
+            for first in range(WRITERS)
+        ]
+
+    def _write(self, first: int) -> None:
+        for row in range(first, 10**9, WRITERS):
+            if self.stop.is_set():
+                return
+            try:
+                status: int | str = self.deployment.query(
+                    "insert into hard_kill (id) values (%s)", params=[row], timeout_ms=5000
+                ).status_code
+            except requests.RequestException as error:
+                status = type(error).__name__
+            self.answers[row] = status
+            if status != 200:
+                time.sleep(0.2)
+
+    def __enter__(self) -> Writers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def acknowledged(self) -> set[int]:
+        return {row for row, status in list(self.answers.items()) if status == 200}
+
+
+def started_at(deployment) -> str | None:
+    response = deployment.query("select pg_postmaster_start_time()::text as t")
+    return response.json()["result"][0]["t"] if response.status_code == 200 else None
+
+
+def kill_postgres(deployment) -> int:
+    """SIGKILL to every process of the PostgreSQL pod, from its node (kind's node container:
+    the pod's processes are its own). Returns how many were killed."""
+    pod = deployment.core.read_namespaced_pod(names.POSTGRES_POD, deployment.namespace)
+    argv = ["docker", "exec", pod.spec.node_name, "sh", "-c", KILL_POD_PROCESSES, "kill"]
+    done = probe([*argv, pod.metadata.uid])
+    assert done.returncode == 0, f"could not kill PostgreSQL's processes: {done.stderr}"
+    return int(done.stdout.strip() or 0)
+
+
+def test_acknowledged_commits_survive_a_hard_kill(deployment) -> None:
+    assert deployment.query("create table hard_kill (id bigint primary key)").ok
+    before = started_at(deployment)
+    with Writers(deployment) as writers:
+        time.sleep(KILL_AFTER_S)
+        killed = kill_postgres(deployment)
+        killed_at = time.monotonic()
+        assert killed > 0, "no process of the PostgreSQL pod was found on its node"
+        while started_at(deployment) in (None, before):
+            assert time.monotonic() - killed_at < RECOVERY_TIMEOUT_S, "PostgreSQL never came back"
+            time.sleep(0.5)
+        recovered_s = time.monotonic() - killed_at
+        time.sleep(WRITE_ON_AFTER_RECOVERY_S)
+    acknowledged = writers.acknowledged()
+    answers = Counter(str(status) for status in writers.answers.values())
+    # Compared in PostgreSQL: the table may hold more rows than a result may carry.
+    found = deployment.query(
+        "select count(*) as present, array(select unnest(%s::bigint[]) except "
+        "select id from hard_kill order by 1) as lost from hard_kill",
+        params=[sorted(acknowledged)],
+    ).json()["result"][0]
+    lost = found["lost"]
+    print(
+        f"\nhard kill: {killed} PostgreSQL processes killed, serving again after "
+        f"{recovered_s:.1f} s; answers {dict(answers)}; {len(acknowledged)} acknowledged, "
+        f"{found['present']} present, {len(lost)} acknowledged and lost"
+    )
+    assert "500" not in answers, "a request answered 500 while PostgreSQL was killed"
+    assert answers["200"] > 0 and len(answers) > 1, "the kill did not fall under the write load"
+    assert not lost, f"acknowledged commits lost by a kill: {lost[:20]}"
+
+
+def server_settings(deployment) -> dict[str, str]:
+    """The settings as the server runs, asked by the superuser over the pod's local socket."""
+    query = (
+        "select json_object_agg(name, setting) from pg_settings where name in "
+        f"({', '.join(repr(name) for name in NOT_DURABLE)})"
+    )
+    output = kube.exec_output(
+        deployment.core,
+        deployment.namespace,
+        names.POSTGRES_POD,
+        names.POSTGRES_CONTAINER,
+        *("psql", "-U", "postgres", "-d", "postgres", "-Atc", query),
+    )
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_postgres_runs_with_the_settings_a_durable_commit_needs(deployment) -> None:
+    settings = server_settings(deployment)
+    print(f"\ndurable settings: {settings}")
+    weakened = {name: value for name, value in settings.items() if value in NOT_DURABLE[name]}
+    assert set(settings) == set(NOT_DURABLE), settings
+    assert not weakened, (
+        f"PostgreSQL acknowledges commits that a crash may lose: {weakened} "
+        "(set in the StatefulSet's args or postgresql.conf)"
+    )

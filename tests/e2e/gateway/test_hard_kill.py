@@ -34,12 +34,14 @@ WRITERS = 4
 KILL_AFTER_S = 3.0
 WRITE_ON_AFTER_RECOVERY_S = 1.0
 RECOVERY_TIMEOUT_S = 180.0
-# SIGKILL to every process of one pod, found by the pod's UID in its cgroup path (the
-# cgroupfs driver writes it with dashes, the systemd driver with underscores).
+# SIGKILL to every PostgreSQL process of one pod (not its sandbox's pause), found by the pod's
+# UID in the cgroup path ($1 as the cgroupfs driver writes it, $2 as systemd's does). The
+# node image has no tr or pkill: the shell's own words only.
 KILL_POD_PROCESSES = """
-uid="$1"; alt=$(echo "$uid" | tr - _); killed=0
+killed=0
 for dir in /proc/[0-9]*; do
-  if grep -q -e "$uid" -e "$alt" "$dir/cgroup" 2>/dev/null; then
+  [ "$(cat "$dir/comm" 2>/dev/null)" = postgres ] || continue
+  if grep -q -e "$1" -e "$2" "$dir/cgroup" 2>/dev/null; then
     kill -9 "${dir#/proc/}" 2>/dev/null && killed=$((killed + 1))
   fi
 done
@@ -100,11 +102,12 @@ def started_at(deployment) -> str | None:
 
 
 def kill_postgres(deployment) -> int:
-    """SIGKILL to every process of the PostgreSQL pod, from its node (kind's node container:
+    """SIGKILL to every PostgreSQL process of the pod, from its node (kind's node container:
     the pod's processes are its own). Returns how many were killed."""
     pod = deployment.core.read_namespaced_pod(names.POSTGRES_POD, deployment.namespace)
     argv = ["docker", "exec", pod.spec.node_name, "sh", "-c", KILL_POD_PROCESSES, "kill"]
-    done = probe([*argv, pod.metadata.uid])
+    uid = pod.metadata.uid
+    done = probe([*argv, uid, uid.replace("-", "_")])
     assert done.returncode == 0, f"could not kill PostgreSQL's processes: {done.stderr}"
     return int(done.stdout.strip() or 0)
 

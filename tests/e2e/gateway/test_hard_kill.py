@@ -36,7 +36,7 @@ WRITE_ON_AFTER_RECOVERY_S = 1.0
 RECOVERY_TIMEOUT_S = 180.0
 # SIGKILL to every PostgreSQL process of one pod (not its sandbox's pause), found by the pod's
 # UID in the cgroup path ($1 as the cgroupfs driver writes it, $2 as systemd's does). The
-# node image has no tr or pkill: the shell's own words only.
+# node image has no tr, so both spellings come from the caller.
 KILL_POD_PROCESSES = """
 killed=0
 for dir in /proc/[0-9]*; do

@@ -137,9 +137,11 @@ class LoadProbe:
 
     host: str
     port: int
-    token: str
+    # Out of the repr, which a failed assertion's explanation prints: the token (it printed
+    # the admin token once) and the thousands of samples.
+    token: str = field(repr=False)
     clients: tuple[Clients, ...] = DEFAULT_CLIENTS
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -13,7 +13,10 @@ Session order for the gateway's checks: cluster up (reused when warm) -> images 
 loaded -> namespace, Secret, manifests -> wait until serving. A harness failure fails the test
 with the harness's message (a gate that skipped would pass without testing anything); when a
 check of the deployment fails, the diagnostics are saved under artifacts/e2e/<namespace>/ and
-the failure report names that directory.
+the failure report names that directory. No output of the run may hold the deployment's
+secrets: a failure report that does is redacted, and at the end every file the run wrote
+under artifacts/ (the JUnit XML included) is scanned; a leak fails the session, naming the
+file or check and the secret, never its value.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import build, cluster, gateway, names, paths
+from harness import build, cluster, gateway, names, paths, secretscan
 from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, kube
 from harness.e2e.deploy import Credentials
@@ -219,6 +223,9 @@ def deployment(
 DEPLOYMENT_KEY = pytest.StashKey[Deployment]()
 DIAGNOSED_KEY = pytest.StashKey[Path]()
 TIMES_KEY = pytest.StashKey[dict[str, "CheckTime"]]()
+STARTED_KEY = pytest.StashKey[float]()
+LEAKS_KEY = pytest.StashKey[list[secretscan.Leak]]()
+SCANNED_KEY = pytest.StashKey[int]()
 
 
 @dataclass
@@ -258,11 +265,57 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             diagnostics.collect(deployed.namespace, deployed.kubeconfig, directory)
             session.stash[DIAGNOSED_KEY] = directory
         report.sections.append(("diagnostics", f"saved under {directory}"))
+    if report.failed and deployed is not None:
+        _redact(session, report, deployed)
     return report
+
+
+def _redact(session: pytest.Session, report: pytest.TestReport, deployed: Deployment) -> None:
+    """A failure report holding a secret (a repr, a message) has it replaced by its name
+    before anything prints or writes it, and the leak is recorded: the session fails."""
+    wanted = secretscan.forms(deployed.credentials.named())
+    texts = [report.longreprtext, *(content for _title, content in report.sections)]
+    found = sorted({name for text in texts for name in secretscan.names_in(text.encode(), wanted)})
+    if not found:
+        return
+    report.longrepr = secretscan.redact(report.longreprtext, wanted)
+    report.sections = [
+        (title, secretscan.redact(content, wanted)) for title, content in report.sections
+    ]
+    where = f"the {report.when} report of {report.nodeid}"
+    session.config.stash.setdefault(LEAKS_KEY, []).extend(secretscan.Leak(where, n) for n in found)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.stash[STARTED_KEY] = time.time()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Once the JUnit XML is written: every file the run wrote under artifacts/ (diagnostics,
+    kind's logs, step logs, timelines, JUnit) is scanned for the deployment's secrets."""
+    deployed = session.stash.get(DEPLOYMENT_KEY, None)
+    if deployed is None:
+        return
+    started = session.stash[STARTED_KEY]
+    files = secretscan.files_since(paths.ARTIFACTS_DIR, started)
+    logs = paths.log_dir().resolve()  # elsewhere with PG_GATEWAY_ARTIFACTS
+    if not logs.is_relative_to(paths.ARTIFACTS_DIR):
+        files += secretscan.files_since(logs, started)
+    junit = session.config.getoption("xmlpath", None)
+    if junit and not Path(junit).resolve().is_relative_to(paths.ARTIFACTS_DIR):
+        files.append(Path(junit).resolve())
+    wanted = secretscan.forms(deployed.credentials.named())
+    leaks = session.config.stash.setdefault(LEAKS_KEY, [])
+    leaks += secretscan.scan_files(files, wanted, paths.REPO_ROOT)
+    session.config.stash[SCANNED_KEY] = len(files)
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line a check with its wall time, so the gate's own duration stays known."""
+    _report_leaks(terminalreporter, config)
     times = config.stash.get(TIMES_KEY, {})
     if not times:
         return
@@ -273,3 +326,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(
             f"{entry.total:7.1f} s  {entry.outcome:<7}  {nodeid}  (setup {setup:.1f} s)"
         )
+
+
+def _report_leaks(terminalreporter: Any, config: pytest.Config) -> None:
+    """What the secret scan found: where, and which secret (never its value)."""
+    scanned = config.stash.get(SCANNED_KEY, None)
+    if scanned is None:
+        return
+    leaks = config.stash.get(LEAKS_KEY, [])
+    if not leaks:
+        terminalreporter.write_line(
+            f"secret scan: no secret of the deployment in the failure reports or in the "
+            f"{scanned} files this run wrote under {paths.ARTIFACTS_DIR}"
+        )
+        return
+    terminalreporter.write_sep("!", f"SECRET LEAK: {len(leaks)} found; the session fails", red=True)
+    for leak in leaks:
+        terminalreporter.write_line(f"  {leak}", red=True)

@@ -133,11 +133,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def run_harness(function: Callable[..., T], *args: object) -> T:
-    """Run a harness step; its failure (step name, log path) fails the test, not errors it."""
+    """Run a harness step; its failure (step name, log path) fails the test, not errors it,
+    and is reported once (failing outside the handler: no "during handling" repeats)."""
     try:
         return function(*args)
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -226,6 +228,7 @@ TIMES_KEY = pytest.StashKey[dict[str, "CheckTime"]]()
 STARTED_KEY = pytest.StashKey[float]()
 LEAKS_KEY = pytest.StashKey[list[secretscan.Leak]]()
 SCANNED_KEY = pytest.StashKey[int]()
+SETUP_ERRORS_KEY = pytest.StashKey[dict[int, tuple[BaseException, str]]]()
 
 
 @dataclass
@@ -265,9 +268,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             diagnostics.collect(deployed.namespace, deployed.kubeconfig, directory)
             session.stash[DIAGNOSED_KEY] = directory
         report.sections.append(("diagnostics", f"saved under {directory}"))
+    if report.failed and report.when == "setup" and call.excinfo is not None:
+        _report_once(item.config, report, call.excinfo.value)
     if report.failed and deployed is not None:
         _redact(session, report, deployed)
     return report
+
+
+def _report_once(config: pytest.Config, report: pytest.TestReport, error: BaseException) -> None:
+    """pytest raises a session fixture's failure (a deploy that failed, with why) again at
+    the setup of every check that needs it, without running it again: it is reported in
+    full at the first, and by reference after."""
+    first = config.stash.setdefault(SETUP_ERRORS_KEY, {})
+    seen, nodeid = first.setdefault(id(error), (error, report.nodeid))
+    if seen is error and nodeid != report.nodeid:
+        report.longrepr = (
+            f"not tried again: the same failure as at the setup of {nodeid}, which says why"
+        )
 
 
 def _redact(session: pytest.Session, report: pytest.TestReport, deployed: Deployment) -> None:

@@ -181,6 +181,12 @@ def single_replica(documents: list[Document]) -> None:
     find(documents, "Deployment", names.GATEWAY)["spec"]["replicas"] = 1
 
 
+def gateway_memory_too_small(documents: list[Document]) -> None:
+    """16 MiB: gunicorn's master alone needs more, so every pod is OOM-killed at start."""
+    resources = gateway(documents)["resources"]
+    resources["requests"]["memory"] = resources["limits"]["memory"] = "16Mi"
+
+
 MUTANTS = (
     Mutant(
         "rollout-all-at-once",
@@ -263,6 +269,12 @@ MUTANTS = (
         "one gateway replica: the PodDisruptionBudget then refuses every eviction",
         DRAIN,
         edit=single_replica,
+    ),
+    Mutant(
+        "gateway-memory-too-small",
+        "the gateway's memory limit is far too small: its pods are OOM-killed at start",
+        (ROUND_TRIP, NO_SUPERUSER),
+        edit=gateway_memory_too_small,
     ),
     Mutant(
         "no-disruption-budget",

@@ -17,6 +17,11 @@ the failure report names that directory. No output of the run may hold the deplo
 secrets: a failure report that does is redacted, and at the end every file the run wrote
 under artifacts/ (the JUnit XML included) is scanned; a leak fails the session, naming the
 file or check and the secret, never its value.
+
+A check whose load fell behind with no request failed (`availability.Inconclusive`) is
+reported as INCONCLUSIVE, apart from the failures; when every failed check is such, pytest
+exits with INCONCLUSIVE_EXIT instead of 1: red either way (nothing was proven), but a
+re-run on a quieter machine, not a defect, is what it asks for.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from kubernetes import client
 from harness import build, cluster, gateway, names, paths, secretscan
 from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, kube
+from harness.e2e.availability import Inconclusive
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
 
@@ -52,6 +58,8 @@ HARNESS_SUPPLIED = {
     "kind_kubectl_bin": None,
 }
 ADMIN = "admin"  # selects the deployment's admin token
+# pytest's own statuses are 0-5; this one says: no check failed, some could not judge.
+INCONCLUSIVE_EXIT = 6
 T = TypeVar("T")
 # `core`, `apps`, `networking` over this plugin's `api`.
 pytest_plugins = ["harness.e2e.clients"]
@@ -229,6 +237,8 @@ STARTED_KEY = pytest.StashKey[float]()
 LEAKS_KEY = pytest.StashKey[list[secretscan.Leak]]()
 SCANNED_KEY = pytest.StashKey[int]()
 SETUP_ERRORS_KEY = pytest.StashKey[dict[int, tuple[BaseException, str]]]()
+FAILED_KEY = pytest.StashKey[set[str]]()
+INCONCLUSIVE_KEY = pytest.StashKey[dict[str, str]]()
 
 
 @dataclass
@@ -270,6 +280,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         report.sections.append(("diagnostics", f"saved under {directory}"))
     if report.failed and report.when == "setup" and call.excinfo is not None:
         _report_once(item.config, report, call.excinfo.value)
+    if report.failed:
+        item.config.stash.setdefault(FAILED_KEY, set()).add(report.nodeid)
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
+        verdict = str(call.excinfo.value)
+        item.config.stash.setdefault(INCONCLUSIVE_KEY, {})[report.nodeid] = verdict
+        report.longrepr = verdict  # not a defect's traceback
     if report.failed and deployed is not None:
         _redact(session, report, deployed)
     return report
@@ -309,8 +325,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Once the JUnit XML is written: every file the run wrote under artifacts/ (diagnostics,
-    kind's logs, step logs, timelines, JUnit) is scanned for the deployment's secrets."""
+    """Once the JUnit XML is written: the exit status says whether only inconclusive checks
+    failed, and every file the run wrote under artifacts/ (diagnostics, kind's logs, step
+    logs, timelines, JUnit) is scanned for the deployment's secrets (a leak: status 1)."""
+    inconclusive = session.config.stash.get(INCONCLUSIVE_KEY, {})
+    failed = session.config.stash.get(FAILED_KEY, set())
+    only_inconclusive = bool(inconclusive) and failed <= set(inconclusive)
+    if only_inconclusive and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
+        session.exitstatus = INCONCLUSIVE_EXIT
     deployed = session.stash.get(DEPLOYMENT_KEY, None)
     if deployed is None:
         return
@@ -333,6 +355,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line a check with its wall time, so the gate's own duration stays known."""
     _report_leaks(terminalreporter, config)
+    _report_inconclusive(terminalreporter, config)
     times = config.stash.get(TIMES_KEY, {})
     if not times:
         return
@@ -360,3 +383,17 @@ def _report_leaks(terminalreporter: Any, config: pytest.Config) -> None:
     terminalreporter.write_sep("!", f"SECRET LEAK: {len(leaks)} found; the session fails", red=True)
     for leak in leaks:
         terminalreporter.write_line(f"  {leak}", red=True)
+
+
+def _report_inconclusive(terminalreporter: Any, config: pytest.Config) -> None:
+    """The checks that could not judge, apart from the failures, and what the status means."""
+    inconclusive = config.stash.get(INCONCLUSIVE_KEY, {})
+    if not inconclusive:
+        return
+    others = config.stash.get(FAILED_KEY, set()) - set(inconclusive)
+    status = "1: failures too" if others else f"{INCONCLUSIVE_EXIT}: no check failed"
+    terminalreporter.write_sep(
+        "!", f"INCONCLUSIVE: {len(inconclusive)} checks could not judge (exit status {status})"
+    )
+    for nodeid, verdict in inconclusive.items():
+        terminalreporter.write_line(f"  {nodeid}: {verdict}", yellow=True)

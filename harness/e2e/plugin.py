@@ -285,6 +285,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.failed and call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
         verdict = str(call.excinfo.value)
         item.config.stash.setdefault(INCONCLUSIVE_KEY, {})[report.nodeid] = verdict
+        item.config.stash[TIMES_KEY][report.nodeid].outcome = "inconclusive"
         report.longrepr = verdict  # not a defect's traceback
     if report.failed and deployed is not None:
         _redact(session, report, deployed)
@@ -364,7 +365,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for nodeid, entry in times.items():
         setup = entry.phases.get("setup", 0.0)
         terminalreporter.write_line(
-            f"{entry.total:7.1f} s  {entry.outcome:<7}  {nodeid}  (setup {setup:.1f} s)"
+            f"{entry.total:7.1f} s  {entry.outcome:<12}  {nodeid}  (setup {setup:.1f} s)"
         )
 
 
@@ -393,7 +394,7 @@ def _report_inconclusive(terminalreporter: Any, config: pytest.Config) -> None:
     others = config.stash.get(FAILED_KEY, set()) - set(inconclusive)
     status = "1: failures too" if others else f"{INCONCLUSIVE_EXIT}: no check failed"
     terminalreporter.write_sep(
-        "!", f"INCONCLUSIVE: {len(inconclusive)} checks could not judge (exit status {status})"
+        "!", f"INCONCLUSIVE: {len(inconclusive)} check(s) could not judge (exit status {status})"
     )
     for nodeid, verdict in inconclusive.items():
         terminalreporter.write_line(f"  {nodeid}: {verdict}", yellow=True)

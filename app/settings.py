@@ -45,10 +45,12 @@ class ConfigError(ValueError):
 class Settings:
     """The validated configuration; defaults are the documented ones."""
 
-    dsn: dict[str, str] = field(default_factory=dict)
-    api_tokens: dict[str, Token] = field(default_factory=dict)
+    # The three that hold passwords and tokens are out of the repr: a repr ends up in logs
+    # and in a failed test's report.
+    dsn: dict[str, str] = field(default_factory=dict, repr=False)
+    api_tokens: dict[str, Token] = field(default_factory=dict, repr=False)
     # Connection parameters of each role a token maps to: its own login and password.
-    role_dsns: dict[str, dict[str, str]] = field(default_factory=dict)
+    role_dsns: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
     read_only: bool = False
     # Roles whose tokens get read-only transactions, opened as READ_ONLY opens them.
     read_only_roles: frozenset[str] = frozenset()

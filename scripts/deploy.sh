@@ -9,7 +9,12 @@
 #   TLS_CERT_ARN   (aws only, required) the ACM certificate the load balancer presents
 #   KUBECTL        kubectl to use [kubectl]; the current context is the target cluster
 #   TIMEOUT        how long to wait for each rollout [300s]
+#   NODEPORT_WAIT  (kind) seconds to wait for a namespace being deleted to free a NodePort [180]
 #
+# kind: its nodes pull nothing (no registry), so every image the overlay runs must already be
+# on every node: when one is missing, deploy.sh stops at once and names the command that
+# builds and loads them. A NodePort the overlay names that a namespace being deleted still
+# holds is waited for; one that another namespace keeps stops it at once, saying which.
 # The Secret pg-gateway-secrets is created with random values only when it does not exist yet
 # (PostgreSQL keeps the password it was initialised with, so it must never change under it);
 # the values are never printed. Tracked files are never edited: for aws the image is set in a
@@ -28,6 +33,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 overlay_dir="$root/manifests/overlays/$overlay"
 kubectl=${KUBECTL:-kubectl}
 timeout=${TIMEOUT:-300s}
+nodeport_wait=${NODEPORT_WAIT:-180}
 
 [[ -f "$overlay_dir/kustomization.yaml" ]] || {
 	echo "deploy: no overlay $overlay_dir" >&2
@@ -42,6 +48,90 @@ if [[ $overlay == aws ]]; then
 	: "${REGISTRY:?aws needs REGISTRY (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com)}"
 	: "${TAG:?aws needs TAG (the gateway image tag to deploy)}"
 	: "${TLS_CERT_ARN:?aws needs TLS_CERT_ARN (the ACM certificate of the load balancer)}"
+fi
+
+containerd_reference() {
+	# The name containerd gives an image `kind load` brought in: Docker's short names are
+	# Docker Hub's (as harness/cluster/kindcluster.py's containerd_reference).
+	local image=$1 first=${1%%/*}
+	if [[ $image != */* ]]; then
+		echo "docker.io/library/$image"
+	elif [[ $first == *.* || $first == *:* || $first == localhost ]]; then
+		echo "$image"
+	else
+		echo "docker.io/$image"
+	fi
+}
+
+check_kind_images() {
+	# Every image of the rendering ($1) on every node, asked of each node's containerd.
+	local image node found images nodes missing=()
+	mapfile -t images < <(sed -n 's/^ *image: *//p' <<<"$1" | tr -d '"' | sort -u)
+	read -ra nodes <<<"$("$kubectl" get nodes -o jsonpath='{.items[*].metadata.name}')"
+	for image in "${images[@]}"; do
+		for node in "${nodes[@]}"; do
+			if ! found=$(docker exec "$node" ctr -n k8s.io images ls -q \
+				"name==$(containerd_reference "$image")" 2>/dev/null); then
+				echo "deploy: cannot look into kind node $node with docker; not checking its images" >&2
+				continue
+			fi
+			[[ -n $found ]] || missing+=("$image (node $node)")
+		done
+	done
+	if ((${#missing[@]})); then
+		echo "deploy: images the kind overlay runs are not on the cluster's nodes, which pull nothing:" >&2
+		printf '  %s\n' "${missing[@]}" >&2
+		echo "deploy: build and load them with \`nox -s cluster -- images\`, then run this again" >&2
+		exit 1
+	fi
+}
+
+node_port_holder() {
+	# "namespace service" of a Service outside $namespace that holds NodePort $1, if any.
+	"$kubectl" get services --all-namespaces -o jsonpath='{range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{" "}{.spec.ports[*].nodePort}{"\n"}{end}' |
+		awk -v port="$1" -v ours="$namespace" \
+			'$1 != ours { for (i = 3; i <= NF; i++) if ($i == port) { print $1, $2; exit } }'
+}
+
+wait_for_node_ports() {
+	# Each NodePort of the rendering ($1): free, or held by a namespace being deleted (wait
+	# for it, up to $nodeport_wait s); held by one that stays, stop now.
+	local port ports holder held_by phase waited_since
+	local deadline=$((SECONDS + nodeport_wait))
+	mapfile -t ports < <(sed -n 's/^ *nodePort: *//p' <<<"$1" | sort -u)
+	for port in "${ports[@]}"; do
+		waited_since=
+		while holder=$(node_port_holder "$port") && [[ -n $holder ]]; do
+			held_by=${holder%% *}
+			phase=$("$kubectl" get namespace "$held_by" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+			if [[ $phase != Terminating ]]; then
+				echo "deploy: NodePort $port is held by service/${holder#* } of namespace $held_by:" \
+					"delete that namespace ($kubectl delete namespace $held_by) or deploy into it" >&2
+				exit 1
+			fi
+			if ((SECONDS >= deadline)); then
+				echo "deploy: NodePort $port is still held by namespace $held_by, being deleted" \
+					"for more than ${nodeport_wait}s; what holds it back:" \
+					"$kubectl get namespace $held_by -o yaml" >&2
+				exit 1
+			fi
+			if [[ -z $waited_since ]]; then
+				waited_since=$SECONDS
+				echo "deploy: NodePort $port is held by namespace $held_by, which is being deleted;" \
+					"waiting (up to ${nodeport_wait}s in all)"
+			fi
+			sleep 2
+		done
+		if [[ -n $waited_since ]]; then
+			echo "deploy: NodePort $port free after $((SECONDS - waited_since))s"
+		fi
+	done
+}
+
+if [[ $overlay == kind ]]; then
+	rendered=$("$kubectl" kustomize "$overlay_dir")
+	check_kind_images "$rendered"
+	wait_for_node_ports "$rendered"
 fi
 
 tmp=$(mktemp -d)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import paths
+from harness import names, paths
 from harness.build import app_image, baseimages, nodeimage, rootfs
+from harness.manifests.render import render
+from harness.steps import HarnessError, step
 
 
 def node_image() -> str:
@@ -37,3 +39,30 @@ def gateway_image(tag: str, source: Path = paths.REPO_ROOT) -> str:
     """pg-gateway/gateway:<tag> from the Dockerfile of `source` (this repository, or a
     patched copy of it); each build its own image ID."""
     return app_image.build_gateway(tag, source)
+
+
+def overlay_images(overlay: Path) -> dict[str, str]:
+    """Container name -> image, as the overlay renders them."""
+    found = {}
+    for resource in render(overlay):
+        pod = resource.body.get("spec", {}).get("template", {}).get("spec", {})
+        found.update({c["name"]: c["image"] for c in pod.get("containers", [])})
+    return found
+
+
+def kind_overlay_images() -> tuple[str, ...]:
+    """The images `scripts/deploy.sh kind` runs, made under the names the kind overlay gives
+    them: the gateway built from this repository, PostgreSQL as `postgres_image()` makes it
+    (the official image where a registry answers, tagged so)."""
+    wanted = overlay_images(paths.KIND_OVERLAY)
+    gateway, postgres = wanted[names.GATEWAY_CONTAINER], wanted[names.POSTGRES_CONTAINER]
+    repository, _, tag = gateway.rpartition(":")
+    if repository != app_image.GATEWAY_REPOSITORY:
+        raise HarnessError(
+            f"the kind overlay runs {gateway}, not a {app_image.GATEWAY_REPOSITORY} image"
+        )
+    built = postgres_image()
+    if built != postgres:
+        with step(f"tag {built} as {postgres}") as current:
+            current.run(["docker", "tag", built, postgres])
+    return gateway_image(tag), postgres

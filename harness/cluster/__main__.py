@@ -1,4 +1,9 @@
-"""`python -m harness.cluster up|down|status|purge` (also `nox -s cluster -- ...`)."""
+"""`python -m harness.cluster up|down|status|purge|images` (also `nox -s cluster -- ...`).
+
+`images` builds the images the kind overlay runs (`pg-gateway/gateway:dev` from this
+repository, PostgreSQL) and loads them into the cluster: what `scripts/deploy.sh kind NS`
+needs there, and names when they are missing.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.cluster", description=(cluster.__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("command", choices=("up", "down", "status", "purge"))
+    parser.add_argument("command", choices=("up", "down", "status", "purge", "images"))
     parser.add_argument(
         "--load",
         action="append",
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=range(shape.MAX_WORKERS + 1),
         default=None,
         metavar="N",
-        help=f"worker nodes beside the control plane (up only) [${shape.WORKERS_ENV}, "
+        help=f"worker nodes beside the control plane (up, images) [${shape.WORKERS_ENV}, "
         f"else {shape.DEFAULT_WORKERS}]; a cluster this tool made with another number "
         "is replaced",
     )
@@ -71,11 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     def up() -> None:
         cluster.ensure_cluster(tuple(args.load), args.workers)
 
+    def images() -> None:
+        gate = cluster.ensure_cluster((), args.workers)  # Docker's engine too
+        for image in build.kind_overlay_images():
+            gate.load_docker_image(image)
+
     actions: dict[str, Callable[[], int | None]] = {
         "up": up,
         "down": cluster.delete_cluster,
         "status": status,
         "purge": lambda: purge.purge(dry_run=args.dry_run),
+        "images": images,
     }
     return run_cli(actions[args.command])
 

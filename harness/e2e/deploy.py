@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,15 @@ NAMESPACE_GONE_TIMEOUT_S = 180
 
 @dataclass(frozen=True)
 class Credentials:
-    """The per-deployment secrets; tokens are handed to the tests, never logged."""
+    """The per-deployment secrets; tokens are handed to the tests, never logged. No field is
+    in the repr: pytest prints a failed check's arguments (the `deployment` holding these)
+    and the reprs in an assertion's explanation."""
 
-    postgres_password: str
-    gateway_password: str
-    reader_password: str
-    admin_token: str
-    reader_token: str
+    postgres_password: str = field(repr=False)
+    gateway_password: str = field(repr=False)
+    reader_password: str = field(repr=False)
+    admin_token: str = field(repr=False)
+    reader_token: str = field(repr=False)
 
     @classmethod
     def random(cls) -> Credentials:
@@ -42,6 +44,11 @@ class Credentials:
     def api_tokens(self) -> str:
         admin = self.admin_token + names.ADMIN_TOKEN_OPTIONS
         return f"{admin},{self.reader_token}{names.READER_TOKEN_OPTIONS}"
+
+    def named(self) -> dict[str, str]:
+        """Every secret by name, API_TOKENS too: what no output of a run may hold."""
+        values = {each.name: getattr(self, each.name) for each in fields(self)}
+        return {**values, names.API_TOKENS_KEY: self.api_tokens}
 
 
 def set_image(documents: list[dict[str, Any]], container: str, image: str) -> None:

@@ -1,7 +1,8 @@
 """Small, typed, time-bounded waits on Kubernetes objects, built on watches; commands in pods.
 
 Every wait names what it waited for and what it last saw when it gives up, so a timeout
-reads as a diagnosis rather than as "timed out".
+reads as a diagnosis rather than as "timed out"; a rollout wait gives up at once when its
+pods show they cannot become ready (`harness.e2e.pods`), naming each pod and why.
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
+from harness.e2e import pods
 from harness.steps import HarnessError
+
+# How often a rollout wait looks at its pods' states and events.
+TROUBLE_POLL_S = 2
+
+
+class CannotBecomeReady(HarnessError):
+    """A wait given up before its deadline: what it waits for cannot come (`troubles`)."""
+
+    def __init__(self, describe: str, waited_s: float, troubles: list[str]) -> None:
+        super().__init__(
+            f"{describe}: cannot happen, given up after {waited_s:.0f} s: " + "; ".join(troubles)
+        )
+        self.troubles = troubles
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -53,18 +68,23 @@ def wait_for(
     condition: Callable[[Any], bool],
     describe: str,
     timeout_s: float,
+    trouble: Callable[[Any], list[str]] | None = None,
 ) -> Any:
-    """Watch one named object until `condition(obj)` holds; re-opens dropped watches."""
-    deadline = time.monotonic() + timeout_s
+    """Watch one named object until `condition(obj)` holds; re-opens dropped watches. With
+    `trouble`, every TROUBLE_POLL_S it is asked about the object last seen, and what it
+    finds ends the wait at once: a condition that cannot come is not waited out."""
+    started = time.monotonic()
+    deadline = started + timeout_s
     last: Any = None
     while (remaining := deadline - time.monotonic()) > 0:
+        chunk = remaining if trouble is None else min(remaining, TROUBLE_POLL_S)
         watcher = watch.Watch()
         try:
             for event in watcher.stream(
                 list_call,
                 namespace,
                 field_selector=f"metadata.name={name}",
-                timeout_seconds=max(1, int(remaining)),
+                timeout_seconds=max(1, int(chunk)),
             ):
                 last = event["object"]
                 if event["type"] != "DELETED" and condition(last):
@@ -73,10 +93,33 @@ def wait_for(
         except client.ApiException as error:
             if error.status != 410:  # 410 Gone: resource version too old, just re-watch
                 raise
+        if trouble is not None and last is not None and (found := trouble(last)):
+            raise CannotBecomeReady(describe, time.monotonic() - started, found)
     raise HarnessError(
         f"{describe}: not reached within {timeout_s:.0f}s; last seen status: "
         f"{getattr(last, 'status', None)}"
     )
+
+
+class PodTroubles:
+    """What keeps a workload's pods from becoming ready (`pods.troubles`), as `wait_for`
+    asks it; events are counted from when it was made, so what happened before the wait
+    began (a probe failing while PostgreSQL restarted) is not held against the rollout."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.seen = {event.metadata.uid: event.count or 1 for event in self._events()}
+
+    def _events(self) -> list[Any]:
+        field_selector = "involvedObject.kind=Pod"
+        return self.core.list_namespaced_event(self.namespace, field_selector=field_selector).items
+
+    def __call__(self, workload: Any) -> list[str]:
+        labels = workload.spec.selector.match_labels or {}
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        listed = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        return [str(found) for found in pods.troubles(listed, self._events(), self.seen)]
 
 
 def wait_statefulset_ready(
@@ -89,6 +132,7 @@ def wait_statefulset_ready(
         statefulset_ready,
         f"statefulset/{name} ready",
         timeout_s,
+        PodTroubles(client.CoreV1Api(apps.api_client), namespace),
     )
 
 
@@ -100,6 +144,7 @@ def wait_rolled_out(apps: client.AppsV1Api, namespace: str, name: str, timeout_s
         deployment_rolled_out,
         f"deployment/{name} rolled out",
         timeout_s,
+        PodTroubles(client.CoreV1Api(apps.api_client), namespace),
     )
 
 
@@ -123,9 +168,7 @@ def statefulset_ready(statefulset: Any) -> bool:
     )
 
 
-def pod_ready(pod: Any) -> bool:
-    conditions = pod.status.conditions or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+pod_ready = pods.ready  # the name the checks know it by
 
 
 def read_pod(core: client.CoreV1Api, namespace: str, name: str) -> Any | None:

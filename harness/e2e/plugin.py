@@ -13,7 +13,15 @@ Session order for the gateway's checks: cluster up (reused when warm) -> images 
 loaded -> namespace, Secret, manifests -> wait until serving. A harness failure fails the test
 with the harness's message (a gate that skipped would pass without testing anything); when a
 check of the deployment fails, the diagnostics are saved under artifacts/e2e/<namespace>/ and
-the failure report names that directory.
+the failure report names that directory. No output of the run may hold the deployment's
+secrets: a failure report that does is redacted, and at the end every file the run wrote
+under artifacts/ (the JUnit XML included) is scanned; a leak fails the session, naming the
+file or check and the secret, never its value.
+
+A check whose load fell behind with no request failed (`availability.Inconclusive`) is
+reported as INCONCLUSIVE, apart from the failures; when every failed check is such, pytest
+exits with INCONCLUSIVE_EXIT instead of 1: red either way (nothing was proven), but a
+re-run on a quieter machine, not a defect, is what it asks for.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +39,10 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import build, cluster, gateway, names, paths
+from harness import build, cluster, gateway, names, paths, secretscan
 from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, kube
+from harness.e2e.availability import Inconclusive
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
 
@@ -48,6 +58,8 @@ HARNESS_SUPPLIED = {
     "kind_kubectl_bin": None,
 }
 ADMIN = "admin"  # selects the deployment's admin token
+# pytest's own statuses are 0-5; this one says: no check failed, some could not judge.
+INCONCLUSIVE_EXIT = 6
 T = TypeVar("T")
 # `core`, `apps`, `networking` over this plugin's `api`.
 pytest_plugins = ["harness.e2e.clients"]
@@ -129,11 +141,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def run_harness(function: Callable[..., T], *args: object) -> T:
-    """Run a harness step; its failure (step name, log path) fails the test, not errors it."""
+    """Run a harness step; its failure (step name, log path) fails the test, not errors it,
+    and is reported once (failing outside the handler: no "during handling" repeats)."""
     try:
         return function(*args)
     except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -219,6 +233,12 @@ def deployment(
 DEPLOYMENT_KEY = pytest.StashKey[Deployment]()
 DIAGNOSED_KEY = pytest.StashKey[Path]()
 TIMES_KEY = pytest.StashKey[dict[str, "CheckTime"]]()
+STARTED_KEY = pytest.StashKey[float]()
+LEAKS_KEY = pytest.StashKey[list[secretscan.Leak]]()
+SCANNED_KEY = pytest.StashKey[int]()
+SETUP_ERRORS_KEY = pytest.StashKey[dict[int, tuple[BaseException, str]]]()
+FAILED_KEY = pytest.StashKey[set[str]]()
+INCONCLUSIVE_KEY = pytest.StashKey[dict[str, str]]()
 
 
 @dataclass
@@ -258,11 +278,85 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             diagnostics.collect(deployed.namespace, deployed.kubeconfig, directory)
             session.stash[DIAGNOSED_KEY] = directory
         report.sections.append(("diagnostics", f"saved under {directory}"))
+    if report.failed and report.when == "setup" and call.excinfo is not None:
+        _report_once(item.config, report, call.excinfo.value)
+    if report.failed:
+        item.config.stash.setdefault(FAILED_KEY, set()).add(report.nodeid)
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
+        verdict = str(call.excinfo.value)
+        item.config.stash.setdefault(INCONCLUSIVE_KEY, {})[report.nodeid] = verdict
+        item.config.stash[TIMES_KEY][report.nodeid].outcome = "inconclusive"
+        report.longrepr = verdict  # not a defect's traceback
+    if report.failed and deployed is not None:
+        _redact(session, report, deployed)
     return report
+
+
+def _report_once(config: pytest.Config, report: pytest.TestReport, error: BaseException) -> None:
+    """pytest raises a session fixture's failure (a deploy that failed, with why) again at
+    the setup of every check that needs it, without running it again: it is reported in
+    full at the first, and by reference after."""
+    first = config.stash.setdefault(SETUP_ERRORS_KEY, {})
+    seen, nodeid = first.setdefault(id(error), (error, report.nodeid))
+    if seen is error and nodeid != report.nodeid:
+        report.longrepr = (
+            f"not tried again: the same failure as at the setup of {nodeid}, which says why"
+        )
+
+
+def _redact(session: pytest.Session, report: pytest.TestReport, deployed: Deployment) -> None:
+    """A failure report holding a secret (a repr, a message) has it replaced by its name
+    before anything prints or writes it, and the leak is recorded: the session fails."""
+    wanted = secretscan.forms(deployed.credentials.named())
+    texts = [report.longreprtext, *(content for _title, content in report.sections)]
+    found = sorted({name for text in texts for name in secretscan.names_in(text.encode(), wanted)})
+    if not found:
+        return
+    report.longrepr = secretscan.redact(report.longreprtext, wanted)
+    report.sections = [
+        (title, secretscan.redact(content, wanted)) for title, content in report.sections
+    ]
+    where = f"the {report.when} report of {report.nodeid}"
+    session.config.stash.setdefault(LEAKS_KEY, []).extend(secretscan.Leak(where, n) for n in found)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.stash[STARTED_KEY] = time.time()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Once the JUnit XML is written: the exit status says whether only inconclusive checks
+    failed, and every file the run wrote under artifacts/ (diagnostics, kind's logs, step
+    logs, timelines, JUnit) is scanned for the deployment's secrets (a leak: status 1)."""
+    inconclusive = session.config.stash.get(INCONCLUSIVE_KEY, {})
+    failed = session.config.stash.get(FAILED_KEY, set())
+    only_inconclusive = bool(inconclusive) and failed <= set(inconclusive)
+    if only_inconclusive and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
+        session.exitstatus = INCONCLUSIVE_EXIT
+    deployed = session.stash.get(DEPLOYMENT_KEY, None)
+    if deployed is None:
+        return
+    started = session.stash[STARTED_KEY]
+    files = secretscan.files_since(paths.ARTIFACTS_DIR, started)
+    logs = paths.log_dir().resolve()  # elsewhere with PG_GATEWAY_ARTIFACTS
+    if not logs.is_relative_to(paths.ARTIFACTS_DIR):
+        files += secretscan.files_since(logs, started)
+    junit = session.config.getoption("xmlpath", None)
+    if junit and not Path(junit).resolve().is_relative_to(paths.ARTIFACTS_DIR):
+        files.append(Path(junit).resolve())
+    wanted = secretscan.forms(deployed.credentials.named())
+    leaks = session.config.stash.setdefault(LEAKS_KEY, [])
+    leaks += secretscan.scan_files(files, wanted, paths.REPO_ROOT)
+    session.config.stash[SCANNED_KEY] = len(files)
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line a check with its wall time, so the gate's own duration stays known."""
+    _report_leaks(terminalreporter, config)
+    _report_inconclusive(terminalreporter, config)
     times = config.stash.get(TIMES_KEY, {})
     if not times:
         return
@@ -271,5 +365,36 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for nodeid, entry in times.items():
         setup = entry.phases.get("setup", 0.0)
         terminalreporter.write_line(
-            f"{entry.total:7.1f} s  {entry.outcome:<7}  {nodeid}  (setup {setup:.1f} s)"
+            f"{entry.total:7.1f} s  {entry.outcome:<12}  {nodeid}  (setup {setup:.1f} s)"
         )
+
+
+def _report_leaks(terminalreporter: Any, config: pytest.Config) -> None:
+    """What the secret scan found: where, and which secret (never its value)."""
+    scanned = config.stash.get(SCANNED_KEY, None)
+    if scanned is None:
+        return
+    leaks = config.stash.get(LEAKS_KEY, [])
+    if not leaks:
+        terminalreporter.write_line(
+            f"secret scan: no secret of the deployment in the failure reports or in the "
+            f"{scanned} files this run wrote under {paths.ARTIFACTS_DIR}"
+        )
+        return
+    terminalreporter.write_sep("!", f"SECRET LEAK: {len(leaks)} found; the session fails", red=True)
+    for leak in leaks:
+        terminalreporter.write_line(f"  {leak}", red=True)
+
+
+def _report_inconclusive(terminalreporter: Any, config: pytest.Config) -> None:
+    """The checks that could not judge, apart from the failures, and what the status means."""
+    inconclusive = config.stash.get(INCONCLUSIVE_KEY, {})
+    if not inconclusive:
+        return
+    others = config.stash.get(FAILED_KEY, set()) - set(inconclusive)
+    status = "1: failures too" if others else f"{INCONCLUSIVE_EXIT}: no check failed"
+    terminalreporter.write_sep(
+        "!", f"INCONCLUSIVE: {len(inconclusive)} check(s) could not judge (exit status {status})"
+    )
+    for nodeid, verdict in inconclusive.items():
+        terminalreporter.write_line(f"  {nodeid}: {verdict}", yellow=True)

@@ -63,7 +63,7 @@ class LocalPostgres:
 
     data_dir: Path
     port: int = field(default_factory=free_port)
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
     superuser: str = "postgres"
     settings: dict[str, str] = field(default_factory=dict)
     max_process_memory_kb: int | None = None

@@ -35,8 +35,9 @@ class Logins:
     """What roles.sql reads from the environment: the passwords and the database name."""
 
     database: str = "app"
-    gateway_password: str = field(default_factory=_password)
-    reader_password: str = field(default_factory=_password)
+    # Out of the repr, as every holder of a secret (a failed test prints its arguments).
+    gateway_password: str = field(default_factory=_password, repr=False)
+    reader_password: str = field(default_factory=_password, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -45,6 +45,10 @@ NON_ROOT = f"{CHECKS}/test_pod_security.py::test_gateway_runs_as_non_root"
 READ_ONLY_ROOT = f"{CHECKS}/test_pod_security.py::test_root_filesystem_is_read_only"
 ROUND_TRIP = f"{CHECKS}/test_round_trip.py::test_seed_round_trip_with_http_client"
 NO_SUPERUSER = f"{CHECKS}/test_round_trip.py::test_gateway_does_not_log_in_as_a_superuser"
+PRIVILEGES = (
+    f"{CHECKS}/test_privileges.py::test_logins_have_exactly_the_privileges_roles_sql_grants"
+)
+ROLES_SQL_KEY = "10-roles.sql"  # of the ConfigMap postgres-init (manifests/base)
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,21 @@ def single_replica(documents: list[Document]) -> None:
     find(documents, "Deployment", names.GATEWAY)["spec"]["replicas"] = 1
 
 
+def reader_may_write(documents: list[Document]) -> None:
+    """roles.sql also grants the reader writes on every table the gateway creates."""
+    data = find(documents, "ConfigMap", "postgres-init")["data"]
+    data[ROLES_SQL_KEY] += (
+        "ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA app\n"
+        "    GRANT INSERT, UPDATE, DELETE ON TABLES TO reader;\n"
+    )
+
+
+def gateway_memory_too_small(documents: list[Document]) -> None:
+    """16 MiB: gunicorn's master alone needs more, so every pod is OOM-killed at start."""
+    resources = gateway(documents)["resources"]
+    resources["requests"]["memory"] = resources["limits"]["memory"] = "16Mi"
+
+
 MUTANTS = (
     Mutant(
         "rollout-all-at-once",
@@ -278,6 +297,12 @@ MUTANTS = (
         edit=superuser_login,
     ),
     Mutant(
+        "reader-may-write",
+        "the reader login is granted INSERT, UPDATE and DELETE on the app's tables",
+        (PRIVILEGES,),
+        edit=reader_may_write,
+    ),
+    Mutant(
         "service-selects-no-pods",
         "the gateway's Service selects a label no pod has",
         (ROUND_TRIP,),
@@ -288,6 +313,12 @@ MUTANTS = (
         "one gateway replica: the PodDisruptionBudget then refuses every eviction",
         DRAIN,
         edit=single_replica,
+    ),
+    Mutant(
+        "gateway-memory-too-small",
+        "the gateway's memory limit is far too small: its pods are OOM-killed at start",
+        (ROUND_TRIP, NO_SUPERUSER),
+        edit=gateway_memory_too_small,
     ),
     Mutant(
         "no-disruption-budget",

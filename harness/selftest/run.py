@@ -23,6 +23,8 @@ from pathlib import Path
 import yaml
 
 from harness import paths
+from harness.e2e.availability import INCONCLUSIVE_PREFIX
+from harness.e2e.plugin import INCONCLUSIVE_EXIT
 from harness.manifests import kubescore
 from harness.manifests import lint as manifest_lint
 from harness.manifests.render import render
@@ -49,7 +51,16 @@ class Result:
 
     @property
     def failed(self) -> dict[str, str]:
-        return {check: why for check, why in self.outcomes.items() if why}
+        """The checks that failed; one that could not make its load did not catch anything."""
+        return {
+            check: why
+            for check, why in self.outcomes.items()
+            if why and not why.startswith(INCONCLUSIVE_PREFIX)
+        }
+
+    @property
+    def inconclusive(self) -> list[str]:
+        return [c for c, why in self.outcomes.items() if why.startswith(INCONCLUSIVE_PREFIX)]
 
     @property
     def caught_by(self) -> str:
@@ -133,6 +144,11 @@ def run_checks(
         cwd=paths.REPO_ROOT,
         check=False,
     )
+    if status == INCONCLUSIVE_EXIT:
+        raise HarnessError(
+            f"{', '.join(checks)}: no check failed, and some could not make their load "
+            "(inconclusive): nothing was judged; run the self-test where the CPU is not busy"
+        )
     if status not in (PYTEST_PASSED, PYTEST_FAILED) or not junit.is_file():
         raise HarnessError(f"pytest exited {status} without a verdict on {', '.join(checks)}")
     return outcomes(junit)
@@ -171,7 +187,8 @@ def run_one(
     result.seconds = time.monotonic() - started
     verdict = f"caught by {result.caught_by}" if result.caught_by else "NOT CAUGHT"
     if name == BASELINE:
-        verdict = "passed" if not result.failed and not result.lint else "FAILED"
+        sound = not (result.failed or result.lint or result.inconclusive)
+        verdict = "passed" if sound else "FAILED"
     say(f"    {name}: {verdict} in {format_seconds(result.seconds)}")
     return result
 
@@ -180,8 +197,8 @@ def run(mutants: tuple[Mutant, ...]) -> tuple[Result, list[Result]]:
     """The baseline (every gateway check, which must pass), then each mutant."""
     kube_score = kubescore.ensure_kube_score()
     baseline = run_one(BASELINE, "the deployment as committed", (CHECKS,), None, kube_score)
-    if baseline.failed or baseline.lint:
-        problems = [*baseline.failed, *baseline.lint]
+    if baseline.failed or baseline.lint or baseline.inconclusive:
+        problems = [*baseline.failed, *baseline.inconclusive, *baseline.lint]
         raise HarnessError(
             f"the sound deployment does not pass ({', '.join(problems)}): a self-test against "
             f"it would mean nothing; see {ARTIFACTS / BASELINE}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import names
-from harness.e2e import kube
+from harness.e2e import kube, pods
 from harness.manifests import policy
 from harness.manifests.render import Resource
 from harness.steps import HarnessError
@@ -24,20 +24,13 @@ def read(apps, kind: str, name: str, namespace: str):
     return reads[kind](name, namespace)
 
 
-def trouble(pod) -> str:
-    """A pod that is not Ready, with why: its first container's waiting or ended reason."""
-    for container in pod.status.container_statuses or []:
-        stuck = container.state.waiting or container.state.terminated
-        if stuck and stuck.reason:
-            return f"{pod.metadata.name} ({stuck.reason})"
-    return f"{pod.metadata.name} ({pod.status.phase})"
-
-
 @pytest.mark.parametrize(("kind", "name"), WORKLOADS, ids=IDS)
 def test_rollout_complete(apps, namespace, wait, kind, name) -> None:
     """The rollout is complete."""
     try:
         WAITS[kind](apps, namespace, name, wait)
+    except kube.CannotBecomeReady as exc:
+        pytest.fail(f"{kind}/{name} cannot roll out: {'; '.join(exc.troubles)}", pytrace=False)
     except HarnessError:
         status = read(apps, kind, name, namespace).status
         pytest.fail(
@@ -54,13 +47,13 @@ def test_every_replica_ready(apps, core, namespace, kind, name) -> None:
     wanted = workload.spec.replicas
     assert wanted, f"{kind}/{name} wants {wanted} replicas: nothing serves"
     selector = ",".join(f"{k}={v}" for k, v in workload.spec.selector.match_labels.items())
-    pods = [
+    members = [
         pod
         for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
         if pod.metadata.deletion_timestamp is None
     ]
-    ready = [pod for pod in pods if kube.pod_ready(pod)]
-    not_ready = sorted(trouble(pod) for pod in pods if not kube.pod_ready(pod))
+    ready = [pod for pod in members if kube.pod_ready(pod)]
+    not_ready = sorted(pods.not_ready_reason(pod) for pod in members if not kube.pod_ready(pod))
     assert len(ready) == wanted and not not_ready, (
         f"{kind}/{name}: {len(ready)} of {wanted} replicas Ready; "
         f"not Ready: {', '.join(not_ready) or 'none'}"

@@ -90,3 +90,4 @@ def test_node_drain_keeps_the_service_available(deployment) -> None:
     assert len(pods) >= 2, f"{len(pods)} gateway pod: any disruption is an outage"
     assert measured.replicas.min_ready >= 1
     assert probe.failures == [], probe.failures[:5]
+    probe.require_rate()

@@ -94,3 +94,4 @@ def test_a_flood_of_idle_connections_restarts_no_pod(deployment) -> None:
     assert after == before, "a pod restarted under a flood of idle connections"
     assert probe.failures == [], probe.failures[:5]
     assert measured.replicas.min_ready >= 2, "a pod left the Service under the flood"
+    probe.require_rate()

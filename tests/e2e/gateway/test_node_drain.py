@@ -173,7 +173,7 @@ def test_draining_both_gateway_nodes_keeps_the_service_available(
         f"{serving} left {second_node} at {left_at:.1f} s, before any new replica was Ready "
         f"({min(new_ready, default=None)} s)"
     )
-    assert len(probe.samples) / probe.elapsed_s() >= probe.rate_per_s / 2, "the load fell behind"
     assert measured.replicas.events, "the Deployment watch saw no status"
     assert measured.replicas.min_ready >= 1
     assert probe.failures == [], probe.failures[:5]
+    probe.require_rate()

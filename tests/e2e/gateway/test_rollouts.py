@@ -56,7 +56,7 @@ def test_three_rollouts_keep_the_service_available(deployment) -> None:
         time.sleep(SETTLE_S)
     csv_path, png_path = write_timeline(paths.E2E_ARTIFACTS, "rollout-timeline", measured)
     print(f"\nrollouts: {measured.summary()}; timeline: {csv_path}, {png_path}")
-    assert len(probe.samples) / probe.elapsed_s() >= probe.rate_per_s / 2, "the load fell behind"
     assert measured.replicas.events, "the Deployment watch saw no status"
     assert measured.replicas.min_available >= 1
     assert probe.failures == [], probe.failures[:5]
+    probe.require_rate()

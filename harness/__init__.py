@@ -5,6 +5,7 @@ Read in the order the gate runs (`lint -> unit -> integration -> e2e`, and e2e
 and what runs after a deploy:
 
 shared by all
+  secretscan          the deployment's secrets looked for in what a run wrote (never printed)
   sessions            the nox sessions (noxfile.py runs them; tox.ini is rendered from them)
   versions            every pin (kind, Kubernetes, etcd, CoreDNS, pause, Go, images, Debian)
   names               names and ports of what the gate creates (cluster, workloads, labels)
@@ -49,13 +50,17 @@ cluster/              the kind cluster, behind ensure_cluster() and delete_clust
                       published ports, a loopback address on every node for the egress checks
   __main__            `python -m harness.cluster up|down|status|purge`
 
+kube/                 the Kubernetes API as e2e and smoke both use it (no kind in it): typed
+                      waits on objects, built on watches; commands in pods
+  pods                why pods cannot become ready (OOMKilled, crash loops, pulls, probes)
+  clients             the API groups (core, apps, networking) as fixtures, for both plugins
+
 e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p harness.e2e.plugin`
   plugin              the fixtures (kind_cluster for pytest-kind's), the options
                       (--keep-namespace, --deploy-manifests, --gateway-source), the
                       diagnostics hook, a wall time per check
   deploy              namespace, Secret, the rendered overlay applied; waits until serving
-  kube                typed waits on Kubernetes objects, built on watches; commands in pods
-  clients             the API groups (core, apps, networking) as fixtures, for both plugins
+  privileges          the logins' privileges from the catalogs against what roles.sql grants
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains
   drain               a real `kubectl drain` of a node, its evictions and the budget's
@@ -65,7 +70,8 @@ e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p h
 selftest/             the gate's self-test: broken deployments the e2e checks must catch
   mutants             the catalogue, as data: the defect, its edit or patch, the checks
   run                 scratch copies; the lint and the e2e checks against each; results
-  report              caught/total, artifacts/gate-selftest/report.{md,json}
+  report              caught/total, artifacts/gate-selftest/report.{md,json}; the
+                      flakiness record (--repeat N)
   __main__            `python -m harness.selftest` (`nox -s gate_selftest`)
 
 smoke/                after a deploy: `nox -s smoke`, loaded with `-p harness.smoke.plugin`

@@ -3,11 +3,7 @@
 plugin         the pytest plugin (`-p harness.e2e.plugin`): fixtures, options, diagnostics hook,
                a wall time per check
 deploy         namespace, Secret, the rendered kustomization applied, waits until serving
-kube           typed waits on Kubernetes objects, each one watch with one deadline; a rollout
-               wait gives up at once on pods that cannot become ready
-pods           why pods cannot become ready (OOMKilled, crash loops, pulls, probes): pure
 privileges     the logins' privileges from the catalogs against what roles.sql grants
-clients        the API groups as fixtures over a plugin's `api` (the smoke plugin's too)
 availability   a realistic client load and a watch on the Deployment, for rollouts and drains
 diagnostics    describe, logs, events, endpoints, kind logs saved after a failure
 """

@@ -16,7 +16,7 @@ reuses it and retries nothing: a lost request is counted, never hidden.
 A load that fell far behind its asked rate with no request failed says nothing either way:
 the runner's CPU set the pace, not the deployment. `LoadProbe.require_rate` then raises
 `Inconclusive`, which the e2e plugin reports apart from a failure
-(README, "The Kubernetes gate").
+(docs/gate.md, "The checks").
 """
 
 from __future__ import annotations

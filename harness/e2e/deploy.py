@@ -14,9 +14,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from harness import names
+from harness import kube, names
 from harness.cluster import GateCluster
-from harness.e2e import kube
 from harness.manifests.render import display_path, render
 from harness.steps import HarnessError, Step, step
 

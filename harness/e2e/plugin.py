@@ -39,9 +39,9 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import build, cluster, gateway, names, paths, secretscan
+from harness import build, cluster, gateway, kube, names, paths, secretscan
 from harness.cluster import GateCluster
-from harness.e2e import deploy, diagnostics, kube
+from harness.e2e import deploy, diagnostics
 from harness.e2e.availability import Inconclusive
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
@@ -62,7 +62,7 @@ ADMIN = "admin"  # selects the deployment's admin token
 INCONCLUSIVE_EXIT = 6
 T = TypeVar("T")
 # `core`, `apps`, `networking` over this plugin's `api`.
-pytest_plugins = ["harness.e2e.clients"]
+pytest_plugins = ["harness.kube.clients"]
 
 
 @dataclass

@@ -18,15 +18,14 @@ import pytest
 from kubernetes import client
 from kubernetes.config import ConfigException
 
-from harness import names
-from harness.e2e import kube
+from harness import kube, names
 from harness.manifests.render import Resource
 from harness.smoke import target
 from harness.steps import HarnessError
 
 WAIT_S = 120.0
 # `core`, `apps` (and `networking`) over this plugin's `api`, as the e2e plugin has them.
-pytest_plugins = ["harness.e2e.clients"]
+pytest_plugins = ["harness.kube.clients"]
 
 
 @dataclass

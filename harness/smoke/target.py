@@ -19,8 +19,7 @@ import requests
 from kubernetes import client
 from requests import Response
 
-from harness import gateway, names
-from harness.e2e import kube
+from harness import gateway, kube, names
 from harness.manifests.render import Resource
 from harness.steps import HarnessError
 

@@ -21,10 +21,9 @@ import pytest
 from kubernetes import client
 from pytest_kind import KindCluster
 
-from harness import cluster, names
+from harness import cluster, kube, names
 from harness.build import docker
 from harness.cluster.shape import node_names
-from harness.e2e import kube
 from harness.e2e.plugin import run_harness
 from harness.steps import step
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import names
-from harness.e2e import kube, pods
+from harness import kube, names
+from harness.kube import pods
 from harness.manifests import policy
 from harness.manifests.render import Resource
 from harness.steps import HarnessError

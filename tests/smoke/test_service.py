@@ -15,8 +15,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from harness import names
-from harness.e2e import kube
+from harness import kube, names
 from harness.smoke.plugin import harness_call
 
 # A scraper's view: a pod of the namespace labelled as Prometheus (which the gateway's

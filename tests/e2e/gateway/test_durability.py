@@ -17,8 +17,8 @@ import time
 
 import requests
 
-from harness import names
-from harness.e2e import deploy, kube
+from harness import kube, names
+from harness.e2e import deploy
 from harness.e2e.plugin import run_harness
 
 ROWS = 200

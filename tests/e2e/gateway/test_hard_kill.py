@@ -26,8 +26,7 @@ from collections import Counter
 
 import requests
 
-from harness import names
-from harness.e2e import kube
+from harness import kube, names
 from harness.steps import probe
 
 WRITERS = 4

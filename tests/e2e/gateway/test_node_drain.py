@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 
-from harness import names, paths
+from harness import kube, names, paths
 from harness.cluster import GateCluster
 from harness.cluster.shape import CONTROL_PLANE_LABEL, DRAINED_WORKERS
-from harness.e2e import deploy, kube
+from harness.e2e import deploy
 from harness.e2e.availability import LoadProbe, measured_load, write_timeline
 from harness.e2e.drain import Event, NodeDrain, uncordon, wait_until
 

@@ -22,8 +22,7 @@ import pytest
 import testinfra
 from kubernetes import client
 
-from harness import cluster, names
-from harness.e2e import kube
+from harness import cluster, kube, names
 
 # A new pod's IP reaches the policy rules a moment after the pod starts, so "allowed"
 # means a connection within 15 s and "denied" means none in 15 s of trying (argv: host port).

@@ -7,8 +7,8 @@ PostgreSQL pod, and compares it with what roles.sql grants.
 
 from __future__ import annotations
 
-from harness import names
-from harness.e2e import kube, privileges
+from harness import kube, names
+from harness.e2e import privileges
 
 DATABASE = "app"  # the StatefulSet's APP_DATABASE, which roles.sql creates
 

@@ -86,7 +86,7 @@ def test_a_request_that_swallows_the_cancel_leaves_no_backend(deployment) -> Non
 
 
 def test_gateway_does_not_log_in_as_a_superuser(deployment) -> None:
-    """The login's own attributes are the real boundary (the README's Security): SQL that
+    """The login's own attributes are the real boundary (docs/security.md): SQL that
     escapes the gateway's guards can do no more than the login may."""
     response = deployment.query(
         "select rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls "

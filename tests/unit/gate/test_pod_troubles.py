@@ -1,5 +1,5 @@
 """A deploy that cannot become ready says why at once: pod states and events -> reasons
-(`harness.e2e.pods`), the rollout wait that gives up on them, and a failed deploy reported
+(`harness.kube.pods`), the rollout wait that gives up on them, and a failed deploy reported
 once for all the checks that needed it."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from harness.e2e import kube, plugin, pods
+from harness import kube
+from harness.e2e import plugin
+from harness.kube import pods
 
 POD = "pg-gateway-7d9f-abcde"
 IMAGE = "pg-gateway/gateway:e2e-1a2b3c"

@@ -1,8 +1,11 @@
-"""Small, typed, time-bounded waits on Kubernetes objects, built on watches; commands in pods.
+"""The Kubernetes API as the e2e and the smoke checks both use it (the smoke checks run where
+there is no kind, so nothing here knows of the cluster): small, typed, time-bounded waits on
+objects, built on watches; commands in pods.
 
 Every wait names what it waited for and what it last saw when it gives up, so a timeout
 reads as a diagnosis rather than as "timed out"; a rollout wait gives up at once when its
-pods show they cannot become ready (`harness.e2e.pods`), naming each pod and why.
+pods show they cannot become ready (`pods`), naming each pod and why. `clients` gives the API
+groups as fixtures to both plugins.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
-from harness.e2e import pods
+from harness.kube import pods
 from harness.steps import HarnessError
 
 # How often a rollout wait looks at its pods' states and events.

@@ -21,12 +21,14 @@ ALTER ROLE reader SET default_transaction_read_only = on;
 -- What the server gives each login, set here because no login may set it for itself:
 -- temporary files per session (temp_file_limit is superuser-only) and connections at once
 -- (a login cannot raise its own). Together they bound the disk one login's temporary files
--- take: 40 x 256 MB for gateway, 40 x 64 MB for reader (README, Security). 40 connections
--- hold the manifests' gateway pods through a rolling update (3 pods x 2 workers x
--- POOL_MAX 5) with room for the connections that end backends.
-ALTER ROLE gateway CONNECTION LIMIT 40;
+-- take: 48 x 256 MB for gateway, 48 x 64 MB for reader (docs/security.md). 48 connections
+-- hold the manifests' gateway pods through back-to-back rolling updates (5 pods: 2 still
+-- draining, 2 old, 1 surge; x 2 workers x (POOL_MAX 3 + 1 ending a backend) + a readiness
+-- check each), and both logins fit PostgreSQL's 100 less 3 for the superuser
+-- (tests/unit/gate/test_connection_budget.py).
+ALTER ROLE gateway CONNECTION LIMIT 48;
 ALTER ROLE gateway SET temp_file_limit = '256MB';
-ALTER ROLE reader CONNECTION LIMIT 40;
+ALTER ROLE reader CONNECTION LIMIT 48;
 ALTER ROLE reader SET temp_file_limit = '64MB';
 -- Where names resolve for anything that logs in as them (the gateway pins it per
 -- connection too: POSTGRES_SCHEMA).

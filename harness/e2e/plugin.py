@@ -128,6 +128,11 @@ def pytest_configure(config: pytest.Config) -> None:
             f"load pytest-kind first: `-p {PYTEST_KIND} -p {ours}`, so that this plugin's "
             "kind_cluster fixture replaces pytest-kind's"
         )
+    if config.getoption("tbstyle") == "auto":
+        # Short tracebacks: no frame's arguments in a report, where a failed request's
+        # frames (requests', urllib3's) print its Authorization header (seen: a connection
+        # reset in the durability check; the redaction below caught it).
+        config.option.tbstyle = "short"
     given = [
         "--" + option.replace("_", "-")
         for option, default in HARNESS_SUPPLIED.items()

@@ -88,6 +88,21 @@ class Deployment:
         value = self.credentials.admin_token if token == ADMIN else token
         return gateway.post_query(BASE_URL, sql, value, **fields)
 
+    def query_once_served(self, sql: str, timeout_s: float = 30.0, **fields: Any) -> Any:
+        """The JSON answer of POST /query, asked again after a connection-level error until
+        `timeout_s`: right after PostgreSQL is back, readiness returns the pods to the Service
+        and a new connection may be reset meanwhile (seen in runs), which is no answer about
+        the data a check reads this way. An HTTP answer of any status is returned as it is."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.query(sql, **fields).json()
+            except requests.ConnectionError as error:
+                if time.monotonic() > deadline:
+                    raise
+                print(f"{type(error).__name__} through the NodePort, asked again")
+                time.sleep(0.5)
+
     def gateway_pods(self) -> list[Any]:
         selector = f"{names.NAME_LABEL}={names.GATEWAY}"
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items

@@ -68,20 +68,6 @@ def through_service(deployment) -> int | str:
         return type(error).__name__  # no ready endpoint: refused or timed out, not a 500
 
 
-def rows_once_served(deployment) -> dict:
-    """The rows' count, asked again after a connection-level error (a reset while kube-proxy's
-    rules follow the pods' readiness back, seen once in a run): that is no answer about the
-    data, which is what this asks; an HTTP answer of any status is returned as it is."""
-    deadline = time.monotonic() + RECOVERY_LIMIT_S
-    while True:
-        try:
-            return deployment.query("select count(*) as n, max(id) as last from durable").json()
-        except requests.ConnectionError as error:
-            assert time.monotonic() < deadline, f"the Service never answered again: {error}"
-            print(f"durability: {type(error).__name__} asking for the rows, asked again")
-            time.sleep(0.5)
-
-
 def test_rows_survive_postgres_pod_deletion(deployment) -> None:
     assert deployment.query("create table durable (id int primary key, note text)").ok
     for i in range(ROWS):
@@ -125,7 +111,7 @@ def test_rows_survive_postgres_pod_deletion(deployment) -> None:
     assert all(500 not in pair for pair in inside)
     assert (503, 503) in inside, "the gateway never answered 503 while PostgreSQL was gone"
     assert served_at - postgres_ready_at <= RECOVERY_LIMIT_S
-    count = rows_once_served(deployment)
+    count = deployment.query_once_served("select count(*) as n, max(id) as last from durable")
     assert count == {"result": [{"n": ROWS, "last": ROWS - 1}]}, "acknowledged rows were lost"
 
 

@@ -96,7 +96,12 @@ class Writers:
 
 
 def started_at(deployment) -> str | None:
-    response = deployment.query("select pg_postmaster_start_time()::text as t")
+    """When the serving PostgreSQL started; None while nothing answers it (a 503, or no
+    connection through the NodePort while readiness takes the pods out and back)."""
+    try:
+        response = deployment.query("select pg_postmaster_start_time()::text as t")
+    except requests.RequestException:
+        return None
     return response.json()["result"][0]["t"] if response.status_code == 200 else None
 
 
@@ -127,11 +132,11 @@ def test_acknowledged_commits_survive_a_hard_kill(deployment) -> None:
     acknowledged = writers.acknowledged()
     answers = Counter(str(status) for status in writers.answers.values())
     # Compared in PostgreSQL: the table may hold more rows than a result may carry.
-    found = deployment.query(
+    found = deployment.query_once_served(
         "select count(*) as present, array(select unnest(%s::bigint[]) except "
         "select id from hard_kill order by 1) as lost from hard_kill",
         params=[sorted(acknowledged)],
-    ).json()["result"][0]
+    )["result"][0]
     lost = found["lost"]
     print(
         f"\nhard kill: {killed} PostgreSQL processes killed, serving again after "

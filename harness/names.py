@@ -27,6 +27,7 @@ ADMIN_TOKEN_OPTIONS = ":name=admin:concurrency=10"  # noqa: S105 - options, not 
 READER_TOKEN_OPTIONS = ":reader:name=reader"  # noqa: S105 - options, not a secret
 GATEWAY_CONTAINER = "gateway"
 POSTGRES_CONTAINER = "postgres"
+POSTGRES_SUPERUSER = "postgres"  # the StatefulSet's POSTGRES_USER: who may read every catalog
 GATEWAY_PORT = 5000
 # Health, readiness and metrics: the container port's name and number (OPS_PORT).
 OPS_PORT_NAME = "ops"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SQL = (Path(__file__).with_name("privileges.sql")).read_text()
-SUPERUSER = "postgres"  # the StatefulSet's POSTGRES_USER: who may read every catalog
 RELATION = "(relation)"  # the grantee of the rows that list the app's relations
 
 

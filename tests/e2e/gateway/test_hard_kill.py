@@ -26,7 +26,7 @@ from collections import Counter
 
 import requests
 
-from harness import kube, names
+from harness import names
 from harness.steps import probe
 
 WRITERS = 4
@@ -154,13 +154,7 @@ def server_settings(deployment) -> dict[str, str]:
         "select json_object_agg(name, setting) from pg_settings where name in "
         f"({', '.join(repr(name) for name in NOT_DURABLE)})"
     )
-    output = kube.exec_output(
-        deployment.core,
-        deployment.namespace,
-        names.POSTGRES_POD,
-        names.POSTGRES_CONTAINER,
-        *("psql", "-U", "postgres", "-d", "postgres", "-Atc", query),
-    )
+    output = deployment.superuser_sql("postgres", query)
     return json.loads(output.strip().splitlines()[-1])
 
 

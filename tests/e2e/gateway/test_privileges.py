@@ -7,7 +7,6 @@ PostgreSQL pod, and compares it with what roles.sql grants.
 
 from __future__ import annotations
 
-from harness import kube, names
 from harness.e2e import privileges
 
 DATABASE = "app"  # the StatefulSet's APP_DATABASE, which roles.sql creates
@@ -20,14 +19,7 @@ def test_logins_have_exactly_the_privileges_roles_sql_grants(deployment) -> None
     or less (a table the gateway creates that the reader may not read)."""
     created = deployment.query("create table if not exists privilege_probe (id int)")
     assert created.status_code == 200, created.text
-    output = kube.exec_output(
-        deployment.core,
-        deployment.namespace,
-        names.POSTGRES_POD,
-        names.POSTGRES_CONTAINER,
-        *("psql", "-U", privileges.SUPERUSER, "-d", DATABASE, "-v", "ON_ERROR_STOP=1"),
-        *("-At", "-F", "\t", "-c", privileges.SQL),
-    )
+    output = deployment.superuser_sql(DATABASE, privileges.SQL)
     actual, relations = privileges.parse(output)
     assert "table app.privilege_probe" in relations, relations
     print(f"\nprivileges of the logins: {len(actual)}, on {len(relations)} relations of app")

@@ -20,10 +20,11 @@ POSTGRES_POD = f"{POSTGRES}-0"  # the StatefulSet's one pod
 SECRET = "pg-gateway-secrets"  # noqa: S105 - an object name, not a value
 # The Secret's key the gateway reads API_TOKENS from: `token[:role][:option=value...]`,
 # admin first; what follows each token in it (scripts/deploy.sh writes the same, a test
-# holds them together): the admin may have 10 requests in flight per worker, those beyond
-# POOL_MAX waiting for a connection.
+# holds them together): the admin may have 16 requests in flight per worker, those beyond
+# POOL_MAX waiting for a connection (more than the gate's load ever has in flight, which may
+# all reach one worker: tests/unit/gate/test_connection_budget.py).
 API_TOKENS_KEY = "api-tokens"
-ADMIN_TOKEN_OPTIONS = ":name=admin:concurrency=10"  # noqa: S105 - options, not a secret
+ADMIN_TOKEN_OPTIONS = ":name=admin:concurrency=16"  # noqa: S105 - options, not a secret
 READER_TOKEN_OPTIONS = ":reader:name=reader"  # noqa: S105 - options, not a secret
 GATEWAY_CONTAINER = "gateway"
 POSTGRES_CONTAINER = "postgres"

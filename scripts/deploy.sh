@@ -153,13 +153,13 @@ if "$kubectl" -n "$namespace" get secret pg-gateway-secrets >/dev/null 2>&1; the
 else
 	echo "deploy: creating secret pg-gateway-secrets with random values"
 	# Values go through files in a private directory, never through argv or the terminal.
-	# api-tokens: an admin token (the gateway's login; up to 10 requests in flight per worker,
+	# api-tokens: an admin token (the gateway's login; up to 16 requests in flight per worker,
 	# those beyond POOL_MAX waiting for a connection) and a read-only one (reader's login,
 	# READ_ONLY_ROLES), each named for the metrics.
 	for key in postgres-password gateway-password reader-password admin-token reader-token; do
 		random_secret | tr -d '\n' >"$tmp/$key"
 	done
-	printf '%s:name=admin:concurrency=10,%s:reader:name=reader' \
+	printf '%s:name=admin:concurrency=16,%s:reader:name=reader' \
 		"$(cat "$tmp/admin-token")" "$(cat "$tmp/reader-token")" >"$tmp/api-tokens"
 	"$kubectl" -n "$namespace" create secret generic pg-gateway-secrets \
 		--from-file=postgres-password="$tmp/postgres-password" \

@@ -1,10 +1,11 @@
 """The database's logins on a local server, from the very file the manifests use.
 
 `manifests/base/postgres/roles.sql` is psql input: `\\getenv` sets a variable, `\\connect`
-switches database, `:'name'` and `:"name"` interpolate a variable as a literal or an
-identifier. This runs those three meta-commands and the SQL between them, statement by
-statement (CREATE DATABASE refuses a transaction block), as the superuser; the values the
-file would read from the environment come from `Logins` instead.
+switches database, `\\gexec` runs what the query before it returns, `:'name'` and `:"name"`
+interpolate a variable as a literal or an identifier. This runs those meta-commands and the
+SQL between them, statement by statement (CREATE DATABASE refuses a transaction block), as
+the superuser; the values the file would read from the environment come from `Logins`
+instead.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Logins:
 
 
 def provision(server: LocalPostgres, logins: Logins) -> None:
-    """Run roles.sql against a fresh server."""
+    """Run roles.sql against a server (again, as PostgreSQL's pod does at each start)."""
     environment = logins.environment()
     variables: dict[str, str] = {}
     database = "postgres"
@@ -77,7 +78,7 @@ def provision(server: LocalPostgres, logins: Logins) -> None:
         if not line.startswith("\\"):
             block.append(line)
             continue
-        _run(server, database, "\n".join(block), variables)
+        _run(server, database, "\n".join(block), variables, gexec=words[0] == "\\gexec")
         block = []
         if words[0] == "\\getenv":
             variables[words[1]] = environment[words[2]]
@@ -85,7 +86,9 @@ def provision(server: LocalPostgres, logins: Logins) -> None:
             database = variables[words[1][1:]] if words[1].startswith(":") else words[1]
 
 
-def _run(server: LocalPostgres, database: str, text: str, variables: dict[str, str]) -> None:
+def _run(
+    server: LocalPostgres, database: str, text: str, variables: dict[str, str], gexec: bool
+) -> None:
     pieces = Scanner(text).pieces()
     if not pieces:
         return
@@ -96,6 +99,11 @@ def _run(server: LocalPostgres, database: str, text: str, variables: dict[str, s
             for piece in pieces:
                 statement = _interpolate(text[piece.start : piece.end], variables, connection)
                 cursor.execute(statement)
+            if gexec:  # each value the last query returned is a statement of its own
+                for row in cursor.fetchall() if cursor.description else []:
+                    for value in row:
+                        if value is not None:
+                            cursor.execute(value)
     finally:
         connection.close()
 

@@ -9,6 +9,7 @@ what it edits, so the catalogue cannot silently go stale.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ NO_SUPERUSER = f"{CHECKS}/test_round_trip.py::test_gateway_does_not_log_in_as_a_
 PRIVILEGES = (
     f"{CHECKS}/test_privileges.py::test_logins_have_exactly_the_privileges_roles_sql_grants"
 )
-ROLES_SQL_KEY = "10-roles.sql"  # of the ConfigMap postgres-init (manifests/base)
+ROLES_SQL_KEY = "roles.sql"  # of the ConfigMap postgres-roles-<hash> (manifests/base)
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,13 @@ class Mutant:
 # --- finding what to edit ------------------------------------------------------------------
 
 
+def _named(actual: str, name: str) -> bool:
+    """`name`, or kustomize's `name-<hash>` of a generated ConfigMap."""
+    return actual == name or re.fullmatch(rf"{re.escape(name)}-[a-z0-9]{{10}}", actual) is not None
+
+
 def find(documents: list[Document], kind: str, name: str) -> Document:
-    found = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    found = [d for d in documents if d["kind"] == kind and _named(d["metadata"]["name"], name)]
     if len(found) != 1:
         raise HarnessError(f"the rendering has {len(found)} {kind}/{name}: update the mutant")
     return found[0]
@@ -197,7 +203,7 @@ def single_replica(documents: list[Document]) -> None:
 
 def reader_may_write(documents: list[Document]) -> None:
     """roles.sql also grants the reader writes on every table the gateway creates."""
-    data = find(documents, "ConfigMap", "postgres-init")["data"]
+    data = find(documents, "ConfigMap", "postgres-roles")["data"]
     data[ROLES_SQL_KEY] += (
         "ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA app\n"
         "    GRANT INSERT, UPDATE, DELETE ON TABLES TO reader;\n"

@@ -8,6 +8,7 @@ import psycopg2
 import pytest
 
 from harness.e2e import privileges
+from harness.local.provision import ROLES_SQL, provision
 from tests.integration.conftest import LOGINS, start_postgres
 
 
@@ -72,3 +73,45 @@ def test_a_reader_granted_writes_is_named(server) -> None:
             "revoke pg_read_all_data from reader",
             "revoke select on app.notes from public",
         )
+
+
+def test_roles_sql_run_again_brings_an_earlier_releases_database_to_this_ones(server) -> None:
+    """PostgreSQL's pod runs roles.sql at every start, so a data directory an earlier release
+    provisioned (smaller connection limits, a grant since revoked, another password) gets
+    this release's; nothing it created is lost, and a second run changes nothing."""
+    execute(
+        LOGINS.gateway_dsn(server),
+        "create table app.kept (id int)",
+        "insert into app.kept values (7)",
+    )
+    execute(
+        server.dsn(),
+        "alter role gateway connection limit 40",
+        "alter role reader reset temp_file_limit",
+        "alter role reader password 'an-earlier-one'",
+        "grant execute on function lo_from_bytea(oid, bytea) to public",
+    )
+    provision(server, LOGINS)
+    provision(server, LOGINS)
+
+    connection = psycopg2.connect(LOGINS.reader_dsn(server))  # the Secret's password again
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select id from app.kept")
+            assert cursor.fetchall() == [(7,)]
+            cursor.execute(
+                "select rolname, rolconnlimit, rolconfig from pg_roles"
+                " where rolname in ('gateway', 'reader') order by rolname"
+            )
+            limits = {name: (limit, sorted(config)) for name, limit, config in cursor.fetchall()}
+    finally:
+        connection.close()
+    roles_sql = ROLES_SQL.read_text()
+    for login, (limit, _) in limits.items():
+        assert f"ALTER ROLE {login} CONNECTION LIMIT {limit};" in roles_sql
+    assert "temp_file_limit=64MB" in limits["reader"][1]
+    actual, relations = read_privileges(server)
+    assert relations == ["table app.kept", "table app.notes"]
+    extra, missing = privileges.differences(actual, LOGINS.database, relations)
+    assert (extra, missing) == ([], []), privileges.report(extra, missing)
+

@@ -249,19 +249,30 @@ def test_gateway_env_and_secret_keys(rendered: dict[str, Any]) -> None:
         "API_TOKENS": ("pg-gateway-secrets", "api-tokens"),
         "POSTGRES_PASSWORD_READER": ("pg-gateway-secrets", "reader-password"),
     }
-    config = rendered["kind"]["ConfigMap/pg-gateway-config"]["data"]
+    (config_map,) = [
+        body
+        for ref, body in rendered["kind"].items()
+        if ref.startswith("ConfigMap/pg-gateway-config-")
+    ]
+    config = config_map["data"]
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop == ["sleep", "5"]
     assert grace > 5 + int(config["GRACEFUL_TIMEOUT_S"])
 
 
-def test_postgres_init_sql_is_roles_sql_with_passwords_as_psql_variables(
+def test_postgres_roles_sql_is_roles_sql_with_passwords_as_psql_variables(
     rendered: dict[str, Any],
 ) -> None:
     """The ConfigMap carries manifests/base/postgres/roles.sql, the file the local servers
-    run too; passwords come from the environment as psql variables, never inline."""
-    script = rendered["kind"]["ConfigMap/postgres-init"]["data"]["10-roles.sql"]
+    run too; passwords come from the environment as psql variables, never inline. Its name
+    carries the content's hash, and the StatefulSet mounts that name, so a changed roles.sql
+    restarts PostgreSQL, which applies it."""
+    (name,) = [key for key in rendered["kind"] if key.startswith("ConfigMap/postgres-roles-")]
+    statefulset = rendered["kind"]["StatefulSet/postgres"]["spec"]["template"]["spec"]
+    mounted = [v["configMap"]["name"] for v in statefulset["volumes"] if "configMap" in v]
+    assert mounted == [name.removeprefix("ConfigMap/")]
+    script = rendered["kind"][name]["data"]["roles.sql"]
     assert script == (MANIFESTS_DIR / "base" / "postgres" / "roles.sql").read_text()
     assert "PASSWORD :'gateway_password'" in script
     assert "PASSWORD :'reader_password'" in script

@@ -278,7 +278,7 @@ CASES: list[tuple[str, Mutation, set[str]]] = [
     ),
     (
         "hard-coded namespace",
-        lambda o: o["ConfigMap/pg-gateway-config"]["metadata"].update(namespace="prod"),
+        lambda o: o["Service/postgres"]["metadata"].update(namespace="prod"),
         {"namespace.hardcoded"},
     ),
     ("no postgres", lambda o: o.pop("StatefulSet/postgres"), {"workload.missing"}),

@@ -115,3 +115,12 @@ def test_roles_sql_run_again_brings_an_earlier_releases_database_to_this_ones(se
     extra, missing = privileges.differences(actual, LOGINS.database, relations)
     assert (extra, missing) == ([], []), privileges.report(extra, missing)
 
+
+@pytest.mark.parametrize("login", ["gateway", "reader"])
+@pytest.mark.parametrize("database", ["postgres", "template1"])
+def test_the_logins_cannot_connect_to_the_servers_own_databases(server, login, database) -> None:
+    """Only the application database is theirs: PostgreSQL lets PUBLIC connect to the others
+    (and make temporary tables there) unless roles.sql revokes it."""
+    password = {"gateway": LOGINS.gateway_password, "reader": LOGINS.reader_password}[login]
+    with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+        psycopg2.connect(server.dsn(user=login, password=password, dbname=database)).close()

@@ -48,6 +48,9 @@ SELECT format('CREATE DATABASE %I OWNER gateway', :'database')
 ALTER DATABASE :"database" OWNER TO gateway;
 REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"database" TO reader;
+-- The server's own databases are the superuser's: no other login connects to them, or makes
+-- temporary tables there.
+REVOKE ALL ON DATABASE postgres, template1 FROM PUBLIC;
 
 \connect :database
 -- `public` is on every login's default search path, so whatever is created there runs as

@@ -57,9 +57,13 @@ kube/                 the Kubernetes API as e2e and smoke both use it (no kind i
 
 e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p harness.e2e.plugin`
   plugin              the fixtures (kind_cluster for pytest-kind's), the options
-                      (--keep-namespace, --deploy-manifests, --gateway-source), the
-                      diagnostics hook, a wall time per check
-  deploy              namespace, Secret, the rendered overlay applied; waits until serving
+                      (--keep-namespace, --deploy-manifests, --gateway-source,
+                      --upgrade-from), the diagnostics hook, a wall time per check
+  deploy              namespace, Secret, the rendered overlay applied (fresh, or over an
+                      earlier release: a refused immutable field named with the way out);
+                      waits until serving
+  upgrade             the previous release's tree (git archive), a NodePort of its own
+  writers             threads inserting unique ids, each answer recorded: what was lost
   privileges          the logins' privileges from the catalogs against what roles.sql grants
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains

@@ -28,6 +28,7 @@ ADMIN_TOKEN_OPTIONS = ":name=admin:concurrency=16"  # noqa: S105 - options, not 
 READER_TOKEN_OPTIONS = ":reader:name=reader"  # noqa: S105 - options, not a secret
 GATEWAY_CONTAINER = "gateway"
 POSTGRES_CONTAINER = "postgres"
+ROLES_SQL_KEY = "roles.sql"  # of the ConfigMap postgres-roles-<hash> (manifests/base)
 POSTGRES_SUPERUSER = "postgres"  # the StatefulSet's POSTGRES_USER: who may read every catalog
 GATEWAY_PORT = 5000
 # Health, readiness and metrics: the container port's name and number (OPS_PORT).

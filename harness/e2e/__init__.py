@@ -2,7 +2,10 @@
 
 plugin         the pytest plugin (`-p harness.e2e.plugin`): fixtures, options, diagnostics hook,
                a wall time per check
-deploy         namespace, Secret, the rendered kustomization applied, waits until serving
+deploy         namespace, Secret, the rendered kustomization applied (fresh, or over an earlier
+               release), waits until serving
+upgrade        the previous release's tree and the upgrade check's own NodePort
+writers        threads inserting unique ids, each answer recorded, for what was lost
 privileges     the logins' privileges from the catalogs against what roles.sql grants
 availability   a realistic client load and a watch on the Deployment, for rollouts and drains
 diagnostics    describe, logs, events, endpoints, kind logs saved after a failure

@@ -1,10 +1,14 @@
-"""Deploy the manifests into a fresh namespace and wait until they serve.
+"""Deploy the manifests into a fresh namespace, or over what a namespace runs (an upgrade,
+a rollback), and wait until they serve.
 
-The Secret is made here, per deployment, with random values: nothing secret is in git.
+The Secret is made here, per deployment, with random values: nothing secret is in git. A
+change the API server refuses to make in place (an immutable field) fails with the object,
+the field and the way out, not only kubectl's exit status.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field, fields
@@ -17,7 +21,7 @@ from kubernetes import client
 from harness import kube, names
 from harness.cluster import GateCluster
 from harness.manifests.render import display_path, render
-from harness.steps import HarnessError, Step, step
+from harness.steps import HarnessError, Step, StepFailed, step
 
 ROLLOUT_TIMEOUT_S = 240
 NAMESPACE_GONE_TIMEOUT_S = 180
@@ -97,13 +101,56 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
     )
 
 
+# How the API server words a change it will not make to an existing object.
+_REFUSED = re.compile(r'The (\w+) "([^"]+)" is invalid: (\S+): (.*)')
+_IN_PLACE = ("field is immutable", "Forbidden: updates to", "may not change once set")
+_WAY_OUT = {
+    "StatefulSet": (
+        "delete the StatefulSet but not its pods and volumes (`kubectl -n {namespace} delete "
+        "statefulset {name} --cascade=orphan`) and apply again: the new one adopts the pod and "
+        "its claim (a changed volumeClaimTemplates reaches new claims only; grow an existing "
+        "volume by patching its PersistentVolumeClaim)"
+    ),
+    "Deployment": (
+        "delete the Deployment (`kubectl -n {namespace} delete deployment {name}`: its pods go, "
+        "and with them the service until the new ones are Ready) and apply again, or keep the "
+        "old field"
+    ),
+}
+_DEFAULT_WAY_OUT = "delete it (`kubectl -n {namespace} delete {kind} {name}`) and apply again"
+
+
+def refused_in_place(kubectl_output: str, namespace: str) -> list[str]:
+    """Each object whose change the API server refused to make in place: kind/name, the
+    field, its words, and the way out."""
+    found = []
+    for line in kubectl_output.splitlines():
+        match = _REFUSED.search(line)
+        if match is None or not any(words in line for words in _IN_PLACE):
+            continue
+        kind, name, field, words = match.groups()
+        way_out = _WAY_OUT.get(kind, _DEFAULT_WAY_OUT).format(
+            namespace=namespace, kind=kind.lower(), name=name
+        )
+        found.append(f"{kind}/{name}: {field} cannot change in place ({words}); {way_out}")
+    return found
+
+
 def apply(
     current: Step, cluster: GateCluster, namespace: str, documents: list[dict[str, Any]]
 ) -> None:
     """`kubectl apply` the objects; what was applied is kept beside the step's log."""
     manifest = current.log_path.with_suffix(".yaml")
     manifest.write_text(yaml.safe_dump_all(documents))
-    cluster.kubectl("-n", namespace, "apply", "-f", str(manifest))
+    try:
+        cluster.kubectl("-n", namespace, "apply", "-f", str(manifest))
+    except StepFailed as failed:
+        refused = refused_in_place(failed.log_path.read_text(errors="replace"), namespace)
+        if not refused:
+            raise
+        raise HarnessError(
+            "kubectl apply was refused: " + "; ".join(refused) + f"\n  full log: {failed.log_path}"
+        ) from None
 
 
 def wait_serving(api: client.ApiClient, namespace: str) -> None:
@@ -116,6 +163,14 @@ def wait_rolled_out(apps: client.AppsV1Api, namespace: str) -> Any:
     return kube.wait_rolled_out(apps, namespace, names.GATEWAY, ROLLOUT_TIMEOUT_S)
 
 
+def rendering(target: Path, images: dict[str, str]) -> list[dict[str, Any]]:
+    """The kustomization `target` rendered, its containers running `images` (by name)."""
+    documents = [res.body for res in render(target)]
+    for container, image in images.items():
+        set_image(documents, container, image)
+    return documents
+
+
 def deploy(
     api: client.ApiClient,
     cluster: GateCluster,
@@ -123,15 +178,28 @@ def deploy(
     target: Path,
     images: dict[str, str],
     credentials: Credentials,
+    documents: list[dict[str, Any]] | None = None,
 ) -> None:
     """Namespace, Secret, the kustomization `target` (the `kind` overlay, or a broken copy
-    of it in the gate's self-test) with this run's images; wait until it serves."""
+    of it in the gate's self-test) with this run's images, or `documents` rendered from it
+    already; wait until it serves."""
     core = client.CoreV1Api(api)
     with step(f"deploy {display_path(target)} to {namespace}") as current:
         create_namespace(core, namespace)
         create_secret(core, namespace, credentials)
-        documents = [res.body for res in render(target)]
-        for container, image in images.items():
-            set_image(documents, container, image)
+        apply(current, cluster, namespace, documents or rendering(target, images))
+        wait_serving(api, namespace)
+
+
+def apply_over(
+    api: client.ApiClient,
+    cluster: GateCluster,
+    namespace: str,
+    release: str,
+    documents: list[dict[str, Any]],
+) -> None:
+    """`documents` (the release named `release`) applied over what `namespace` runs, as an
+    upgrade or a rollback applies them; wait until it serves."""
+    with step(f"apply {release} over {namespace}") as current:
         apply(current, cluster, namespace, documents)
         wait_serving(api, namespace)

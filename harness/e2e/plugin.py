@@ -41,7 +41,7 @@ from kubernetes import client
 
 from harness import build, cluster, gateway, kube, names, paths, secretscan
 from harness.cluster import GateCluster
-from harness.e2e import deploy, diagnostics
+from harness.e2e import deploy, diagnostics, upgrade
 from harness.e2e.availability import Inconclusive
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
@@ -74,6 +74,7 @@ class Deployment:
     api: client.ApiClient
     credentials: Credentials
     images: dict[str, str]
+    base_url: str = BASE_URL  # the upgrade check's own deployment has a NodePort of its own
 
     @property
     def apps(self) -> client.AppsV1Api:
@@ -84,9 +85,9 @@ class Deployment:
         return client.CoreV1Api(self.api)
 
     def query(self, sql: str, token: str | None = ADMIN, **fields: Any) -> requests.Response:
-        """POST /query through the NodePort on 127.0.0.1, as a client outside would."""
+        """POST /query through the NodePort, as a client outside would."""
         value = self.credentials.admin_token if token == ADMIN else token
-        return gateway.post_query(BASE_URL, sql, value, **fields)
+        return gateway.post_query(self.base_url, sql, value, **fields)
 
     def query_once_served(self, sql: str, timeout_s: float = 30.0, **fields: Any) -> Any:
         """The JSON answer of POST /query, asked again after a connection-level error until
@@ -136,6 +137,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="the kustomization the checks deploy [manifests/overlays/kind]; the gate's "
         "self-test points it at a broken copy",
+    )
+    group.addoption(
+        "--upgrade-from",
+        default=upgrade.PREVIOUS_RELEASE,
+        metavar="REF",
+        help="the release the upgrade check deploys first and rolls back to [the newest "
+        "commit that passed the gate before this one]",
     )
     group.addoption(
         "--gateway-source",
@@ -226,12 +234,16 @@ def keep_deployment(config: pytest.Config) -> bool:
 def gateway_images(
     request: pytest.FixtureRequest, kind_cluster: GateCluster, postgres_image: str
 ) -> Iterator[dict[str, str]]:
-    """Two builds of the gateway (distinct image IDs) for a rollout to a new tag, removed from
-    the nodes and Docker after the run."""
+    """Two builds of the gateway (distinct image IDs) for a rollout to a new tag, and the
+    PostgreSQL image, loaded into every node; the gateway's removed from the nodes and Docker
+    after the run."""
     source = request.config.getoption("--gateway-source")
     first = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
     second = run_harness(build.gateway_image, f"e2e-{secrets.token_hex(3)}", source)
-    yield {"first": first, "second": second, "postgres": postgres_image}
+    images = {"first": first, "second": second, "postgres": postgres_image}
+    for image in images.values():
+        run_harness(kind_cluster.load_docker_image, image)
+    yield images
     if not keep_deployment(request.config):
         for image in (first, second):
             run_harness(kind_cluster.remove_docker_image, image)
@@ -245,8 +257,6 @@ def deployment(
     core: client.CoreV1Api,
     gateway_images: dict[str, str],
 ) -> Iterator[Deployment]:
-    for image in gateway_images.values():
-        run_harness(kind_cluster.load_docker_image, image)
     run_harness(deploy.delete_previous_namespaces, core)
     namespace = f"pgw-e2e-{secrets.token_hex(4)}"
     credentials = Credentials.random()

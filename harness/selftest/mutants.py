@@ -46,10 +46,10 @@ NON_ROOT = f"{CHECKS}/test_pod_security.py::test_gateway_runs_as_non_root"
 READ_ONLY_ROOT = f"{CHECKS}/test_pod_security.py::test_root_filesystem_is_read_only"
 ROUND_TRIP = f"{CHECKS}/test_round_trip.py::test_seed_round_trip_with_http_client"
 NO_SUPERUSER = f"{CHECKS}/test_round_trip.py::test_gateway_does_not_log_in_as_a_superuser"
+UPGRADE = f"{CHECKS}/test_upgrade.py::test_upgrade_from_the_previous_release_and_back_loses_nothing"
 PRIVILEGES = (
     f"{CHECKS}/test_privileges.py::test_logins_have_exactly_the_privileges_roles_sql_grants"
 )
-ROLES_SQL_KEY = "roles.sql"  # of the ConfigMap postgres-roles-<hash> (manifests/base)
 
 
 @dataclass(frozen=True)
@@ -204,10 +204,16 @@ def single_replica(documents: list[Document]) -> None:
 def reader_may_write(documents: list[Document]) -> None:
     """roles.sql also grants the reader writes on every table the gateway creates."""
     data = find(documents, "ConfigMap", "postgres-roles")["data"]
-    data[ROLES_SQL_KEY] += (
+    data[names.ROLES_SQL_KEY] += (
         "ALTER DEFAULT PRIVILEGES FOR ROLE gateway IN SCHEMA app\n"
         "    GRANT INSERT, UPDATE, DELETE ON TABLES TO reader;\n"
     )
+
+
+def postgres_pods_in_parallel(documents: list[Document]) -> None:
+    """podManagementPolicy Parallel: harmless on a fresh install, but a field of the
+    StatefulSet's spec the API server will not change in place."""
+    find(documents, "StatefulSet", names.POSTGRES)["spec"]["podManagementPolicy"] = "Parallel"
 
 
 def gateway_memory_too_small(documents: list[Document]) -> None:
@@ -325,6 +331,13 @@ MUTANTS = (
         "the gateway's memory limit is far too small: its pods are OOM-killed at start",
         (ROUND_TRIP, NO_SUPERUSER),
         edit=gateway_memory_too_small,
+    ),
+    Mutant(
+        "statefulset-immutable-field",
+        "the StatefulSet changes a field that cannot change in place (podManagementPolicy): "
+        "a fresh install works, applying it over the previous release is refused",
+        (UPGRADE,),
+        edit=postgres_pods_in_parallel,
     ),
     Mutant(
         "no-disruption-budget",

@@ -20,16 +20,15 @@ itself by the superuser: the second check.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 
 import requests
 
 from harness import names
+from harness.e2e.writers import Writers
 from harness.steps import probe
 
-WRITERS = 4
 KILL_AFTER_S = 3.0
 WRITE_ON_AFTER_RECOVERY_S = 1.0
 RECOVERY_TIMEOUT_S = 180.0
@@ -53,46 +52,6 @@ NOT_DURABLE = {
     "full_page_writes": {"off"},
     "synchronous_commit": {"off", "local"},
 }
-
-
-class Writers:
-    """Threads inserting unique ids through the NodePort, each answer recorded by id."""
-
-    def __init__(self, deployment) -> None:
-        self.deployment = deployment
-        self.answers: dict[int, int | str] = {}
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._write, args=(first,), daemon=True)
-            for first in range(WRITERS)
-        ]
-
-    def _write(self, first: int) -> None:
-        for row in range(first, 10**9, WRITERS):
-            if self.stop.is_set():
-                return
-            try:
-                status: int | str = self.deployment.query(
-                    "insert into hard_kill (id) values (%s)", params=[row], timeout_ms=5000
-                ).status_code
-            except requests.RequestException as error:
-                status = type(error).__name__
-            self.answers[row] = status
-            if status != 200:
-                time.sleep(0.2)
-
-    def __enter__(self) -> Writers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-
-    def acknowledged(self) -> set[int]:
-        return {row for row, status in list(self.answers.items()) if status == 200}
 
 
 def started_at(deployment) -> str | None:
@@ -119,7 +78,7 @@ def kill_postgres(deployment) -> int:
 def test_acknowledged_commits_survive_a_hard_kill(deployment) -> None:
     assert deployment.query("create table hard_kill (id bigint primary key)").ok
     before = started_at(deployment)
-    with Writers(deployment) as writers:
+    with Writers(deployment, "hard_kill") as writers:
         time.sleep(KILL_AFTER_S)
         killed = kill_postgres(deployment)
         killed_at = time.monotonic()
@@ -131,17 +90,11 @@ def test_acknowledged_commits_survive_a_hard_kill(deployment) -> None:
         time.sleep(WRITE_ON_AFTER_RECOVERY_S)
     acknowledged = writers.acknowledged()
     answers = Counter(str(status) for status in writers.answers.values())
-    # Compared in PostgreSQL: the table may hold more rows than a result may carry.
-    found = deployment.query_once_served(
-        "select count(*) as present, array(select unnest(%s::bigint[]) except "
-        "select id from hard_kill order by 1) as lost from hard_kill",
-        params=[sorted(acknowledged)],
-    )["result"][0]
-    lost = found["lost"]
+    present, lost = writers.lost()
     print(
         f"\nhard kill: {killed} PostgreSQL processes killed, serving again after "
         f"{recovered_s:.1f} s; answers {dict(answers)}; {len(acknowledged)} acknowledged, "
-        f"{found['present']} present, {len(lost)} acknowledged and lost"
+        f"{present} present, {len(lost)} acknowledged and lost"
     )
     assert "500" not in answers, "a request answered 500 while PostgreSQL was killed"
     assert answers["200"] > 0 and len(answers) > 1, "the kill did not fall under the write load"

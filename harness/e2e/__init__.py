@@ -8,5 +8,7 @@ upgrade        the previous release's tree and the upgrade check's own NodePort
 writers        threads inserting unique ids, each answer recorded, for what was lost
 privileges     the logins' privileges from the catalogs against what roles.sql grants
 availability   a realistic client load and a watch on the Deployment, for rollouts and drains
+probeclient    the load's HTTP/1.1 client: plain sockets, httptools' parser
 diagnostics    describe, logs, events, endpoints, kind logs saved after a failure
+terminal       a copy of the run's terminal output, for the secret scan
 """

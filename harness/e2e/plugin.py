@@ -14,9 +14,10 @@ loaded -> namespace, Secret, manifests -> wait until serving. A harness failure 
 with the harness's message (a gate that skipped would pass without testing anything); when a
 check of the deployment fails, the diagnostics are saved under artifacts/e2e/<namespace>/ and
 the failure report names that directory. No output of the run may hold the deployment's
-secrets: a failure report that does is redacted, and at the end every file the run wrote
-under artifacts/ (the JUnit XML included) is scanned; a leak fails the session, naming the
-file or check and the secret, never its value.
+secrets (`watch_secrets`: the main deployment's, and the upgrade check's own): a failure report
+that does is redacted, and at the end every file the run wrote under artifacts/ (the JUnit XML
+included) and everything it wrote to the terminal (`terminal.TerminalCopy`) is scanned; a leak
+fails the session, naming the file or check and the secret, never its value.
 
 A check whose load fell behind with no request failed (`availability.Inconclusive`) is
 reported as INCONCLUSIVE, apart from the failures; when every failed check is such, pytest
@@ -41,7 +42,7 @@ from kubernetes import client
 
 from harness import build, cluster, gateway, kube, names, paths, secretscan
 from harness.cluster import GateCluster
-from harness.e2e import deploy, diagnostics, upgrade
+from harness.e2e import deploy, diagnostics, terminal, upgrade
 from harness.e2e.availability import Inconclusive
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
@@ -58,6 +59,7 @@ HARNESS_SUPPLIED = {
     "kind_kubectl_bin": None,
 }
 ADMIN = "admin"  # selects the deployment's admin token
+TERMINAL_LOG = "e2e-terminal.log"  # under the step logs' directory
 # pytest's own statuses are 0-5; this one says: no check failed, some could not judge.
 INCONCLUSIVE_EXIT = 6
 T = TypeVar("T")
@@ -179,6 +181,22 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{', '.join(given)}: the harness supplies the cluster's name ({names.CLUSTER}), "
             "kubeconfig, node image, kind and kubectl"
         )
+    copy = terminal.TerminalCopy(paths.log_dir() / TERMINAL_LOG)
+    copy.start()
+    config.stash[TERMINAL_KEY] = copy
+
+
+def watch_secrets(config: pytest.Config, credentials: Credentials, label: str = "") -> None:
+    """Secrets no output of this run may hold: failure reports are redacted of them, and the
+    files the run wrote and its terminal output are scanned for them. `label` tells a second
+    deployment's apart in a leak's report."""
+    prefix = f"{label} " if label else ""
+    named = {prefix + name: value for name, value in credentials.named().items()}
+    config.stash.setdefault(SECRETS_KEY, {}).update(named)
+
+
+def _wanted(config: pytest.Config) -> dict[str, bytes]:
+    return secretscan.forms(config.stash.get(SECRETS_KEY, {}))
 
 
 def run_harness(function: Callable[..., T], *args: object) -> T:
@@ -262,6 +280,7 @@ def deployment(
     credentials = Credentials.random()
     deployed = Deployment(namespace, kind_cluster.kubeconfig_path, api, credentials, gateway_images)
     request.session.stash[DEPLOYMENT_KEY] = deployed
+    watch_secrets(request.config, credentials)
     images = {
         names.GATEWAY_CONTAINER: gateway_images["first"],
         names.POSTGRES_CONTAINER: gateway_images["postgres"],
@@ -278,6 +297,9 @@ DIAGNOSED_KEY = pytest.StashKey[Path]()
 TIMES_KEY = pytest.StashKey[dict[str, "CheckTime"]]()
 STARTED_KEY = pytest.StashKey[float]()
 LEAKS_KEY = pytest.StashKey[list[secretscan.Leak]]()
+SECRETS_KEY = pytest.StashKey[dict[str, str]]()  # by name: what no output may hold
+TERMINAL_KEY = pytest.StashKey[terminal.TerminalCopy]()
+SESSION_KEY = pytest.StashKey[pytest.Session]()
 SCANNED_KEY = pytest.StashKey[int]()
 SETUP_ERRORS_KEY = pytest.StashKey[dict[int, tuple[BaseException, str]]]()
 FAILED_KEY = pytest.StashKey[set[str]]()
@@ -330,8 +352,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         item.config.stash.setdefault(INCONCLUSIVE_KEY, {})[report.nodeid] = verdict
         item.config.stash[TIMES_KEY][report.nodeid].outcome = "inconclusive"
         report.longrepr = verdict  # not a defect's traceback
-    if report.failed and deployed is not None:
-        _redact(session, report, deployed)
+    if report.failed:
+        _redact(session, report)
     return report
 
 
@@ -347,10 +369,10 @@ def _report_once(config: pytest.Config, report: pytest.TestReport, error: BaseEx
         )
 
 
-def _redact(session: pytest.Session, report: pytest.TestReport, deployed: Deployment) -> None:
+def _redact(session: pytest.Session, report: pytest.TestReport) -> None:
     """A failure report holding a secret (a repr, a message) has it replaced by its name
     before anything prints or writes it, and the leak is recorded: the session fails."""
-    wanted = secretscan.forms(deployed.credentials.named())
+    wanted = _wanted(session.config)
     texts = [report.longreprtext, *(content for _title, content in report.sections)]
     found = sorted({name for text in texts for name in secretscan.names_in(text.encode(), wanted)})
     if not found:
@@ -365,6 +387,7 @@ def _redact(session: pytest.Session, report: pytest.TestReport, deployed: Deploy
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.stash[STARTED_KEY] = time.time()
+    session.config.stash[SESSION_KEY] = session
 
 
 @pytest.hookimpl(trylast=True)
@@ -377,8 +400,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     only_inconclusive = bool(inconclusive) and failed <= set(inconclusive)
     if only_inconclusive and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
         session.exitstatus = INCONCLUSIVE_EXIT
-    deployed = session.stash.get(DEPLOYMENT_KEY, None)
-    if deployed is None:
+    wanted = _wanted(session.config)
+    if not wanted:
         return
     started = session.stash[STARTED_KEY]
     files = secretscan.files_since(paths.ARTIFACTS_DIR, started)
@@ -388,7 +411,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     junit = session.config.getoption("xmlpath", None)
     if junit and not Path(junit).resolve().is_relative_to(paths.ARTIFACTS_DIR):
         files.append(Path(junit).resolve())
-    wanted = secretscan.forms(deployed.credentials.named())
+    files = [path for path in files if path.name != TERMINAL_LOG]  # read whole at the end
     leaks = session.config.stash.setdefault(LEAKS_KEY, [])
     leaks += secretscan.scan_files(files, wanted, paths.REPO_ROOT)
     session.config.stash[SCANNED_KEY] = len(files)
@@ -441,3 +464,25 @@ def _report_inconclusive(terminalreporter: Any, config: pytest.Config) -> None:
     )
     for nodeid, verdict in inconclusive.items():
         terminalreporter.write_line(f"  {nodeid}: {verdict}", yellow=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Last, once pytest has printed everything: the terminal output is scanned (a print in a
+    check, a step's message, a child's output); a leak there fails the session too."""
+    copy = config.stash.get(TERMINAL_KEY, None)
+    if copy is None:
+        return
+    copy.stop()
+    wanted = _wanted(config)
+    session = config.stash.get(SESSION_KEY, None)
+    if not wanted or session is None:
+        return
+    where = f"the terminal output ({copy.path})"
+    leaks = secretscan.scan_files([copy.path], wanted, paths.REPO_ROOT)
+    if not leaks:
+        print(f"secret scan: no secret of the run in {where}", file=sys.stderr)
+        return
+    print(f"SECRET LEAK in {where}; the session fails:", file=sys.stderr)
+    for leak in leaks:
+        print(f"  {leak}", file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,12 +18,13 @@ from typing import Any
 import pytest
 
 from app.settings import load_settings
-from harness import secretscan
+from harness import paths, secretscan
 from harness.e2e import plugin
 from harness.e2e.availability import LoadProbe
 from harness.e2e.deploy import Credentials
 from harness.local.postgres import LocalPostgres
 from harness.local.provision import Logins
+from harness.sessions import E2E_PLUGINS
 from harness.smoke.target import Gateway
 
 CREDENTIALS = Credentials.random()
@@ -94,10 +97,16 @@ def test_too_short_a_secret_is_refused() -> None:
         secretscan.forms({"pin": "1234"})
 
 
+def watching() -> Any:
+    """A session whose config watches CREDENTIALS, as the deployment fixture makes it."""
+    session = SimpleNamespace(config=SimpleNamespace(stash=pytest.Stash()))
+    plugin.watch_secrets(session.config, CREDENTIALS)  # type: ignore[arg-type]
+    return session
+
+
 def test_a_failure_report_holding_a_secret_is_redacted_and_recorded() -> None:
     """The plugin's hook: the report keeps its text but not the value; the leak is named."""
-    deployment = plugin.Deployment("ns", Path("k"), None, CREDENTIALS, {})  # type: ignore[arg-type]
-    session = SimpleNamespace(config=SimpleNamespace(stash=pytest.Stash()))
+    session = watching()
     report = pytest.TestReport(
         "tests/e2e/t.py::test_x",
         ("t.py", 1, "test_x"),
@@ -107,7 +116,7 @@ def test_a_failure_report_holding_a_secret_is_redacted_and_recorded() -> None:
         "call",
         sections=[("Captured stdout call", f"b64 {base64.b64encode(PASSWORD.encode()).decode()}")],
     )
-    plugin._redact(session, report, deployment)  # type: ignore[arg-type]
+    plugin._redact(session, report)  # type: ignore[arg-type]
     assert TOKEN not in report.longreprtext and "<admin_token: redacted>" in report.longreprtext
     assert report.sections == [
         ("Captured stdout call", "b64 <gateway_password (base64): redacted>")
@@ -119,10 +128,58 @@ def test_a_failure_report_holding_a_secret_is_redacted_and_recorded() -> None:
 
 
 def test_a_clean_failure_report_is_left_alone() -> None:
-    deployment = plugin.Deployment("ns", Path("k"), None, CREDENTIALS, {})  # type: ignore[arg-type]
-    session = SimpleNamespace(config=SimpleNamespace(stash=pytest.Stash()))
+    session = watching()
     text = f"AssertionError: {secrets.token_hex(4)} rows lost"
     report = pytest.TestReport("t.py::x", ("t.py", 1, "x"), {}, "failed", text, "call")
-    plugin._redact(session, report, deployment)  # type: ignore[arg-type]
+    plugin._redact(session, report)  # type: ignore[arg-type]
     assert report.longrepr == text
     assert plugin.LEAKS_KEY not in session.config.stash
+
+
+# A check as the e2e plugin runs it, watching fresh credentials and printing what it is told to.
+PRINTING_CHECK = """
+import subprocess
+from harness.e2e import plugin
+from harness.e2e.deploy import Credentials
+
+def test_prints(request):
+    credentials = Credentials.random()
+    plugin.watch_secrets(request.config, credentials, "upgrade namespace")
+    {what}
+"""
+
+
+@pytest.mark.parametrize(
+    ("what", "found"),
+    [
+        ("print('token', credentials.admin_token)", "upgrade namespace admin_token"),
+        (
+            "subprocess.run(['echo', credentials.reader_password], check=True)",
+            "upgrade namespace reader_password",
+        ),
+        ("print('the token is in the Secret')", None),
+    ],
+    ids=["a check's print", "a child process's output", "nothing"],
+)
+def test_the_terminal_output_is_scanned(tmp_path: Path, what: str, found: str | None) -> None:
+    """What a check or a child writes to the terminal fails the session when it holds a
+    watched secret (written after the upgrade check's own namespace was watched by nothing)."""
+    check = tmp_path / "test_prints.py"
+    check.write_text(PRINTING_CHECK.format(what=what))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", *E2E_PLUGINS, str(check)],
+        cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    terminal = tmp_path / "artifacts" / "logs" / plugin.TERMINAL_LOG
+    assert "1 passed" in terminal.read_text(), run.stdout  # the copy holds the whole output
+    if found is None:
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "secret scan: no secret of the run in the terminal output" in run.stderr
+    else:
+        assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout + run.stderr
+        assert f"SECRET LEAK in the terminal output ({terminal}); the session fails" in run.stderr
+        assert f"e2e-terminal.log: {found}" in run.stderr

@@ -24,10 +24,10 @@ from harness import names, paths
 from harness.cluster.shape import CONTROL_PLANE_LABEL
 from harness.steps import HarnessError
 
-# b5ffdb4 passed `bash .ci/run` from a fresh clone on 2026-12-03 (15m03s); its CI run then
-# failed the node drain (POOL_MAX 3), which the release after it fixes. Move this forward to
-# the newest commit that passed the gate when a release lands.
-PREVIOUS_RELEASE = "b5ffdb46e51e219b554c0a3522b151abeac408ad"
+# cd147a6 landed on 2026-12-03: `bash .ci/run` from a fresh clone passed (17m45s) and so did
+# CI's run after the stop (1,020 s). Move this forward to the newest commit that passed the
+# gate when a release lands.
+PREVIOUS_RELEASE = "cd147a6054ba1222e017b113f32765a8f5304176"
 UPGRADE_NODE_PORT = 31235
 Document = dict[str, Any]
 

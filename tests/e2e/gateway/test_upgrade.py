@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client
@@ -39,7 +40,7 @@ from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, upgrade
 from harness.e2e.availability import LoadProbe, Sample, measured_load, write_timeline
 from harness.e2e.deploy import Credentials
-from harness.e2e.plugin import Deployment, keep_deployment, run_harness
+from harness.e2e.plugin import Deployment, keep_deployment, run_harness, watch_secrets
 from harness.e2e.writers import Writers
 
 SETTLE_S = 3.0
@@ -130,8 +131,9 @@ def change_under_load(
     table of the phase's own."""
     table = re.sub(r"\W+", "_", name).strip("_")
     assert deployed.query(f"create table {table} (id bigint primary key)").status_code == 200
-    host = upgrade.control_plane_address(deployed.core)
-    probe = LoadProbe(host, upgrade.UPGRADE_NODE_PORT, deployed.credentials.admin_token)
+    address = urlsplit(deployed.base_url)  # the release's own NodePort
+    assert address.hostname and address.port, deployed.base_url
+    probe = LoadProbe(address.hostname, address.port, deployed.credentials.admin_token)
     with (
         measured_load(probe, deployed.apps, deployed.namespace, names.GATEWAY) as measured,
         Writers(deployed, table) as writers,
@@ -181,6 +183,7 @@ def test_upgrade_from_the_previous_release_and_back_loses_nothing(
         gateway_images,
         base_url=f"http://{host}:{upgrade.UPGRADE_NODE_PORT}",
     )
+    watch_secrets(request.config, deployed.credentials, "upgrade namespace")
     template = upgrade.postgres_pod_template
     restarts_postgres = template(previous) != template(this)
     try:

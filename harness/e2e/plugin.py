@@ -156,8 +156,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """This plugin's `kind_cluster` wins only when pytest-kind was registered before it."""
+    """This plugin's `kind_cluster` wins only when pytest-kind was registered before it. Last
+    of the plugins', so the terminal copy starts after faulthandler took its own duplicate of
+    standard error (one of the copy's pipe would keep the pipe open past the end)."""
     manager = config.pluginmanager
     order = [name for name, _plugin in manager.list_name_plugin()]
     ours = manager.get_name(sys.modules[__name__])

@@ -189,3 +189,29 @@ def test_the_probe_counts_requests_connections_and_failures() -> None:
     failures = probe.failures
     assert failures and all(s.status == 503 and s.error == "no" for s in failures)
     assert len(failures) == keep_alive.failed + new_connection.failed
+
+
+def test_the_load_ends_when_stopped_not_when_the_last_answer_comes() -> None:
+    """A slow query in flight at the stop is awaited, but its wait is not the load's time
+    (it made the rate read low, nearer the inconclusive verdict)."""
+    received, release = threading.Event(), threading.Event()
+
+    def answer_when_released(sock: socket.socket) -> None:
+        read_request(sock)
+        received.set()
+        release.wait(10)
+        sock.sendall(answer())
+
+    clients = (Clients(ClientKind.SLOW_QUERY, 1, 1.0),)
+    with server(answer_when_released) as port:
+        probe = LoadProbe("127.0.0.1", port, "token-not-used-here", clients)
+        probe.start()
+        assert received.wait(5)
+        stopping = threading.Thread(target=probe.stop)
+        stopping.start()
+        time.sleep(0.2)
+        released_at = time.monotonic()
+        release.set()
+        stopping.join(10)
+    assert probe.stopped is not None and probe.stopped < released_at
+    assert [s.status for s in probe.samples] == [200]  # the answer was awaited and counted

@@ -250,7 +250,13 @@ def _daemon_json(places: Places, survey: Survey) -> list[Item]:
     if restored == survey.daemon_json:
         return [gone(thing, "holds no entry of the harness")]
     if restored is None:
-        return [remove(thing, "did not exist before the harness", places.daemon_json.unlink)]
+        return [
+            remove(
+                thing,
+                "did not exist before the harness",
+                lambda: places.daemon_json.unlink(missing_ok=True),
+            )
+        ]
     why = "the harness's runtime entries taken out, the rest kept"
     if restored == before:
         why = "restored to what it was before the harness"
@@ -264,7 +270,13 @@ def _wrapper(survey: Survey) -> list[Item]:
     path = Path(wrapper)
     if path not in survey.existing:
         return [gone(wrapper, "no such file")]
-    return [remove(wrapper, "the runtime wrapper the harness installed", path.unlink)]
+    return [
+        remove(
+            wrapper,
+            "the runtime wrapper the harness installed",
+            lambda: path.unlink(missing_ok=True),
+        )
+    ]
 
 
 def _packages(survey: Survey) -> list[Item]:
@@ -323,7 +335,9 @@ def _dockerd_log(places: Places, survey: Survey) -> list[Item]:
     if "dockerd" not in survey.record or places.dockerd_log not in survey.existing:
         return []
     why = "written by the dockerd the harness started"
-    return [remove(str(places.dockerd_log), why, places.dockerd_log.unlink)]
+    return [
+        remove(str(places.dockerd_log), why, lambda: places.dockerd_log.unlink(missing_ok=True))
+    ]
 
 
 def _cache(places: Places, survey: Survey) -> list[Item]:
@@ -370,7 +384,13 @@ def _record(places: Places, survey: Survey) -> list[Item]:
     if places.record not in survey.existing:
         why = "the harness changed nothing on this host, or purge undid it"
         return [gone(str(places.record), why)]
-    return [remove(str(places.record), "the record of host changes", places.record.unlink)]
+    return [
+        remove(
+            str(places.record),
+            "the record of host changes",
+            lambda: places.record.unlink(missing_ok=True),
+        )
+    ]
 
 
 # -- looking -------------------------------------------------------------------------------
@@ -496,9 +516,12 @@ def remove_tree(path: Path) -> None:
     """Delete a file or a directory tree, read-only parts included (Go makes its module
     cache read-only), but never one with something mounted inside it. A tree that is a
     mount point itself (a data disk on /var/lib/docker) is emptied: the directory stays, as
-    the mount needs it."""
+    the mount needs it. One already gone is no error: an earlier removal may take it (`kind
+    delete cluster` deletes the kubeconfig it wrote once no cluster is left in it)."""
     if path.is_symlink() or path.is_file():
         path.unlink()
+        return
+    if not path.exists():
         return
     mounts = _mounts()
     inside = [point for point in mounts if path in point.parents]

@@ -104,6 +104,23 @@ def test_without_an_engine_purge_removes_the_files_and_a_second_purge_finds_noth
     )
 
 
+def test_what_an_earlier_removal_took_is_no_error(
+    places: Places, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen on a real purge: `kind delete cluster` deleted the kubeconfig it wrote, and the
+    cache entry's removal then stopped the purge (FileNotFoundError) before the rest."""
+    harness_was_here(places, apt_packages=[])
+    marker().unlink()
+    kubeconfig = places.cache / "kubeconfig-pg-gateway.yaml"
+    kubeconfig.write_text("clusters: []\n")
+    survey = purge.read_files(places)
+    kubeconfig.unlink()  # taken meanwhile, as kind takes it
+    places.dockerd_log.unlink()
+    lines = carry_out(places, survey, capsys)
+    assert f"remove {kubeconfig}: the cluster's kubeconfig" in lines
+    assert not places.cache.exists() and not places.record.exists()  # the rest was done
+
+
 def test_a_read_only_go_module_cache_is_removed_by_an_unprivileged_user() -> None:
     """Root may delete inside read-only directories anyway; a user may not: check as one."""
     root = Path(tempfile.mkdtemp(prefix="purge-go-mod-"))

@@ -3,7 +3,10 @@
 The secret scan reads files; the terminal is where a CI log comes from (a check's print, a
 step's message, a child process's output, pytest's own reports), so it is copied at the
 file-descriptor level: standard output and error go through a pipe each, pumped to where
-they went before and to one file.
+they went before and to one file. It sees everything with `-s`, as nox, tox and the
+self-test run the checks; with pytest's own capture on, pytest puts its saved descriptors
+back between checks and the copy misses what follows (the reports are redacted and scanned
+all the same).
 """
 
 from __future__ import annotations

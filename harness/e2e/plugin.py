@@ -184,6 +184,11 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{', '.join(given)}: the harness supplies the cluster's name ({names.CLUSTER}), "
             "kubeconfig, node image, kind and kubectl"
         )
+    if config.getoption("capture") not in terminal.CAPTURES_SEEN:
+        raise pytest.UsageError(
+            "run the e2e checks with -s (as nox, tox and the self-test do): with pytest's "
+            "capture on, their terminal output would bypass the secret scan"
+        )
     copy = terminal.TerminalCopy(paths.log_dir() / TERMINAL_LOG)
     copy.start()
     config.stash[TERMINAL_KEY] = copy

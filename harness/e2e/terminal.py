@@ -3,10 +3,9 @@
 The secret scan reads files; the terminal is where a CI log comes from (a check's print, a
 step's message, a child process's output, pytest's own reports), so it is copied at the
 file-descriptor level: standard output and error go through a pipe each, pumped to where
-they went before and to one file. It sees everything with `-s`, as nox, tox and the
-self-test run the checks; with pytest's own capture on, pytest puts its saved descriptors
-back between checks and the copy misses what follows (the reports are redacted and scanned
-all the same).
+they went before and to one file. pytest's descriptor capture would put its own saved
+descriptors back between checks, bypassing the copy (seen: an empty copy), so the plugin
+refuses any capture but `-s` (as nox, tox and the self-test run the checks) or `tee-sys`.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 STREAMS = (1, 2)  # standard output and error
+CAPTURES_SEEN = ("no", "tee-sys")  # pytest's --capture modes that leave the descriptors alone
 JOIN_S = 5.0  # a child that outlives the run may hold a pipe open: its copy is not awaited
 
 

@@ -183,3 +183,20 @@ def test_the_terminal_output_is_scanned(tmp_path: Path, what: str, found: str | 
         assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout + run.stderr
         assert f"SECRET LEAK in the terminal output ({terminal}); the session fails" in run.stderr
         assert f"e2e-terminal.log: {found}" in run.stderr
+
+
+def test_the_plugin_refuses_a_capture_that_would_bypass_the_terminal_copy(tmp_path: Path) -> None:
+    """pytest's descriptor capture puts its own descriptors back between checks: the copy
+    came out empty, so the checks' output would never be scanned."""
+    check = tmp_path / "test_prints.py"
+    check.write_text(PRINTING_CHECK.format(what="print('nothing secret')"))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *E2E_PLUGINS, str(check)],
+        cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout + run.stderr
+    assert "run the e2e checks with -s" in run.stderr

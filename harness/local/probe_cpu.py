@@ -2,7 +2,7 @@
 
 The probe runs in this process and the gateway and PostgreSQL in others, so this process's
 CPU time (getrusage) is the probe's: what it takes from a 2-core runner beside the cluster
-(docs/gate.md, "When a run cannot judge"). Run in the test environment:
+(docs/gate.md, "When a run cannot judge"). Run in the test environment `nox -s unit` makes:
 `.nox/unit/bin/python -m harness.local.probe_cpu --seconds 20 --clients keep-alive`.
 """
 

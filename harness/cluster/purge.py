@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -250,13 +251,7 @@ def _daemon_json(places: Places, survey: Survey) -> list[Item]:
     if restored == survey.daemon_json:
         return [gone(thing, "holds no entry of the harness")]
     if restored is None:
-        return [
-            remove(
-                thing,
-                "did not exist before the harness",
-                lambda: places.daemon_json.unlink(missing_ok=True),
-            )
-        ]
+        return [remove(thing, "did not exist before the harness", _unlink(places.daemon_json))]
     why = "the harness's runtime entries taken out, the rest kept"
     if restored == before:
         why = "restored to what it was before the harness"
@@ -270,13 +265,7 @@ def _wrapper(survey: Survey) -> list[Item]:
     path = Path(wrapper)
     if path not in survey.existing:
         return [gone(wrapper, "no such file")]
-    return [
-        remove(
-            wrapper,
-            "the runtime wrapper the harness installed",
-            lambda: path.unlink(missing_ok=True),
-        )
-    ]
+    return [remove(wrapper, "the runtime wrapper the harness installed", _unlink(path))]
 
 
 def _packages(survey: Survey) -> list[Item]:
@@ -335,9 +324,7 @@ def _dockerd_log(places: Places, survey: Survey) -> list[Item]:
     if "dockerd" not in survey.record or places.dockerd_log not in survey.existing:
         return []
     why = "written by the dockerd the harness started"
-    return [
-        remove(str(places.dockerd_log), why, lambda: places.dockerd_log.unlink(missing_ok=True))
-    ]
+    return [remove(str(places.dockerd_log), why, _unlink(places.dockerd_log))]
 
 
 def _cache(places: Places, survey: Survey) -> list[Item]:
@@ -384,13 +371,7 @@ def _record(places: Places, survey: Survey) -> list[Item]:
     if places.record not in survey.existing:
         why = "the harness changed nothing on this host, or purge undid it"
         return [gone(str(places.record), why)]
-    return [
-        remove(
-            str(places.record),
-            "the record of host changes",
-            lambda: places.record.unlink(missing_ok=True),
-        )
-    ]
+    return [remove(str(places.record), "the record of host changes", _unlink(places.record))]
 
 
 # -- looking -------------------------------------------------------------------------------
@@ -510,6 +491,11 @@ def _mounts() -> list[Path]:
     text = Path("/proc/self/mounts").read_text()
     points = (line.split()[1] for line in text.splitlines() if line.strip())
     return [Path(point.encode().decode("unicode_escape")) for point in points]
+
+
+def _unlink(path: Path) -> Callable[[], None]:
+    """Removes the file `path`; one already gone (an earlier removal took it) is no error."""
+    return functools.partial(path.unlink, missing_ok=True)
 
 
 def remove_tree(path: Path) -> None:

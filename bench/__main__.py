@@ -21,10 +21,11 @@ from pathlib import Path
 import psutil
 
 from app.settings import load_settings
-from bench import report
+from bench import profile, report, samerun
 from bench.database import ITEMS, BenchDatabase
 from bench.direct import run_direct
 from bench.loadgen import Result, ensure_wrk, run_wrk, write_script
+from bench.profile import profile_gateway
 from bench.scanning import TARGET_MS, measure
 from bench.streaming import stream
 from bench.systems import (
@@ -61,6 +62,13 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--title", default="gateway vs direct psycopg2 vs postgres-meta")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    samerun.add_arguments(parser)
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=10,
+        help="py-spy on one worker under (a) at c=8 for the report's breakdown; 0 skips [10]",
+    )
     return parser.parse_args()
 
 
@@ -135,6 +143,8 @@ def main() -> int:
     cells: list[dict] = []
     stream_result = None
     scan: list[dict] = []
+    same_run: list[str] = []
+    breakdown: list[str] = []
     try:
         print(f"bench: PostgreSQL with {ITEMS:,} rows in items ...", flush=True)
         database.start()
@@ -184,6 +194,17 @@ def main() -> int:
             stream_result = {**dataclasses.asdict(result), "rows_per_s": result.rows_per_s}
         print("bench: the SQL scan of 1 MiB bodies", flush=True)
         scan = measure()
+        for service in services.values():
+            service.stop()
+        services.clear()
+        if args.rounds:
+            print("bench: the same-run comparison on pinned cores", flush=True)
+            same_run = samerun.compare(database, wrk, script, workdir, args)
+        if args.profile_seconds:
+            print("bench: py-spy on one worker, (a) select 1 at c=8", flush=True)
+            raw = args.out / "profile.raw"
+            profile_gateway(database, WORKLOADS[0], 8, args.profile_seconds, raw, gateway_env)
+            breakdown = [profile.components(raw), profile.summarize(raw, top=25)]
     finally:
         for service in services.values():
             service.stop()
@@ -219,6 +240,8 @@ def main() -> int:
         "stream": stream_result,
         "scan": {"target_ms": TARGET_MS, "cases": scan},
         "ceiling": ceiling,
+        "same_run": same_run,
+        "breakdown": breakdown,
         "argv": sys.argv,
     }
     text = report.markdown(run)

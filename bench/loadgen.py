@@ -20,7 +20,8 @@ LUA = r"""
 local template = os.getenv("BENCH_BODY")
 local max_id = tonumber(os.getenv("BENCH_MAX_ID") or "0")
 local path = os.getenv("BENCH_PATH") or "/"
-local headers = { ["Content-Type"] = "application/json" }
+local content_type = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
+local headers = { ["Content-Type"] = content_type }
 local counter = 0
 
 function setup(thread)
@@ -35,7 +36,7 @@ end
 if template ~= nil then
   wrk.method = "POST"
   wrk.path = path
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Content-Type"] = content_type
   wrk.body = template
   if max_id > 0 then
     function request()
@@ -112,10 +113,16 @@ def run_wrk(
     connections: int,
     seconds: float,
     threads: int | None = None,
+    content_type: str = "application/json",
 ) -> Result:
     """One wrk run; `connections` is the concurrency (each connection has one request open)."""
     threads = threads or min(connections, 2)
-    env = {**os.environ, "BENCH_PATH": path, "BENCH_MAX_ID": str(max_id)}
+    env = {
+        **os.environ,
+        "BENCH_PATH": path,
+        "BENCH_MAX_ID": str(max_id),
+        "BENCH_CONTENT_TYPE": content_type,
+    }
     if body is not None:
         env["BENCH_BODY"] = body
     command = [

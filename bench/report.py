@@ -105,6 +105,11 @@ def markdown(run: dict) -> str:
     out += ["", "| target | measured | met |", "|---|---:|:---:|"]
     for name, value, met in _targets(cells, stream):
         out.append(f"| {name} | {value} | {'yes' if met else '**no**'} |")
+    if run.get("same_run"):
+        out += ["", *run["same_run"]]
+    if run.get("breakdown"):
+        out += ["", "## Where one worker's CPU goes (py-spy, (a) select 1, c=8)", ""]
+        out += ["```", *run["breakdown"], "```"]
     return "\n".join(out) + "\n"
 
 

@@ -54,12 +54,18 @@ class Service:
         stop_gateway(self.process, timeout_s=30)
 
 
-def _wait_post(url: str, body: bytes, process: subprocess.Popen, timeout_s: float) -> None:
+def wait_post(
+    url: str,
+    body: bytes,
+    process: subprocess.Popen,
+    timeout_s: float,
+    content_type: str = "application/json",
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{url} exited with status {process.returncode}")
-        request = Request(url, body, {"Content-Type": "application/json"})  # noqa: S310
+        request = Request(url, body, {"Content-Type": content_type})  # noqa: S310
         try:
             with urlopen(request, timeout=2):  # noqa: S310 - a loopback URL we built
                 return
@@ -73,7 +79,7 @@ def start_gateway_service(dsn: str, log: IO, env: dict[str, str]) -> Service:
     process = start_gateway(dsn, "127.0.0.1", (port, ops_port), {**GATEWAY_ENV, **env}, log)
     service = Service("gateway", process, port)
     wait_healthy(f"http://127.0.0.1:{ops_port}/healthz", process, START_TIMEOUT_S)
-    _wait_post(service.url + "/query", b'{"query":"select 1"}', process, START_TIMEOUT_S)
+    wait_post(service.url + "/query", b'{"query":"select 1"}', process, START_TIMEOUT_S)
     return service
 
 
@@ -122,7 +128,7 @@ def start_pgmeta(dsn: str, log: IO) -> Service:
         [node, str(server)], env=env, stdout=log, stderr=log, start_new_session=True
     )
     service = Service(f"postgres-meta {PGMETA_VERSION}", process, port)
-    _wait_post(service.url + "/query", json.dumps({"query": "select 1"}).encode(), process, 60)
+    wait_post(service.url + "/query", json.dumps({"query": "select 1"}).encode(), process, 60)
     return service
 
 
@@ -138,5 +144,31 @@ def start_static_responder(log: IO) -> Service:
         start_new_session=True,
     )
     service = Service("static responder", process, port)
-    _wait_post(service.url + "/", b"{}", process, 30)
+    wait_post(service.url + "/", b"{}", process, 30)
+    return service
+
+
+def find_pgweb() -> Path | None:
+    """pgweb's binary: $PGWEB, else `pgweb` on PATH; None when neither exists."""
+    named = os.environ.get("PGWEB")
+    if named:
+        if not Path(named).is_file():
+            raise SystemExit(f"bench: PGWEB={named} is not a file")
+        return Path(named)
+    found = shutil.which("pgweb")
+    return Path(found) if found else None
+
+
+def start_pgweb(binary: Path, dsn: str, log: IO) -> Service:
+    """pgweb with one database connection string, no sessions, on loopback."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(binary), "--url", dsn, "--bind", "127.0.0.1", "--listen", str(port), "--skip-open"],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    service = Service("pgweb", process, port)
+    form = "application/x-www-form-urlencoded"
+    wait_post(service.url + "/api/query", b"query=select+1", process, START_TIMEOUT_S, form)
     return service

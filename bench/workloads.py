@@ -2,13 +2,15 @@
 
 The gateway binds `%s` parameters through psycopg2; postgres-meta's `POST /query` takes
 `{"query", "parameters"}` with `$1` placeholders (node-postgres binds them server side),
-so neither gets literal values pasted into the SQL. `{ID}` in a body is replaced by wrk's
+so neither gets literal values pasted into the SQL; pgweb has no parameters, so its SQL
+carries the id. `{ID}` in a body is replaced by wrk's
 Lua script with a random id in 1..ITEMS for every request.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 from bench.database import ITEMS
 
@@ -28,6 +30,11 @@ class Workload:
     def pgmeta_body(self) -> str:
         params = ',"parameters":[{ID}]' if self.random_id else ""
         return f'{{"query":"{self.pgmeta_sql}"{params}}}'
+
+    def pgweb_body(self) -> str:
+        """pgweb's `POST /api/query` takes a form field and no parameters: the id is
+        written into the SQL (by wrk, per request)."""
+        return "query=" + quote_plus(self.pgmeta_sql.replace("$1", "ID")).replace("ID", "{ID}")
 
 
 WORKLOADS = (

@@ -31,6 +31,8 @@ from typing import IO
 import psutil
 
 from bench.database import ITEMS, BenchDatabase
+from bench.floors import FLOOR
+from bench.floors import starters as floor_starters
 from bench.loadgen import ensure_wrk, run_wrk, write_script
 from bench.systems import (
     ROOT,
@@ -194,7 +196,7 @@ def measure(
 
 
 def start_systems(
-    dsn: str, log: IO, workdir: Path, baseline: str | None, pgweb: Path | None
+    dsn: str, log: IO, workdir: Path, baseline: str | None, pgweb: Path | None, floors: bool
 ) -> tuple[dict[str, Service], list[str]]:
     """Every system pinned to SERVER_CPU; notes say what was left out and why."""
     starters: list[tuple[str, Callable[[], Service]]] = [
@@ -215,6 +217,8 @@ def start_systems(
         starters.append(("postgres-meta", lambda: start_pgmeta(dsn, log)))
     else:
         notes.append("postgres-meta: skipped, node is not installed")
+    if floors:
+        starters += floor_starters(log)
     services = {}
     with on_cpus({SERVER_CPU}):
         for name, start in starters:
@@ -234,9 +238,10 @@ def run_rounds(
     seconds: float,
     warmup: float,
 ) -> list[Round]:
-    names = list(services)
     results = []
     for workload in workloads:
+        # A floor answers every workload alike: it runs with the first one only.
+        names = [n for n in services if workload == workloads[0] or not n.startswith(FLOOR)]
         for name in names:
             if warmup > 0:
                 measure(wrk, script, services[name], workload, postgres_pid, warmup)
@@ -347,7 +352,9 @@ def compare(
     others = other_cpus()
     pin_tree(database.server.pid, others)
     with on_cpus(others), (workdir / "same-run.log").open("w") as log:
-        services, notes = start_systems(database.dsn, log, workdir, options.baseline, find_pgweb())
+        services, notes = start_systems(
+            database.dsn, log, workdir, options.baseline, find_pgweb(), options.floors
+        )
         try:
             results = run_rounds(
                 wrk,
@@ -370,6 +377,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--round-seconds", type=float, default=8, help="per system a round [8]")
     parser.add_argument(
         "--same-run-workloads", nargs="+", default=["select1", "point"], metavar="WORKLOAD"
+    )
+    parser.add_argument(
+        "--no-floors",
+        dest="floors",
+        action="store_false",
+        help="leave out the HTTP servers with no database (bench.floors)",
     )
     parser.add_argument(
         "--baseline",

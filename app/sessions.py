@@ -30,7 +30,7 @@ from app.errors import unavailable
 from app.pool import ConnectFailed, ConnectionPool, PoolTimeout
 from app.settings import Settings
 from app.typecast import SESSION_OPTIONS, register_typecasters
-from app.wait import GatewayConnection
+from app.wait import DeadlineExceeded, GatewayConnection
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,12 @@ class Logins:
 
         Before anything is sent, a connection the server has closed (PostgreSQL restarted)
         is replaced together with its idle siblings: such a request is retried once. A
-        connection past POOL_MAX_AGE_S is replaced by a new one."""
+        connection past POOL_MAX_AGE_S is replaced by a new one. A login that may write gets
+        no connection to a hot standby (PostgreSQL's `in_hot_standby`): a 503, its idle
+        siblings closed, so the next request connects afresh, to the primary once there is
+        one. A read-only login may read from a standby."""
         pool = self._pools[role if role in self._pools else None]
+        writes = not self._settings.role_is_read_only(role)
         wait = self._settings.pool_timeout_ms / 1000 if timeout_s is None else timeout_s
         server_gone = False
         while True:
@@ -196,6 +200,12 @@ class Logins:
                 server_gone = True
             elif self._too_old(connection):
                 pool.release(connection, broken=True)
+            elif writes and connection.get_parameter_status("in_hot_standby") == "on":
+                # A standby (a demoted primary, or a Service not yet moved to the new one)
+                # would refuse every write as read-only: a 403 the client would believe.
+                pool.release(connection, broken=True)
+                pool.discard_idle()
+                raise unavailable("the database server is a standby: no primary to write to now")
             else:
                 connection.pool = pool
                 return connection
@@ -209,6 +219,11 @@ class Logins:
         connection.read_limit = None
         with connection.cursor() as cursor:
             cursor.execute(f"{_reset()}; COMMIT")
+        if connection.cancelled:
+            # The deadline's cancel reached the COMMIT. One waiting for a synchronous standby
+            # then completes with only a WARNING: committed on this server, perhaps on no
+            # other, so it is no acknowledgement (the caller answers 504, "may or may not").
+            raise DeadlineExceeded
         connection.stop_deadline()
         self._give_back(connection)
 

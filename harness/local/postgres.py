@@ -155,6 +155,37 @@ class LocalPostgres:
         )
         self._wait_ready()
 
+    def start_standby(self, data_dir: Path) -> LocalPostgres:
+        """A hot standby of this server in `data_dir`, streaming from it (pg_basebackup -R,
+        as the superuser), started: the same settings, superuser and password."""
+        data_dir.mkdir(parents=True)
+        data_dir.chmod(0o700)
+        user = _run_as(data_dir)
+        if user:
+            shutil.chown(data_dir, user)
+        backup = subprocess.run(
+            [
+                str(POSTGRES_BIN_PATH / "pg_basebackup"),
+                *("-D", str(data_dir), "-R", "-X", "stream", "-c", "fast"),
+                *("-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser),
+            ],
+            env={**os.environ, "PGPASSWORD": self.password},
+            capture_output=True,
+            text=True,
+            user=user,
+        )
+        if backup.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed: {backup.stderr.strip()}")
+        standby = LocalPostgres(
+            data_dir,
+            password=self.password,
+            superuser=self.superuser,
+            settings=self.settings,
+            max_process_memory_kb=self.max_process_memory_kb,
+        )
+        standby.start()
+        return standby
+
     def _limit_memory(self) -> None:
         """In the child, before exec: the address space cap every server process inherits."""
         assert self.max_process_memory_kb is not None

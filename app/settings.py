@@ -18,6 +18,8 @@ MIB = 1024 * 1024
 # POSTGRES_PASSWORD_<ROLE> (upper-cased), which is unambiguous only for such names.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOKEN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# POSTGRES_HOST_<ROLE>: where that role's login connects, if not to the gateway's host.
+_ROLE_HOST = "POSTGRES_HOST_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -224,6 +226,38 @@ def _read_only_roles(
     return roles
 
 
+def _role_hosts(
+    env: Mapping[str, str],
+    role_dsns: dict[str, dict[str, str]],
+    read_only_roles: frozenset[str],
+) -> dict[str, dict[str, str]]:
+    """POSTGRES_HOST_<ROLE> (host or host:port): a read-only role may read from other
+    servers (the replicas)."""
+    moved = dict(role_dsns)
+    for variable in sorted(v for v in env if v.startswith(_ROLE_HOST)):
+        role, host = variable.removeprefix(_ROLE_HOST).lower(), env[variable].strip()
+        if role not in role_dsns:
+            raise ConfigError(
+                variable, f"{role!r} is not a role of API_TOKENS with a login of its own"
+            )
+        if role not in read_only_roles:
+            raise ConfigError(
+                variable,
+                f"only a role of READ_ONLY_ROLES may use other servers ({role!r} is not): "
+                "a standby refuses writes, and the gateway sends a login that writes to the "
+                "primary only",
+            )
+        name, _, port = host.partition(":")
+        if not name or any(c.isspace() for c in host) or (port and not _is_port(port)):
+            raise ConfigError(variable, f"must be host or host:port, got {host!r}")
+        moved[role] = {**role_dsns[role], "host": name, **({"port": port} if port else {})}
+    return moved
+
+
+def _is_port(text: str) -> bool:
+    return text.isdigit() and 1 <= int(text) <= 65535
+
+
 def _schema(env: Mapping[str, str]) -> str:
     schema = env.get("POSTGRES_SCHEMA", "app").strip()
     if not _NAME.match(schema):
@@ -264,6 +298,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     dsn = _dsn(env)
     tokens = _tokens(env, dsn.get("user", ""), pool_max)
     role_dsns = _role_dsns(env, dsn, tokens)
+    read_only_roles = _read_only_roles(env, role_dsns)
     port = _int(env, "PORT", 5000, 1, 65535)
     ops_port = _int(env, "OPS_PORT", 5001, 1, 65535)
     if ops_port == port:
@@ -271,9 +306,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     return Settings(
         dsn=dsn,
         api_tokens=tokens,
-        role_dsns=role_dsns,
+        role_dsns=_role_hosts(env, role_dsns, read_only_roles),
         read_only=_bool(env, "READ_ONLY"),
-        read_only_roles=_read_only_roles(env, role_dsns),
+        read_only_roles=read_only_roles,
         schema=_schema(env),
         statement_timeout_ms=statement_timeout,
         max_statement_timeout_ms=max_statement_timeout,

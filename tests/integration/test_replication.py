@@ -24,6 +24,7 @@ ABSENT_STANDBY = "pgw_absent_standby"
 TIMEOUT_MS = 1000
 GRACE_S = 2.0  # app.wait.CANCEL_GRACE_S
 PROMOTED_WITHIN_S = 30
+REPLAYED_WITHIN_S = 10
 # A client's SQL that would have its own COMMIT skip the standby: the session reset runs
 # RESET ALL before the COMMIT, back to the pinned `synchronous_commit = on`.
 WEAKENINGS = (
@@ -57,6 +58,7 @@ def primary(tmp_path_factory: pytest.TempPathFactory):
         server,
         "create table acknowledged (id integer)",
         "alter table acknowledged owner to gateway",
+        "grant select on acknowledged to reader",
     )
     yield server
     server.stop()
@@ -127,5 +129,33 @@ def test_a_login_that_writes_is_not_served_by_a_standby(
             assert time.monotonic() < deadline, answer.text
             time.sleep(0.2)
         assert answer.status_code == 200, answer.text
+    finally:
+        standby.stop()
+
+
+def test_a_read_only_role_reads_from_the_standby_it_is_pointed_at(
+    primary, start_gateway_for, tmp_path
+) -> None:
+    standby = primary.start_standby(tmp_path / "standby")
+    try:
+        gateway = start_gateway_for(
+            database_url=LOGINS.gateway_dsn(primary),
+            API_TOKENS=f"{ADMIN},{READER}:reader",
+            READ_ONLY_ROLES="reader",
+            POSTGRES_HOST_READER=f"127.0.0.1:{standby.port}",
+            WORKERS="1",
+        )
+        where = "select pg_is_in_recovery() as standby"
+        assert gateway.query(where, token=ADMIN).json() == {"result": [{"standby": False}]}
+        assert gateway.query(where, token=READER).json() == {"result": [{"standby": True}]}
+        assert gateway.query("insert into acknowledged values (40)", token=ADMIN).ok
+        # The reader sees a write once the standby has replayed it (here, asynchronously).
+        deadline = time.monotonic() + REPLAYED_WITHIN_S
+        seen = "select count(*) as n from acknowledged where id = 40"
+        while (answer := gateway.query(seen, token=READER).json()) != {"result": [{"n": 1}]}:
+            assert time.monotonic() < deadline, f"the standby never showed the row: {answer}"
+            time.sleep(0.1)
+        refused = gateway.query("insert into acknowledged values (41)", token=READER)
+        assert refused.status_code == 403, refused.text
     finally:
         standby.stop()

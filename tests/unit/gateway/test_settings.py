@@ -344,3 +344,39 @@ def test_a_read_only_role_is_one_a_token_logs_in_as() -> None:
     assert load_settings({**env, "READ_ONLY": "true"}).role_is_read_only(None)
     with pytest.raises(ConfigError, match="READ_ONLY"):  # the gateway's own login
         load_settings({**env, "POSTGRES_USER": "gateway", "READ_ONLY_ROLES": "gateway"})
+
+
+def test_a_read_only_role_may_read_from_other_servers() -> None:
+    env = {
+        "POSTGRES_HOST": "primary",
+        "API_TOKENS": "a,r:reader",
+        "POSTGRES_PASSWORD_READER": "rpw",
+        "READ_ONLY_ROLES": "reader",
+    }
+    settings = load_settings({**env, "POSTGRES_HOST_READER": " replicas "})
+    assert settings.role_dsns["reader"]["host"] == "replicas"
+    assert settings.dsn["host"] == "primary"
+    assert load_settings(env).role_dsns["reader"]["host"] == "primary"
+    elsewhere = load_settings({**env, "POSTGRES_HOST_READER": "replicas:6432"}).role_dsns
+    assert (elsewhere["reader"]["host"], elsewhere["reader"]["port"]) == ("replicas", "6432")
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"POSTGRES_HOST_RAEDER": "replicas"}, "'raeder' is not a role of API_TOKENS"),
+        ({"POSTGRES_HOST_READER": "replicas", "READ_ONLY_ROLES": ""}, "only a role of"),
+        ({"POSTGRES_HOST_READER": " "}, "must be host or host:port"),
+        ({"POSTGRES_HOST_READER": "a b"}, "must be host or host:port"),
+        ({"POSTGRES_HOST_READER": "replicas:0"}, "must be host or host:port"),
+        ({"POSTGRES_HOST_READER": "replicas:54x"}, "must be host or host:port"),
+        ({"POSTGRES_HOST_READER": ":5432"}, "must be host or host:port"),
+    ],
+)
+def test_a_role_on_other_servers_is_a_read_only_one_with_a_host(
+    env: dict[str, str], problem: str
+) -> None:
+    base = {"API_TOKENS": "a,r:reader", "POSTGRES_PASSWORD_READER": "rpw"}
+    with pytest.raises(ConfigError, match=problem) as raised:
+        load_settings({**base, "READ_ONLY_ROLES": "reader", **env})
+    assert raised.value.variable.startswith("POSTGRES_HOST_")

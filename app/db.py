@@ -25,7 +25,7 @@ from app.settings import Settings
 from app.transaction import StatementResult, Transaction, translate
 from app.typecast import TypeCatalog
 from app.validation import Options, Statement
-from app.wait import DeadlineExceeded
+from app.wait import DeadlineExceeded, connecting_until
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class Database:
         """A connection of the role's login, the request's deadline running from now."""
         deadline = time.monotonic() + timeout_s
         wait = min(self._settings.pool_timeout_ms / 1000, timeout_s)
-        connection = self.logins.acquire(role, wait)
+        with connecting_until(deadline):
+            connection = self.logins.acquire(role, wait)
         connection.start_deadline(deadline - time.monotonic())
         return connection
 

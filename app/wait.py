@@ -4,7 +4,8 @@ Every libpq wait of the process goes through `wait_for_database`, psycopg2's wai
 (libpq then runs asynchronously). Under gunicorn's gevent worker a wait yields to the
 other greenlets; elsewhere it is a plain `select`. The callback also owns the limits that
 SQL cannot move:
-- while connecting, the connection's `connect_timeout` (libpq ignores it in this mode);
+- while connecting, the connection's `connect_timeout` (libpq ignores it in this mode), or
+  the deadline of the request that opens it (`connecting_until`) when that comes first;
 - while a request runs, its deadline (`timeout_ms`, for the whole request): when it passes,
   the gateway sends libpq's cancel request, without blocking (app.libpq), and if the server
   has not given up after CANCEL_GRACE_S (PostgreSQL's lexer, or PL/pgSQL that catches the
@@ -17,8 +18,11 @@ On either exception psycopg2 closes the connection; app.sessions then ends its b
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import select
 import time
+from collections.abc import Iterator
 
 import psycopg2
 import psycopg2.extensions as ext
@@ -28,6 +32,10 @@ from gevent.socket import wait_read, wait_write
 from app import libpq
 
 CANCEL_GRACE_S = 2.0
+# The deadline of the request this greenlet (or thread) serves while it opens a connection.
+_REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "request_deadline", default=None
+)
 
 
 class DeadlineExceeded(Exception):
@@ -53,14 +61,27 @@ class GatewayConnection(ext.connection):
         self.read_limit = None
 
 
+@contextlib.contextmanager
+def connecting_until(deadline: float) -> Iterator[None]:
+    """Connections opened inside give up at `deadline` (time.monotonic()) too: a request's
+    own, so a server that never answers costs it no more than its timeout_ms."""
+    token = _REQUEST_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _REQUEST_DEADLINE.reset(token)
+
+
 def _connect_deadline(connection: ext.connection) -> float | None:
-    """While a connection is being set up, the monotonic time its connect_timeout ends."""
+    """While a connection is being set up, the monotonic time it must be up by: its
+    connect_timeout, or the deadline of the request opening it if that comes first."""
     if connection.status != ext.STATUS_SETUP:
         return None
     timeout = ext.parse_dsn(connection.dsn).get("connect_timeout", "")
-    if not timeout.isdigit() or int(timeout) <= 0:
-        return None
-    return time.monotonic() + int(timeout)
+    ends = [_REQUEST_DEADLINE.get()]
+    if timeout.isdigit() and int(timeout) > 0:
+        ends.append(time.monotonic() + int(timeout))
+    return min((end for end in ends if end is not None), default=None)
 
 
 def ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:

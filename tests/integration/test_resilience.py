@@ -83,6 +83,23 @@ def test_a_silent_database_is_503_within_the_connect_timeout(start_gateway_for) 
     assert 0.9 < elapsed < 5, f"answered after {elapsed:.1f} s"
 
 
+def test_a_silent_database_is_503_within_the_requests_deadline(start_gateway_for) -> None:
+    """No primary to answer (a partitioned one, a Service whose endpoint is gone): the 503
+    comes within timeout_ms, before the connect timeout (3 s) would end the attempt."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        url = f"postgresql://gateway:unused@127.0.0.1:{port}/gateway"
+        gateway = start_gateway_for(database_url=url, WORKERS="1", POOL_MIN="0")
+        started = time.monotonic()
+        response = gateway.post("/query", {"query": "select 1", "timeout_ms": 500}, timeout=15)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert 0.4 < elapsed < 1.5, f"answered after {elapsed:.1f} s"
+
+
 def test_sigterm_finishes_inflight_query_and_turns_unready(start_gateway_for) -> None:
     gateway = start_gateway_for(WORKERS="2")
     outcome: dict[str, object] = {}

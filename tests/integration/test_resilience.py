@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -67,17 +68,25 @@ def test_a_slow_query_does_not_hold_up_the_rest_of_its_worker(start_gateway_for)
     assert slow["response"].json() == {"result": [{"slept": False}]}
 
 
-def test_a_silent_database_is_503_within_the_connect_timeout(start_gateway_for) -> None:
-    """A server that accepts TCP but never answers: the connect deadline still holds."""
+def _ask_a_silent_database(start_gateway_for, query: str, body: dict) -> tuple[Any, float]:
+    """A gateway whose server accepts TCP but never answers: its answer to `body`, and
+    how long it took."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         port = silent.getsockname()[1]
-        url = f"postgresql://gateway:unused@127.0.0.1:{port}/gateway?connect_timeout=1"
+        url = f"postgresql://gateway:unused@127.0.0.1:{port}/gateway{query}"
         gateway = start_gateway_for(database_url=url, WORKERS="1", POOL_MIN="0")
         started = time.monotonic()
-        response = gateway.post("/query", {"query": "select 1"}, timeout=15)
-        elapsed = time.monotonic() - started
+        response = gateway.post("/query", body, timeout=15)
+        return response, time.monotonic() - started
+
+
+def test_a_silent_database_is_503_within_the_connect_timeout(start_gateway_for) -> None:
+    """The connect deadline holds."""
+    response, elapsed = _ask_a_silent_database(
+        start_gateway_for, "?connect_timeout=1", {"query": "select 1"}
+    )
     assert response.status_code == 503
     assert response.json()["error"]["message"] == "database unavailable"
     assert 0.9 < elapsed < 5, f"answered after {elapsed:.1f} s"
@@ -86,15 +95,9 @@ def test_a_silent_database_is_503_within_the_connect_timeout(start_gateway_for) 
 def test_a_silent_database_is_503_within_the_requests_deadline(start_gateway_for) -> None:
     """No primary to answer (a partitioned one, a Service whose endpoint is gone): the 503
     comes within timeout_ms, before the connect timeout (3 s) would end the attempt."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(16)
-        port = silent.getsockname()[1]
-        url = f"postgresql://gateway:unused@127.0.0.1:{port}/gateway"
-        gateway = start_gateway_for(database_url=url, WORKERS="1", POOL_MIN="0")
-        started = time.monotonic()
-        response = gateway.post("/query", {"query": "select 1", "timeout_ms": 500}, timeout=15)
-        elapsed = time.monotonic() - started
+    response, elapsed = _ask_a_silent_database(
+        start_gateway_for, "", {"query": "select 1", "timeout_ms": 500}
+    )
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert 0.4 < elapsed < 1.5, f"answered after {elapsed:.1f} s"

@@ -46,6 +46,7 @@ from bench.systems import (
 )
 from bench.workloads import WORKLOADS, Workload
 from harness.local.postgres import free_port
+from harness.local.serve import start_gateway
 
 # The release issue 18 measured (docs/benchmarks.md, "Same-run comparison").
 BASELINE_RELEASE = "017843a"
@@ -87,11 +88,16 @@ def other_cpus() -> set[int]:
     return cpus
 
 
+def _tree(pid: int) -> Iterator[psutil.Process]:
+    """A process and its living descendants."""
+    root = psutil.Process(pid)
+    yield from (root, *root.children(recursive=True))
+
+
 def pin_tree(pid: int, cpus: set[int]) -> None:
     """A running process and its children (PostgreSQL's postmaster and backends) to `cpus`;
     what the postmaster forks later inherits them."""
-    root = psutil.Process(pid)
-    for process in (root, *root.children(recursive=True)):
+    for process in _tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess):
             process.cpu_affinity(sorted(cpus))
 
@@ -99,8 +105,7 @@ def pin_tree(pid: int, cpus: set[int]) -> None:
 def cpu_seconds(pid: int) -> float:
     """User + system time of a process and its living descendants, from /proc."""
     total = 0.0
-    root = psutil.Process(pid)
-    for process in (root, *root.children(recursive=True)):
+    for process in _tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess):
             times = process.cpu_times()
             total += times.user + times.system
@@ -125,26 +130,11 @@ def export_release(revision: str, directory: Path) -> Path:
     return directory
 
 
-def start_release(directory: Path, dsn: str, log: IO) -> Service:
-    """An earlier release's gateway as it ran then: `python -m app` in its own tree."""
+def start_release(tree: Path, dsn: str, log: IO) -> Service:
+    """An earlier release's gateway as it ran then: `python -m app` in its own tree (its
+    operations port may not exist yet, so the wait is for an answered query)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "OPS_PORT": str(free_port()),
-        "WORKERS": "1",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=directory,
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    process = start_gateway(dsn, "127.0.0.1", (port, free_port()), {"WORKERS": "1"}, log, tree)
     service = Service("gateway", process, port)
     wait_post(service.url + "/query", b'{"query":"select 1"}', process, START_TIMEOUT_S)
     return service

@@ -47,9 +47,11 @@ def start_gateway(
     ports: tuple[int, int],
     extra_env: dict[str, str],
     log: IO | None = None,
+    tree: Path = paths.REPO_ROOT,
 ) -> subprocess.Popen:
     """`python -m app` in its own session, so a terminal's Ctrl-C reaches only us; `ports`
-    are the data port and the operations port (/healthz, /readyz, /metrics)."""
+    are the data port and the operations port (/healthz, /readyz, /metrics); `tree` holds
+    the `app` package run (an earlier release's, for the benchmark)."""
     port, ops_port = ports
     env = {
         **os.environ,
@@ -62,7 +64,7 @@ def start_gateway(
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
         [sys.executable, "-m", "app"],
-        cwd=paths.REPO_ROOT,
+        cwd=tree,
         env=env,
         start_new_session=True,
         stdout=log,

@@ -64,12 +64,14 @@ def primary(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-def _tokens(start_gateway_for, server: LocalPostgres):
+def _tokens(start_gateway_for, server: LocalPostgres, **env: str):
+    """A gateway on `server` with an admin token and a read-only reader token."""
     return start_gateway_for(
         database_url=LOGINS.gateway_dsn(server),
         API_TOKENS=f"{ADMIN},{READER}:reader",
         READ_ONLY_ROLES="reader",
         WORKERS="1",
+        **env,
     )
 
 
@@ -138,12 +140,8 @@ def test_a_read_only_role_reads_from_the_standby_it_is_pointed_at(
 ) -> None:
     standby = primary.start_standby(tmp_path / "standby")
     try:
-        gateway = start_gateway_for(
-            database_url=LOGINS.gateway_dsn(primary),
-            API_TOKENS=f"{ADMIN},{READER}:reader",
-            READ_ONLY_ROLES="reader",
-            POSTGRES_HOST_READER=f"127.0.0.1:{standby.port}",
-            WORKERS="1",
+        gateway = _tokens(
+            start_gateway_for, primary, POSTGRES_HOST_READER=f"127.0.0.1:{standby.port}"
         )
         where = "select pg_is_in_recovery() as standby"
         assert gateway.query(where, token=ADMIN).json() == {"result": [{"standby": False}]}

@@ -54,7 +54,6 @@ DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 # Public images used as they are where a registry answers.
-OFFICIAL_POSTGRES_IMAGE = "postgres:15"
 # The Dockerfile's default BASE_IMAGE (a Dockerfile cannot import this: keep them equal).
 OFFICIAL_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 OFFICIAL_BUSYBOX_IMAGE = "busybox:1.36"

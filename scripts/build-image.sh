@@ -17,10 +17,7 @@ image=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 
-"$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
-  --require-hashes -r "$root/requirements.lock" -d "$root/wheelhouse"
+PYTHON="$python" "$root/scripts/download-wheels.sh" "$root/requirements.lock" "$root/wheelhouse"
 
 args=(--tag "$image")
 [[ -n "${BASE_IMAGE:-}" ]] && args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")

@@ -26,10 +26,20 @@ def python_base() -> str:
 
 
 def postgres() -> str:
-    """The official postgres:15 where a registry answers, else the offline build of
-    Debian's PostgreSQL 15 with the same entrypoint contract."""
-    if docker.available(versions.OFFICIAL_POSTGRES_IMAGE):
-        return versions.OFFICIAL_POSTGRES_IMAGE
+    """Debian's PostgreSQL 15 with the official image's entrypoint contract, and Patroni
+    (which the official postgres:15 lacks, so it is always this build). The wheels Patroni's
+    lock pins are downloaded into the build context first."""
+    context = paths.IMAGES_DIR / "postgres"
+    with step("download Patroni's wheels") as current:
+        current.run(
+            [
+                paths.REPO_ROOT / "scripts" / "download-wheels.sh",
+                context / "patroni.lock",
+                context / "wheelhouse",
+                *("--no-deps", "--no-binary", "ydiff"),  # images/postgres/patroni.in: why
+            ],
+            env={"PYTHON": sys.executable},
+        )
     return _build("postgres", rootfs.POSTGRES, versions.POSTGRES_IMAGE)
 
 

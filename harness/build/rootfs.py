@@ -46,7 +46,8 @@ class Rootfs:
 
 
 PYTHON = Rootfs("python", ("python3", "python3-venv", "ca-certificates"))
-POSTGRES = Rootfs("postgres", ("postgresql-15", "ca-certificates"))
+# python3 for Patroni (images/postgres/Dockerfile installs it into a virtualenv).
+POSTGRES = Rootfs("postgres", ("postgresql-15", "python3", "python3-venv", "ca-certificates"))
 IPTABLES = Rootfs("iptables", ("iptables", "conntrack", "ipset", "kmod", "iproute2"))
 # Mirrors the package list of kind's images/base/Dockerfile, plus what kind
 # downloads as release binaries there (containerd, runc, CNI plugins).

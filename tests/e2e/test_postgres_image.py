@@ -9,6 +9,7 @@ data kept across restarts, and a clean shutdown on SIGTERM.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from harness import paths
 
 READY_TIMEOUT = 60.0
 USER, PASSWORD, DATABASE = "app", "e2e-secret", "appdb"
@@ -134,3 +137,10 @@ def test_keeps_data_across_restarts_and_shuts_down_cleanly_on_sigterm(postgres: 
     docker("start", postgres.container)
     postgres.wait_ready()
     assert postgres.query("select count(*) from seeded") == "3"
+
+
+def test_carries_the_patroni_its_lock_pins(postgres_image: str) -> None:
+    lock = (paths.IMAGES_DIR / "postgres" / "patroni.lock").read_text()
+    (pinned,) = re.findall(r"^patroni==(\S+)", lock, flags=re.MULTILINE)
+    shown = docker("run", "--rm", "--entrypoint", "patroni", postgres_image, "--version")
+    assert shown.stdout.split() == ["patroni", pinned], shown.stdout + shown.stderr

@@ -35,6 +35,7 @@ GATEWAY_PORT = 5000
 OPS_PORT_NAME = "ops"
 OPS_PORT = 5001
 POSTGRES_PORT = 5432
+PATRONI_PORT = 8008  # Patroni's REST API on each member (components/postgres-ha)
 
 NAME_LABEL = "app.kubernetes.io/name"
 PART_OF_LABEL = "app.kubernetes.io/part-of"

@@ -16,6 +16,8 @@ IMAGES_DIR = REPO_ROOT / "images"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 # What the e2e checks deploy: the NodePort on 127.0.0.1, the locally built images.
 KIND_OVERLAY = MANIFESTS_DIR / "overlays" / "kind"
+# The same with PostgreSQL as the three-member Patroni cluster (components/postgres-ha).
+KIND_HA_OVERLAY = MANIFESTS_DIR / "overlays" / "kind-ha"
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 # The e2e run's timeline and, after a failure, its diagnostics (one directory a namespace).
 E2E_ARTIFACTS = ARTIFACTS_DIR / "e2e"

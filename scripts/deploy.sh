@@ -156,7 +156,7 @@ else
 	# api-tokens: an admin token (the gateway's login; up to 16 requests in flight per worker,
 	# those beyond POOL_MAX waiting for a connection) and a read-only one (reader's login,
 	# READ_ONLY_ROLES), each named for the metrics.
-	for key in postgres-password gateway-password reader-password admin-token reader-token; do
+	for key in postgres-password gateway-password reader-password replication-password admin-token reader-token; do
 		random_secret | tr -d '\n' >"$tmp/$key"
 	done
 	printf '%s:name=admin:concurrency=16,%s:reader:name=reader' \
@@ -165,6 +165,7 @@ else
 		--from-file=postgres-password="$tmp/postgres-password" \
 		--from-file=gateway-password="$tmp/gateway-password" \
 		--from-file=reader-password="$tmp/reader-password" \
+		--from-file=replication-password="$tmp/replication-password" \
 		--from-file=api-tokens="$tmp/api-tokens" >/dev/null
 	rm -f "$tmp"/*-password "$tmp"/*-token "$tmp/api-tokens"
 	"$kubectl" -n "$namespace" label secret pg-gateway-secrets \

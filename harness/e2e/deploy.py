@@ -36,12 +36,14 @@ class Credentials:
     postgres_password: str = field(repr=False)
     gateway_password: str = field(repr=False)
     reader_password: str = field(repr=False)
+    # Patroni's streaming-replication login (the replicated cluster, components/postgres-ha).
+    replication_password: str = field(repr=False)
     admin_token: str = field(repr=False)
     reader_token: str = field(repr=False)
 
     @classmethod
     def random(cls) -> Credentials:
-        return cls(*(secrets.token_urlsafe(24) for _ in range(5)))
+        return cls(*(secrets.token_urlsafe(24) for _ in fields(cls)))
 
     @property
     def api_tokens(self) -> str:
@@ -95,6 +97,7 @@ def create_secret(core: client.CoreV1Api, namespace: str, credentials: Credentia
                 "postgres-password": credentials.postgres_password,
                 "gateway-password": credentials.gateway_password,
                 "reader-password": credentials.reader_password,
+                "replication-password": credentials.replication_password,
                 names.API_TOKENS_KEY: credentials.api_tokens,
             },
         ),

@@ -6,7 +6,9 @@ checks (`harness.manifests.kubescore`: resources, readiness and liveness probes,
 root, privileged, UIDs, image tags and pull policy, NetworkPolicy and PDB coverage): a
 startup probe, the parts of a locked-down securityContext kube-score does not check, a PDB
 that keeps a gateway up and a zero-downtime rollout, PostgreSQL reachable only from the
-gateway, egress only to named pods and ports, the probes' port kept out of every Service and
+gateway (and, replicated, its members from each other), egress only to named pods and
+ports (PostgreSQL's members may reach the API server, which is no pod, by a private address
+range on its port), the probes' port kept out of every Service and
 admitted only from named pods, a load balancer only with TLS (and source ranges when it
 faces the internet), and no Secret committed with data. Nothing
 here repeats a kube-score check except where this rule is stricter (kube-score asks for a
@@ -24,8 +26,11 @@ Rule ids are stable (tests and readers grep for them):
     security.seccomp         seccompProfile RuntimeDefault (pod or container)
     pdb.gateway              a PodDisruptionBudget with minAvailable >= 1 selects the gateway
     rollout.strategy         the gateway rolls out with maxSurge 1 and maxUnavailable 0
-    netpol.postgres          PostgreSQL pods admit only the gateway pods, on TCP 5432
-    netpol.egress            egress rules over the app's pods name both pods and ports
+    netpol.postgres          PostgreSQL pods admit only the gateway pods, on TCP 5432, and
+                             each other (replication, Patroni's REST API on 8008)
+    netpol.egress            egress rules over the app's pods name both pods and ports; the
+                             one exception, PostgreSQL's members to the API server (Patroni's
+                             store), names a private range and the API server's ports only
     netpol.ops               the gateway's operations port admits only pods a rule names
     service.ops-port         no Service leads to the gateway's operations port
     service.exposure         a LoadBalancer Service states its scheme, terminates TLS, and
@@ -36,6 +41,7 @@ Rule ids are stable (tests and readers grep for them):
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +52,12 @@ from harness.manifests.render import Resource
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
 
 Obj = Mapping[str, Any]
+# What the exception for Patroni's store may name: the API server behind the `kubernetes`
+# Service answers on a node's address (kind 6443, kops 443), never on the internet.
+API_SERVER_PORTS = frozenset({443, 6443})
+PRIVATE_RANGES = tuple(
+    ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 
 
 @dataclass(frozen=True)
@@ -290,10 +302,12 @@ def _check_postgres_network(resources: Sequence[Resource], target: str) -> Itera
         admits_gateway = False
         for policy in selecting:
             for index, rule in enumerate(policy.body["spec"].get("ingress") or []):
-                problems = list(_ingress_rule_problems(rule, gateways, db_labels, named_ports))
+                peers = list(_ingress_peers(rule, gateways, db_labels))
+                problems = [problem for problem in peers if problem not in PEER_KINDS]
+                problems += _ingress_port_problems(rule, set(peers), named_ports)
                 for problem in problems:
                     yield _finding(policy, "netpol.postgres", f"ingress[{index}] {problem}")
-                admits_gateway = admits_gateway or not problems
+                admits_gateway = admits_gateway or (not problems and GATEWAY_PEER in peers)
         if not admits_gateway:
             yield _finding(
                 database,
@@ -302,10 +316,13 @@ def _check_postgres_network(resources: Sequence[Resource], target: str) -> Itera
             )
 
 
-def _ingress_rule_problems(
-    rule: Obj, gateways: Sequence[Resource], db_labels: Obj, named_ports: Mapping[str, int]
-) -> Iterator[str]:
-    """Why one ingress rule selecting PostgreSQL admits more than the gateway on 5432."""
+GATEWAY_PEER, MEMBER_PEER = "gateway", "member"
+PEER_KINDS = (GATEWAY_PEER, MEMBER_PEER)
+
+
+def _ingress_peers(rule: Obj, gateways: Sequence[Resource], db_labels: Obj) -> Iterator[str]:
+    """Each source of one ingress rule selecting PostgreSQL: GATEWAY_PEER, MEMBER_PEER (its
+    own pods: the members of a replicated cluster), or why it admits more."""
     peers = rule.get("from") or []
     if not peers:
         yield "admits every source (no `from`)"
@@ -314,22 +331,31 @@ def _ingress_rule_problems(
             yield "admits sources by ipBlock/namespaceSelector, not only the gateway pods"
             continue
         selector = peer.get("podSelector")
+        member = selector_matches(selector, db_labels)
+        gateway = any(selector_matches(selector, pod_labels(gw)) for gw in gateways)
         if not _names_pods(selector):
             yield "admits every pod of the namespace (empty podSelector)"
-        elif selector_matches(selector, db_labels) or not any(
-            selector_matches(selector, pod_labels(gw)) for gw in gateways
-        ):
+        elif member != gateway:
+            yield MEMBER_PEER if member else GATEWAY_PEER
+        else:
             yield "admits pods other than the gateway's"
+
+
+def _ingress_port_problems(rule: Obj, peers: set[str], named_ports: Mapping[str, int]) -> list[str]:
+    """The gateway may reach 5432 only; members each other on 5432 and Patroni's port."""
+    wanted = {names.POSTGRES_PORT}
+    if peers == {MEMBER_PEER}:
+        wanted.add(names.PATRONI_PORT)
     ports = rule.get("ports") or []
-    if not ports:
-        yield "admits every port"
+    problems = [] if ports else ["admits every port"]
     for port in ports:
         protocol = port.get("protocol", "TCP")
         number = port.get("port")
         number = named_ports.get(number, number) if isinstance(number, str) else number
-        wanted = names.POSTGRES_PORT
-        if protocol != "TCP" or number != wanted or port.get("endPort", number) != number:
-            yield f"admits {protocol} {port.get('port', 'any port')}, not only TCP {wanted}"
+        if protocol != "TCP" or number not in wanted or port.get("endPort", number) != number:
+            allowed = " and ".join(f"TCP {each}" for each in sorted(wanted))
+            problems.append(f"admits {protocol} {port.get('port', 'any port')}, not only {allowed}")
+    return problems
 
 
 def _check_egress(resources: Sequence[Resource]) -> Iterator[Finding]:
@@ -338,28 +364,57 @@ def _check_egress(resources: Sequence[Resource]) -> Iterator[Finding]:
     tenants or a cloud metadata endpoint. (That every pod is egress-isolated at all is
     kube-score's pod-networkpolicy.)"""
     app_pods = [pod_labels(res) for res in resources if res.kind in WORKLOAD_KINDS]
+    members = [pod_labels(res) for res in _workloads(resources, "StatefulSet", names.POSTGRES)]
     for policy in (res for res in resources if res.kind == "NetworkPolicy"):
         spec = policy.body.get("spec") or {}
-        if "Egress" not in policy_types(spec) or not any(
-            selector_matches(spec.get("podSelector"), labels) for labels in app_pods
-        ):
+        selector = spec.get("podSelector")
+        selected = [labels for labels in app_pods if selector_matches(selector, labels)]
+        if "Egress" not in policy_types(spec) or not selected:
             continue
+        members_only = all(labels in members for labels in selected)
         for index, rule in enumerate(spec.get("egress") or []):
-            for problem in _egress_rule_problems(rule):
+            for problem in _egress_rule_problems(rule, members_only):
                 yield _finding(policy, "netpol.egress", f"egress[{index}] {problem}")
 
 
-def _egress_rule_problems(rule: Obj) -> Iterator[str]:
+def _egress_rule_problems(rule: Obj, members_only: bool) -> Iterator[str]:
     peers = rule.get("to") or []
     if not peers:
         yield "allows every destination (no `to`)"
     for peer in peers:
         if "ipBlock" in peer:
-            yield "allows addresses by ipBlock, not pods"
+            if not (members_only and _reaches_only_the_api_server(peer["ipBlock"], rule)):
+                yield (
+                    "allows addresses by ipBlock, not pods (only PostgreSQL's members may, to "
+                    "the API server: a private range, TCP 443 or 6443 only)"
+                )
         elif not _names_pods(peer.get("podSelector")):
             yield "allows every pod of a namespace (no or empty podSelector)"
     if not rule.get("ports"):
         yield "allows every port"
+
+
+def _reaches_only_the_api_server(block: Obj, rule: Obj) -> bool:
+    """An ipBlock inside a private range, in a rule of the API server's TCP ports only."""
+    try:
+        network = ipaddress.ip_network(block.get("cidr", ""))
+    except ValueError:
+        return False
+    private = any(
+        network.version == each.version and network.subnet_of(each)  # type: ignore[arg-type]
+        for each in PRIVATE_RANGES
+    )
+    ports = rule.get("ports") or []
+    return (
+        private
+        and bool(ports)
+        and all(
+            port.get("protocol", "TCP") == "TCP"
+            and port.get("port") in API_SERVER_PORTS
+            and port.get("endPort", port.get("port")) == port.get("port")
+            for port in ports
+        )
+    )
 
 
 def _check_ops_port(resources: Sequence[Resource]) -> Iterator[Finding]:

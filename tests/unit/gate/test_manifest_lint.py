@@ -40,7 +40,7 @@ def rendered(command: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
 def test_real_manifests_are_clean(command: list[str]) -> None:
     report = lint(command=command)
     assert [str(finding) for finding in report.findings] == []
-    assert report.targets == ["base", "overlays/aws", "overlays/kind"]
+    assert report.targets == ["base", "overlays/aws", "overlays/kind", "overlays/kind-ha"]
     assert report.objects >= 30
 
 
@@ -62,7 +62,7 @@ def test_main_prints_one_summary_line(
     assert main([]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
-    assert out[0].startswith("manifest lint: clean: 3 targets")
+    assert out[0].startswith("manifest lint: clean: 4 targets")
     assert out[0].endswith("kube-score v1.20.0 (overlays)")
 
 
@@ -77,7 +77,11 @@ def test_kube_score_runs_on_the_overlays_only(command: list[str], no_kube_score:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(manifest_lint.kubescore, "score", spy)
         assert lint(command=command, kube_score=no_kube_score).findings == []
-    assert scored == ["manifests/overlays/aws", "manifests/overlays/kind"]
+    assert scored == [
+        "manifests/overlays/aws",
+        "manifests/overlays/kind",
+        "manifests/overlays/kind-ha",
+    ]
 
 
 def test_every_kube_score_ignore_says_why() -> None:

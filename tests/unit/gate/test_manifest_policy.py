@@ -388,3 +388,82 @@ def test_secret_without_data_is_fine(objs: Objs) -> None:
 )
 def test_selector_matches(selector: dict[str, Any] | None, matches: bool) -> None:
     assert selector_matches(selector, {"a": "1"}) is matches
+
+
+@pytest.fixture(scope="module")
+def kind_ha_resources() -> list[Resource]:
+    return render(MANIFESTS_DIR / "overlays" / "kind-ha")
+
+
+@pytest.fixture
+def ha_objs(kind_ha_resources: list[Resource]) -> Objs:
+    """The replicated overlay (three Patroni members), as `objs`."""
+    return {res.ref: copy.deepcopy(dict(res.body)) for res in kind_ha_resources}
+
+
+def members_rule(objs: Objs) -> dict[str, Any]:
+    return objs["NetworkPolicy/postgres-allow-members"]["spec"]["ingress"][0]
+
+
+def apiserver_rule(objs: Objs) -> dict[str, Any]:
+    return objs["NetworkPolicy/postgres-allow-apiserver"]["spec"]["egress"][0]
+
+
+def test_real_kind_ha_overlay_is_clean(ha_objs: Objs) -> None:
+    assert check(resources(ha_objs)) == []
+
+
+HA_CASES: list[tuple[str, Mutation, set[str]]] = [
+    (
+        "the gateway admitted on Patroni's REST API",
+        lambda o: pg_rule(o)["ports"].append({"protocol": "TCP", "port": 8008}),
+        {"netpol.postgres"},
+    ),
+    (
+        "the members admitted on another port",
+        lambda o: members_rule(o)["ports"].append({"protocol": "TCP", "port": 22}),
+        {"netpol.postgres"},
+    ),
+    (
+        "the members' rule admits the gateway too",
+        lambda o: members_rule(o)["from"].append(copy.deepcopy(pg_rule(o)["from"][0])),
+        {"netpol.postgres"},
+    ),
+    (
+        "the API server's rule open to the internet",
+        lambda o: apiserver_rule(o)["to"][0]["ipBlock"].update(cidr="0.0.0.0/0"),
+        {"netpol.egress"},
+    ),
+    (
+        "the API server's rule to a metadata address",
+        lambda o: apiserver_rule(o)["to"][0]["ipBlock"].update(cidr="169.254.169.254/32"),
+        {"netpol.egress"},
+    ),
+    (
+        "the API server's rule on another port",
+        lambda o: apiserver_rule(o)["ports"].append({"protocol": "TCP", "port": 5432}),
+        {"netpol.egress"},
+    ),
+    (
+        "the API server's rule on every port",
+        lambda o: apiserver_rule(o).pop("ports"),
+        {"netpol.egress"},
+    ),
+    (
+        "the API server's rule for the gateway too",
+        lambda o: o["NetworkPolicy/postgres-allow-apiserver"]["spec"].update(
+            podSelector={"matchLabels": {"app.kubernetes.io/part-of": "pg-gateway"}}
+        ),
+        {"netpol.egress"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [c[1:] for c in HA_CASES], ids=[c[0] for c in HA_CASES]
+)
+def test_replicated_rule_fires_on_broken_object(
+    ha_objs: Objs, mutate: Mutation, expected: set[str]
+) -> None:
+    mutate(ha_objs)
+    assert rules_of(ha_objs) == expected

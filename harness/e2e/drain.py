@@ -19,6 +19,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from kubernetes import client
+
+from harness.cluster.shape import CONTROL_PLANE_LABEL
 from harness.steps import HarnessError, step
 
 DRAIN_FLAGS = ("--ignore-daemonsets", "--delete-emptydir-data")
@@ -141,6 +144,13 @@ class NodeDrain:
 
     def of(self, event: Event) -> list[DrainEvent]:
         return [e for e in self.events if e.event is event]
+
+
+def worker_nodes(core: client.CoreV1Api) -> list[str]:
+    """The nodes without the control-plane label, sorted: those the drain checks drain."""
+    nodes = core.list_node().items
+    labelled = [(node.metadata.name, node.metadata.labels or {}) for node in nodes]
+    return sorted(name for name, labels in labelled if CONTROL_PLANE_LABEL not in labels)
 
 
 def uncordon(kubectl: Path, kubeconfig: Path, node: str) -> None:

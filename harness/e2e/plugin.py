@@ -106,14 +106,14 @@ class Deployment:
                 print(f"{type(error).__name__} through the NodePort, asked again")
                 time.sleep(0.5)
 
-    def superuser_sql(self, database: str, sql: str) -> str:
-        """What `sql` prints, run by PostgreSQL's superuser over the pod's local socket (rows
-        unaligned, tab-separated): for checks of what the server itself holds, which no
+    def superuser_sql(self, database: str, sql: str, pod: str = names.POSTGRES_POD) -> str:
+        """What `sql` prints, run by PostgreSQL's superuser over the local socket of `pod`
+        (rows unaligned, tab-separated): for checks of what the server itself holds, which no
         gateway login may read or would see through its pinned session settings."""
         return kube.exec_output(
             self.core,
             self.namespace,
-            names.POSTGRES_POD,
+            pod,
             names.POSTGRES_CONTAINER,
             *("psql", "-U", names.POSTGRES_SUPERUSER, "-d", database, "-v", "ON_ERROR_STOP=1"),
             *("-At", "-F", "\t", "-c", sql),

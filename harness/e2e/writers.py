@@ -5,6 +5,7 @@ and the upgrade checks write this way while they disrupt PostgreSQL.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -24,6 +25,7 @@ class Writers:
             raise ValueError(f"not a plain table name: {table!r}")
         self.deployment, self.table = deployment, table
         self.answers: dict[int, int | str] = {}
+        self.answered_at: dict[int, float] = {}  # time.monotonic() of each answer
         self.stop = threading.Event()
         self.threads = [
             threading.Thread(target=self._write, args=(first,), daemon=True)
@@ -42,6 +44,7 @@ class Writers:
             except requests.RequestException as error:
                 status = type(error).__name__
             self.answers[row] = status
+            self.answered_at[row] = time.monotonic()
             if status != 200:
                 time.sleep(PAUSE_AFTER_FAILURE_S)
 
@@ -57,6 +60,16 @@ class Writers:
 
     def acknowledged(self) -> set[int]:
         return {row for row, status in list(self.answers.items()) if status == 200}
+
+    def longest_write_gap_s(self, start: float, end: float) -> float:
+        """The longest time between two acknowledged inserts (time.monotonic()) within
+        [start, end], the bounds included as if acknowledged: how long writes stopped."""
+        answered = self.answered_at
+        times = sorted(
+            answered[row] for row in self.acknowledged() if start <= answered[row] <= end
+        )
+        edges = [start, *times, end]
+        return max(later - earlier for earlier, later in itertools.pairwise(edges))
 
     def lost(self) -> tuple[int, list[int]]:
         """(rows in the table, acknowledged ids missing from it), compared in PostgreSQL: the

@@ -26,25 +26,12 @@ from collections import Counter
 import requests
 
 from harness import names
+from harness.e2e.kill import kill_pod_processes
 from harness.e2e.writers import Writers
-from harness.steps import probe
 
 KILL_AFTER_S = 3.0
 WRITE_ON_AFTER_RECOVERY_S = 1.0
 RECOVERY_TIMEOUT_S = 180.0
-# SIGKILL to every PostgreSQL process of one pod (not its sandbox's pause), found by the pod's
-# UID in the cgroup path ($1 as the cgroupfs driver writes it, $2 as systemd's does). The
-# node image has no tr, so both spellings come from the caller.
-KILL_POD_PROCESSES = """
-killed=0
-for dir in /proc/[0-9]*; do
-  [ "$(cat "$dir/comm" 2>/dev/null)" = postgres ] || continue
-  if grep -q -e "$1" -e "$2" "$dir/cgroup" 2>/dev/null; then
-    kill -9 "${dir#/proc/}" 2>/dev/null && killed=$((killed + 1))
-  fi
-done
-echo "$killed"
-"""
 # What a durable commit rests on, as the server runs (not as a session may change it), and
 # the values that acknowledge a commit a crash may lose.
 NOT_DURABLE = {
@@ -65,14 +52,10 @@ def started_at(deployment) -> str | None:
 
 
 def kill_postgres(deployment) -> int:
-    """SIGKILL to every PostgreSQL process of the pod, from its node (kind's node container:
-    the pod's processes are its own). Returns how many were killed."""
-    pod = deployment.core.read_namespaced_pod(names.POSTGRES_POD, deployment.namespace)
-    argv = ["docker", "exec", pod.spec.node_name, "sh", "-c", KILL_POD_PROCESSES, "kill"]
-    uid = pod.metadata.uid
-    done = probe([*argv, uid, uid.replace("-", "_")])
-    assert done.returncode == 0, f"could not kill PostgreSQL's processes: {done.stderr}"
-    return int(done.stdout.strip() or 0)
+    """SIGKILL to every PostgreSQL process of the pod; how many were killed."""
+    return kill_pod_processes(
+        deployment.core, deployment.namespace, names.POSTGRES_POD, (names.POSTGRES,)
+    )
 
 
 def test_acknowledged_commits_survive_a_hard_kill(deployment) -> None:

@@ -35,21 +35,15 @@ import pytest
 
 from harness import kube, names, paths
 from harness.cluster import GateCluster
-from harness.cluster.shape import CONTROL_PLANE_LABEL, DRAINED_WORKERS
+from harness.cluster.shape import DRAINED_WORKERS
 from harness.e2e import deploy
 from harness.e2e.availability import LoadProbe, measured_load, write_timeline
-from harness.e2e.drain import Event, NodeDrain, uncordon, wait_until
+from harness.e2e.drain import Event, NodeDrain, uncordon, wait_until, worker_nodes
 
 SETTLE_S = 3.0
 DRAIN_TIMEOUT_S = 90.0  # each drain's kubectl --timeout (a sound one takes under 30 s)
 SCHEDULED_TIMEOUT_S = 45.0  # for A's replica's replacement to be bound to a node
 SAMPLE_SLACK_S = 1.0  # the pods are polled, so a Ready transition is seen a little late
-
-
-def workers(deployment) -> list[str]:
-    nodes = deployment.core.list_node().items
-    labelled = [(node.metadata.name, node.metadata.labels or {}) for node in nodes]
-    return sorted(name for name, labels in labelled if CONTROL_PLANE_LABEL not in labels)
 
 
 def placement(deployment) -> dict[str, str]:
@@ -75,7 +69,7 @@ class PodSampler:
 def test_draining_both_gateway_nodes_keeps_the_service_available(
     deployment, kind_cluster: GateCluster
 ) -> None:
-    nodes = workers(deployment)
+    nodes = worker_nodes(deployment.core)
     if len(nodes) < DRAINED_WORKERS:
         pytest.skip(f"{len(nodes)} worker nodes: test_disruption.py emulates the drain instead")
     before = placement(deployment)

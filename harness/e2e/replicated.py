@@ -1,0 +1,85 @@
+"""What the replicated-PostgreSQL checks need besides a deployment: the members' roles as
+Patroni labels them (`role=primary|replica` on each pod, what the Services select), read
+once or watched through a disruption so the timeline shows who was primary when.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes import client
+
+from harness import kube, names
+
+ROLE_LABEL = "role"  # Patroni's kubernetes.role_label (its default)
+PRIMARY = "primary"
+PATRONI_CONFIG = "/etc/patroni/patroni.yml"  # where the StatefulSet mounts it
+WATCH_INTERVAL_S = 0.5
+
+
+def member_roles(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
+    """Member pod (not terminating) -> its role label ("" while Patroni has set none)."""
+    selector = f"{names.NAME_LABEL}={names.POSTGRES}"
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return {
+        pod.metadata.name: (pod.metadata.labels or {}).get(ROLE_LABEL, "")
+        for pod in pods
+        if pod.metadata.deletion_timestamp is None
+    }
+
+
+def primaries(core: client.CoreV1Api, namespace: str) -> list[str]:
+    return sorted(pod for pod, role in member_roles(core, namespace).items() if role == PRIMARY)
+
+
+@dataclass
+class RoleWatch:
+    """Polls the members' roles from start() to stop(); each change is `mark`ed (the
+    timeline's events) and kept in `changes` as (time on the mark's clock, pod, role)."""
+
+    core: client.CoreV1Api
+    namespace: str
+    mark: Callable[[str], float]
+    changes: list[tuple[float, str, str]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        seen: dict[str, str] = {}
+        while not self._stop.is_set():
+            try:
+                roles = member_roles(self.core, self.namespace)
+            except client.ApiException:
+                roles = seen  # the API server itself may be what a check disturbs
+            for pod in sorted(set(roles) | set(seen)):
+                role = roles.get(pod, "gone")
+                if seen.get(pod) != role:
+                    at_s = self.mark(f"{pod} {role or 'no role'}")
+                    self.changes.append((at_s, pod, role))
+            seen = {pod: role for pod, role in roles.items()}
+            time.sleep(WATCH_INTERVAL_S)
+
+
+def switchover(core: client.CoreV1Api, namespace: str, leader: str, candidate: str) -> str:
+    """`patronictl switchover` from `leader` to `candidate`, run in the leader's container
+    (it reaches the API server and the members' REST API); what patronictl printed."""
+    return kube.exec_output(
+        core,
+        namespace,
+        leader,
+        names.POSTGRES_CONTAINER,
+        *("patronictl", "-c", PATRONI_CONFIG, "switchover", "--force"),
+        *("--leader", leader, "--candidate", candidate),
+    )

@@ -146,6 +146,18 @@ class NodeDrain:
         return [e for e in self.events if e.event is event]
 
 
+def evict(core: client.CoreV1Api, namespace: str, pod: str) -> bool:
+    """Ask for an eviction as kubectl drain does; False when the budget refuses it for now."""
+    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
+    try:
+        core.create_namespaced_pod_eviction(pod, namespace, body)
+    except client.ApiException as error:
+        if error.status == 429:  # TooManyRequests: the budget's answer
+            return False
+        raise
+    return True
+
+
 def worker_nodes(core: client.CoreV1Api) -> list[str]:
     """The nodes without the control-plane label, sorted: those the drain checks drain."""
     nodes = core.list_node().items

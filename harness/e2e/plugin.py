@@ -141,6 +141,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "self-test points it at a broken copy",
     )
     group.addoption(
+        "--replicated-manifests",
+        type=Path,
+        default=paths.KIND_HA_OVERLAY,
+        metavar="DIR",
+        help="the kustomization the replicated-PostgreSQL checks deploy beside the main one "
+        "[manifests/overlays/kind-ha]; the gate's self-test points it at a broken copy",
+    )
+    group.addoption(
         "--upgrade-from",
         default=upgrade.PREVIOUS_RELEASE,
         metavar="REF",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from kubernetes import client
 
 from harness import kube, names
+from harness.steps import HarnessError, probe
 
 ROLE_LABEL = "role"  # Patroni's kubernetes.role_label (its default)
 PRIMARY = "primary"
@@ -83,3 +84,42 @@ def switchover(core: client.CoreV1Api, namespace: str, leader: str, candidate: s
         *("patronictl", "-c", PATRONI_CONFIG, "switchover", "--force"),
         *("--leader", leader, "--candidate", candidate),
     )
+
+
+@dataclass
+class Partition:
+    """One member cut off from the given peers' addresses (the other members, the API
+    server's node) by DROP rules in its node's FORWARD chain, ahead of the network agent's
+    (kindnetd's policy chains only RETURN, so these still decide): every packet between the
+    member and a peer is dropped, established streams included, while the kubelet's probes
+    (from the node itself) and the gateways still reach it. `heal()` removes exactly these."""
+
+    node: str
+    address: str
+    peers: tuple[str, ...]
+    cut_rules: list[tuple[str, ...]] = field(default_factory=list)
+
+    def rules(self) -> list[tuple[str, ...]]:
+        return [
+            rule
+            for peer in self.peers
+            for rule in (
+                ("FORWARD", "-s", self.address, "-d", peer, "-j", "DROP"),
+                ("FORWARD", "-s", peer, "-d", self.address, "-j", "DROP"),
+            )
+        ]
+
+    def cut(self) -> None:
+        for rule in self.rules():
+            self._iptables("-I", *rule)
+            self.cut_rules.append(rule)
+
+    def heal(self) -> None:
+        while self.cut_rules:
+            self._iptables("-D", *self.cut_rules.pop())
+
+    def _iptables(self, action: str, chain: str, *spec: str) -> None:
+        argv = ["docker", "exec", self.node, "iptables", action, chain, *spec]
+        done = probe(argv)
+        if done.returncode != 0:
+            raise HarnessError(f"{' '.join(argv)}: {done.stderr.strip()}")

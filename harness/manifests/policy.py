@@ -37,6 +37,11 @@ Rule ids are stable (tests and readers grep for them):
                              when internet-facing lists the sources it admits
     secret.committed         no Secret with data or stringData in the manifests
     workload.missing         the gateway Deployment and the PostgreSQL StatefulSet exist
+    postgres.members         a PostgreSQL StatefulSet that runs Patroni has at least 3 members
+    postgres.spread          ... and a required podAntiAffinity keeps them on separate nodes
+    pdb.postgres             ... and a PodDisruptionBudget lets only one of them go at a time
+    postgres.synchronous     ... and its Patroni configuration replicates synchronously, strict
+                             or quorum (an acknowledged commit is on two members)
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from harness import names
 from harness.manifests.render import Resource
@@ -84,6 +91,7 @@ def check(resources: Sequence[Resource], *, target: str = "(rendered)") -> list[
             findings.extend(_check_pod_template(res))
     findings.extend(_check_gateway(resources, target))
     findings.extend(_check_postgres_network(resources, target))
+    findings.extend(_check_replicated(resources))
     findings.extend(_check_egress(resources))
     findings.extend(_check_ops_port(resources))
     findings.extend(_check_exposure(resources))
@@ -236,6 +244,91 @@ def _check_gateway(resources: Sequence[Resource], target: str) -> Iterator[Findi
             spec = pdb.body["spec"]
             if "minAvailable" in spec and _is_zero(spec["minAvailable"]):
                 yield _finding(pdb, "pdb.gateway", "minAvailable 0 protects nothing")
+
+
+# A replicated PostgreSQL (components/postgres-ha): what its guarantees rest on.
+MIN_MEMBERS = 3
+SPREAD_KEYS = frozenset({"kubernetes.io/hostname", "topology.kubernetes.io/zone"})
+
+
+def _runs_patroni(res: Resource) -> bool:
+    return any(
+        "patroni" in " ".join([*c.get("command", []), *c.get("args", [])])
+        for _, c in _containers(pod_spec(res))
+    )
+
+
+def _check_replicated(resources: Sequence[Resource]) -> Iterator[Finding]:
+    for database in _workloads(resources, "StatefulSet", names.POSTGRES):
+        if not _runs_patroni(database):
+            continue
+        members = database.body["spec"].get("replicas", 1)
+        if members < MIN_MEMBERS:
+            yield _finding(
+                database,
+                "postgres.members",
+                f"{members} member(s): losing the primary needs a synchronous standby to "
+                f"promote and a third member to stay writable, {MIN_MEMBERS} at least",
+            )
+        if not _kept_apart(pod_spec(database), pod_labels(database)):
+            yield _finding(
+                database,
+                "postgres.spread",
+                "no required podAntiAffinity on the hostname or the zone keeps its members "
+                "apart: two may share a node and be lost with it",
+            )
+        if not _one_at_a_time(resources, pod_labels(database), members):
+            yield _finding(
+                database,
+                "pdb.postgres",
+                "no PodDisruptionBudget lets only one member go at a time (maxUnavailable 1)",
+            )
+        if not _synchronous(resources, database):
+            yield _finding(
+                database,
+                "postgres.synchronous",
+                "its Patroni configuration (bootstrap.dcs) does not replicate synchronously "
+                "in strict or quorum mode: a commit may be acknowledged on one member only",
+            )
+
+
+def _kept_apart(spec: Obj, labels: Obj) -> bool:
+    anti = (spec.get("affinity") or {}).get("podAntiAffinity") or {}
+    return any(
+        term.get("topologyKey") in SPREAD_KEYS
+        and selector_matches(term.get("labelSelector"), labels)
+        for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    )
+
+
+def _one_at_a_time(resources: Sequence[Resource], labels: Obj, members: int) -> bool:
+    for pdb in (res for res in resources if res.kind == "PodDisruptionBudget"):
+        spec = pdb.body["spec"]
+        if selector_matches(spec.get("selector"), labels) and (
+            spec.get("maxUnavailable") in (1, "1")
+            or spec.get("minAvailable") in (members - 1, str(members - 1))
+        ):
+            return True
+    return False
+
+
+def _synchronous(resources: Sequence[Resource], database: Resource) -> bool:
+    """The Patroni configuration of a ConfigMap the StatefulSet mounts says so."""
+    mounted = {
+        (volume.get("configMap") or {}).get("name")
+        for volume in pod_spec(database).get("volumes") or []
+    }
+    for config_map in (res for res in resources if res.kind == "ConfigMap"):
+        if config_map.name not in mounted:
+            continue
+        for key, text in (config_map.body.get("data") or {}).items():
+            if not key.endswith((".yml", ".yaml")):
+                continue
+            dcs = ((yaml.safe_load(text) or {}).get("bootstrap") or {}).get("dcs") or {}
+            mode = dcs.get("synchronous_mode")
+            if mode == "quorum" or (mode is True and dcs.get("synchronous_mode_strict") is True):
+                return True
+    return False
 
 
 def _is_zero(value: Any) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import names
+from harness import names, paths
 from harness.steps import HarnessError
 
 Document = dict[str, Any]
@@ -50,6 +50,10 @@ UPGRADE = f"{CHECKS}/test_upgrade.py::test_upgrade_from_the_previous_release_and
 PRIVILEGES = (
     f"{CHECKS}/test_privileges.py::test_logins_have_exactly_the_privileges_roles_sql_grants"
 )
+FAILOVER = f"{CHECKS}/test_replicated_postgres.py"
+MEMBERS_APART = f"{FAILOVER}::test_each_member_runs_on_a_node_of_its_own"
+PRIMARY_DRAINED = f"{FAILOVER}::test_draining_the_primarys_node_moves_the_role_and_loses_nothing"
+PRIMARY_CUT_OFF = f"{FAILOVER}::test_a_primary_cut_off_is_replaced_and_rejoins_as_a_replica"
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class Mutant:
     checks: tuple[str, ...]  # the e2e checks (pytest node ids) that should fail
     edit: Edit | None = None  # of the rendered documents, in place
     patch: SourcePatch | None = None  # of the source the gateway images are built from
+    # The overlay the edit breaks: the main deployment's, or the replicated cluster's that
+    # the failover checks deploy beside it (--replicated-manifests).
+    overlay: Path = paths.KIND_OVERLAY
 
 
 # --- finding what to edit ------------------------------------------------------------------
@@ -222,6 +229,32 @@ def gateway_memory_too_small(documents: list[Document]) -> None:
     resources["requests"]["memory"] = resources["limits"]["memory"] = "16Mi"
 
 
+def patroni_config(documents: list[Document]) -> Document:
+    """The data of the replicated cluster's Patroni configuration ConfigMap."""
+    return find(documents, "ConfigMap", "postgres-patroni")["data"]
+
+
+def asynchronous_replication(documents: list[Document]) -> None:
+    data = patroni_config(documents)
+    if data["patroni.yml"].count("synchronous_mode: true") != 1:
+        raise HarnessError("patroni.yml no longer sets synchronous_mode once: update the mutant")
+    data["patroni.yml"] = data["patroni.yml"].replace(
+        "synchronous_mode: true", "synchronous_mode: false"
+    )
+
+
+def single_member(documents: list[Document]) -> None:
+    find(documents, "StatefulSet", names.POSTGRES)["spec"]["replicas"] = 1
+
+
+def members_may_share_a_node(documents: list[Document]) -> None:
+    del pod_spec(documents, "StatefulSet", names.POSTGRES)["affinity"]
+
+
+def no_member_budget(documents: list[Document]) -> None:
+    documents.remove(find(documents, "PodDisruptionBudget", names.POSTGRES))
+
+
 MUTANTS = (
     Mutant(
         "rollout-all-at-once",
@@ -344,6 +377,37 @@ MUTANTS = (
         "no PodDisruptionBudget: a drain evicts every gateway pod at once",
         DRAIN,
         edit=drop_kind("PodDisruptionBudget"),
+    ),
+    Mutant(
+        "asynchronous-replication",
+        "the replicated cluster replicates asynchronously: a primary cut off goes on "
+        "acknowledging commits no other member has, and they are rewound when it rejoins",
+        (PRIMARY_CUT_OFF,),
+        edit=asynchronous_replication,
+        overlay=paths.KIND_HA_OVERLAY,
+    ),
+    Mutant(
+        "single-member",
+        "PostgreSQL as one Patroni member: nothing to fail over to",
+        (PRIMARY_DRAINED, PRIMARY_CUT_OFF),
+        edit=single_member,
+        overlay=paths.KIND_HA_OVERLAY,
+    ),
+    Mutant(
+        "no-member-budget",
+        "no PodDisruptionBudget for the members: drains may take two at once, and strict "
+        "synchronous replication then stops every write",
+        (PRIMARY_DRAINED,),
+        edit=no_member_budget,
+        overlay=paths.KIND_HA_OVERLAY,
+    ),
+    Mutant(
+        "members-may-share-a-node",
+        "no anti-affinity: two members may land on one node and be lost with it (the "
+        "scheduler may still spread them; the lint's postgres.spread says it either way)",
+        (MEMBERS_APART,),
+        edit=members_may_share_a_node,
+        overlay=paths.KIND_HA_OVERLAY,
     ),
 )
 

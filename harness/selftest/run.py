@@ -2,11 +2,12 @@
 
 For every run a directory `artifacts/gate-selftest/<name>/` holds what was deployed
 (`manifests/overlays/kind/`: the rendered `kind` overlay, edited, as a kustomization the
-lint and the deploy both read), the lint's findings, the checks' JUnit XML, the timelines
-they wrote (artifacts/e2e/*-timeline.*) and, for a patched gateway, the patch as a diff; the
-patched source itself is a temporary copy of the working tree. The checks run in their own
-pytest process with the e2e plugin pointed at the copy (`--deploy-manifests`,
-`--gateway-source`); its output goes to the step's log.
+lint and the deploy both read; `overlays/kind-ha/` for a mutant of the replicated cluster),
+the lint's findings, the checks' JUnit XML, the timelines they wrote
+(artifacts/e2e/*-timeline.*) and, for a patched gateway, the patch as a diff; the patched
+source itself is a temporary copy of the working tree. The checks run in their own pytest
+process with the e2e plugin pointed at the copy (`--deploy-manifests` or
+`--replicated-manifests`, `--gateway-source`); its output goes to the step's log.
 """
 
 from __future__ import annotations
@@ -70,11 +71,20 @@ class Result:
         return "lint only" if self.lint else ""
 
 
+# The option that points the e2e plugin at a copy of each overlay a mutant may break.
+OVERLAY_OPTIONS = {
+    paths.KIND_OVERLAY: "--deploy-manifests",
+    paths.KIND_HA_OVERLAY: "--replicated-manifests",
+}
+
+
 def write_target(directory: Path, mutant: Mutant | None) -> Path:
-    """The `kind` overlay rendered, edited by the mutant, as a kustomization of its own."""
-    target = directory / paths.KIND_OVERLAY.relative_to(paths.REPO_ROOT)
+    """The mutant's overlay (`kind` for the baseline) rendered, edited by the mutant, as a
+    kustomization of its own."""
+    overlay = mutant.overlay if mutant is not None else paths.KIND_OVERLAY
+    target = directory / overlay.relative_to(paths.REPO_ROOT)
     target.mkdir(parents=True, exist_ok=True)
-    documents = [resource.body for resource in render(paths.KIND_OVERLAY)]
+    documents = [resource.body for resource in render(overlay)]
     if mutant is not None and mutant.edit is not None:
         mutant.edit(documents)
     (target / "rendered.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
@@ -135,11 +145,17 @@ def outcomes(junit: Path) -> dict[str, str]:
 def run_checks(
     current: Step, checks: tuple[str, ...], target: Path, source: Path, junit: Path
 ) -> dict[str, str]:
-    """The checks in their own pytest process against `target` built from `source`."""
+    """The checks in their own pytest process against `target` (a copy of the overlay it
+    names by its path's end) built from `source`."""
+    (option,) = [
+        option
+        for overlay, option in OVERLAY_OPTIONS.items()
+        if target.parts[-2:] == overlay.parts[-2:]
+    ]
     status = current.run(
         [
             *(sys.executable, "-m", "pytest", *checks, "-s", *E2E_PLUGINS),
-            *(f"--junitxml={junit}", "--deploy-manifests", target, "--gateway-source", source),
+            *(f"--junitxml={junit}", option, target, "--gateway-source", source),
         ],
         cwd=paths.REPO_ROOT,
         check=False,

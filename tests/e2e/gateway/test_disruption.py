@@ -21,6 +21,7 @@ from kubernetes import client
 from harness import names, paths
 from harness.e2e import deploy
 from harness.e2e.availability import LoadProbe, measured_load, write_timeline
+from harness.e2e.drain import evict
 
 SETTLE_S = 3.0
 RETRY_S = 1.0  # kubectl drain retries every 5 s; sooner here keeps the check short
@@ -28,18 +29,6 @@ RETRY_S = 1.0  # kubectl drain retries every 5 s; sooner here keeps the check sh
 # all, and a drain would wait for ever.
 STUCK_S = 15.0
 DRAIN_TIMEOUT_S = 180.0
-
-
-def evict(core: client.CoreV1Api, namespace: str, pod: str) -> bool:
-    """Ask for an eviction as kubectl drain does; False when the budget refuses it for now."""
-    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
-    try:
-        core.create_namespaced_pod_eviction(pod, namespace, body)
-    except client.ApiException as error:
-        if error.status == 429:  # TooManyRequests: the budget's answer
-            return False
-        raise
-    return True
 
 
 def budget_status(deployment) -> client.V1PodDisruptionBudgetStatus | None:

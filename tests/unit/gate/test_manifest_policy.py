@@ -318,7 +318,7 @@ def test_every_rule_has_a_broken_fixture() -> None:
         if line.startswith("    ") and "." in line.split()[0]
     }
     assert len(documented) >= 12
-    exercised = set().union(*(expected for _, _, expected in CASES))
+    exercised = set().union(*(expected for _, _, expected in [*CASES, *HA_CASES]))
     assert documented <= exercised, documented - exercised
 
 
@@ -413,7 +413,69 @@ def test_real_kind_ha_overlay_is_clean(ha_objs: Objs) -> None:
     assert check(resources(ha_objs)) == []
 
 
+def members(objs: Objs) -> dict[str, Any]:
+    return objs["StatefulSet/postgres"]["spec"]
+
+
+def patroni_config(objs: Objs) -> dict[str, str]:
+    (ref,) = [ref for ref in objs if ref.startswith("ConfigMap/postgres-patroni")]
+    return objs[ref]["data"]
+
+
+def replace_in_patroni_config(objs: Objs, old: str, new: str) -> None:
+    data = patroni_config(objs)
+    assert data["patroni.yml"].count(old) == 1, old
+    data["patroni.yml"] = data["patroni.yml"].replace(old, new)
+
+
 HA_CASES: list[tuple[str, Mutation, set[str]]] = [
+    ("a single member", lambda o: members(o).update(replicas=1), {"postgres.members"}),
+    (
+        "members allowed on one node",
+        lambda o: members(o)["template"]["spec"].pop("affinity"),
+        {"postgres.spread"},
+    ),
+    (
+        "members kept apart by a soft preference only",
+        lambda o: members(o)["template"]["spec"]["affinity"].update(
+            podAntiAffinity={
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {
+                                "matchLabels": {"app.kubernetes.io/name": "postgres"}
+                            },
+                        },
+                    }
+                ]
+            }
+        ),
+        {"postgres.spread"},
+    ),
+    (
+        "no budget for the members",
+        lambda o: o.pop("PodDisruptionBudget/postgres"),
+        {"pdb.postgres"},
+    ),
+    (
+        "a budget that lets two members go",
+        lambda o: o["PodDisruptionBudget/postgres"]["spec"].update(maxUnavailable=2),
+        {"pdb.postgres"},
+    ),
+    (
+        "asynchronous replication",
+        lambda o: replace_in_patroni_config(o, "synchronous_mode: true", "synchronous_mode: false"),
+        {"postgres.synchronous"},
+    ),
+    (
+        "synchronous but not strict",
+        lambda o: replace_in_patroni_config(
+            o, "synchronous_mode_strict: true", "synchronous_mode_strict: false"
+        ),
+        {"postgres.synchronous"},
+    ),
     (
         "the gateway admitted on Patroni's REST API",
         lambda o: pg_rule(o)["ports"].append({"protocol": "TCP", "port": 8008}),

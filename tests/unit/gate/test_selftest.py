@@ -20,8 +20,17 @@ from harness.steps import HarnessError
 
 
 @pytest.fixture(scope="module")
-def documents() -> list[dict]:
-    return [resource.body for resource in render(paths.KIND_OVERLAY)]
+def renderings() -> dict[Path, list[dict]]:
+    """Each overlay a mutant breaks, rendered once."""
+    return {
+        overlay: [resource.body for resource in render(overlay)]
+        for overlay in {m.overlay for m in MUTANTS}
+    }
+
+
+@pytest.fixture(scope="module")
+def documents(renderings: dict[Path, list[dict]]) -> list[dict]:
+    return renderings[paths.KIND_OVERLAY]
 
 
 def test_the_catalogue_has_the_required_mutants() -> None:
@@ -38,7 +47,10 @@ def test_every_check_a_mutant_names_exists(check: str) -> None:
 
 
 @pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.edit], ids=lambda m: m.name)
-def test_every_edit_applies_and_changes_the_rendering(mutant: Mutant, documents: list) -> None:
+def test_every_edit_applies_and_changes_the_rendering(
+    mutant: Mutant, renderings: dict[Path, list[dict]]
+) -> None:
+    documents = renderings[mutant.overlay]
     edited = copy.deepcopy(documents)
     assert mutant.edit is not None
     mutant.edit(edited)
@@ -136,3 +148,23 @@ def test_the_flakiness_record_gives_each_checks_pass_rate() -> None:
     assert table.startswith("**3 runs of the sound deployment: 1 of 2 checks failed")
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert rows == ["| `t.py::b` | 1/2 | fell / behind |", "| `t.py::a` | 3/3 |  |"]
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("asynchronous-replication", "postgres.synchronous"),
+        ("single-member", "postgres.members"),
+        ("no-member-budget", "pdb.postgres"),
+        ("members-may-share-a-node", "postgres.spread"),
+    ],
+)
+def test_a_mutant_of_the_replicated_cluster_edits_its_overlay(
+    tmp_path: Path, name: str, rule: str
+) -> None:
+    """Each breaks a copy of overlays/kind-ha (which the failover checks deploy), and the
+    lint names the rule it breaks, and only that one."""
+    mutant = next(m for m in MUTANTS if m.name == name)
+    target = run.write_target(tmp_path / name, mutant)
+    assert target.parts[-2:] == ("overlays", "kind-ha")
+    assert run.lint(target.parents[1], tmp_path, None) == [rule]

@@ -1,30 +1,42 @@
-"""Checks 10-12: PostgreSQL as a three-member Patroni cluster (overlays/kind-ha) loses no
-acknowledged write when its primary is killed, and the reader sees what its replicas promise.
+"""Check 10: PostgreSQL as a three-member Patroni cluster (overlays/kind-ha) keeps its members
+apart, loses no acknowledged write when its primary is killed, drained or cut off, and its
+replicas serve the reader what the documentation promises.
 
 The replicated deployment runs in a namespace of its own beside the main one, its gateway on
 the second NodePort (reached on the control plane's address, as the upgrade check's is), one
-member on each of the three nodes, synchronous replication in strict mode.
+member on each of the three nodes, synchronous replication in strict mode. The module runs
+after test_node_drain.py (pytest's order is the files'): its drain moves the main
+deployment's gateway pods too, and that check starts from one replica per worker.
 
-10. The primary killed hard: under the rollouts' load (keep-alive, new-connection and slow
+(a) One member on each node (the members' anti-affinity): a node lost takes one member.
+(b) The primary killed hard: under the rollouts' load (keep-alive, new-connection and slow
     clients) and writers inserting unique ids, every Patroni and PostgreSQL process of the
     primary's pod is sent SIGKILL from its node (a crash or an OOM kill: nothing is flushed or
     handed over; the container restarts, and whichever member wins the leader lock, the
-    restarted one with its data or a synchronous replica once the lock expires, is primary)
-    (a force-deleted pod is no hard kill: the kubelet still sends SIGTERM and waits 2 s, in
-    which Patroni hands over cleanly). Writes must be served again
-    within WRITE_GAP_LIMIT_S (the longest time between two acknowledged inserts, measured);
-    no request may answer 500; and every insert answered 200 must be in the table afterwards,
+    restarted one with its data or a synchronous replica once the lock expires, is primary;
+    a force-deleted pod would be no hard kill: the kubelet still sends SIGTERM and waits 2 s,
+    in which Patroni hands over cleanly). Writes must be served again within
+    WRITE_GAP_LIMIT_S (the longest time between two acknowledged inserts, measured); no
+    request may answer 500; and every insert answered 200 must be in the table afterwards,
     compared as a set (as Jepsen checks it). The timeline, with each member's role as
     Patroni labels it, is artifacts/e2e/failover-primary-killed.{csv,png}.
-11. The primary's node drained as kops drains it (`kubectl drain`, the budget allowing one
+(c) The primary's node drained as kops drains it (`kubectl drain`, the budget allowing one
     member down): Patroni, stopped by the eviction, hands the primary role to the
     synchronous replica before it exits, so writes stop for under DRAIN_WRITE_GAP_LIMIT_S;
-    nothing acknowledged is lost; the drain completes within DRAIN_TIMEOUT_S; once the node
-    is uncordoned the member rejoins as a replica. The check drains a worker: a primary on
-    the control plane (where the main deployment's PostgreSQL lives) is first switched over
-    (`patronictl switchover`) to a member on a worker. Timeline:
+    nothing acknowledged is lost; the drain completes within DRAIN_TIMEOUT_S; while the
+    drained member is away (its volume is the node's), the budget refuses to evict a second
+    one; once the node is uncordoned the member rejoins as a replica. The check drains a
+    worker: a primary on the control plane (where the main deployment's PostgreSQL lives) is
+    first switched over (`patronictl switchover`) to a member on a worker. Timeline:
     artifacts/e2e/failover-primary-drained.{csv,png}.
-12. Reads through the replicas' Service (the reader token, POSTGRES_HOST_READER): a row the
+(d) The primary cut off from the other members and the API server (DROP rules in its
+    node's FORWARD chain; the gateways still reach it): with strict synchronous replication
+    it can acknowledge nothing (no standby confirms), it demotes itself once its leader lock
+    expires (ttl), a synchronous replica is promoted, and once the cut heals the old primary
+    rejoins as a replica (pg_rewind); no acknowledged insert is missing, so none was
+    acknowledged by a primary whose writes were then rewound. A primary on the control plane
+    is first switched over. Timeline: artifacts/e2e/failover-primary-cut-off.{csv,png}.
+(e) Reads through the replicas' Service (the reader token, POSTGRES_HOST_READER): a row the
     admin's insert acknowledged is served by the primary at once, and by the replicas within
     REPLICA_VISIBLE_LIMIT_S (docs/operations.md: the synchronous standby has the commit
     flushed before the acknowledgement, not yet applied, and the other replica is
@@ -51,13 +63,20 @@ from harness.cluster import GateCluster
 from harness.e2e import deploy, upgrade
 from harness.e2e.availability import LoadProbe, measured_load, write_timeline
 from harness.e2e.deploy import Credentials
-from harness.e2e.drain import NodeDrain, uncordon, worker_nodes
+from harness.e2e.drain import NodeDrain, evict, uncordon, wait_until, worker_nodes
 from harness.e2e.kill import kill_pod_processes
 from harness.e2e.plugin import Deployment, keep_deployment, run_harness, watch_secrets
-from harness.e2e.replicated import RoleWatch, member_roles, primaries, switchover
+from harness.e2e.replicated import (
+    Partition,
+    RoleWatch,
+    member_roles,
+    primaries,
+    switchover,
+)
 from harness.e2e.writers import Writers
 
 SETTLE_S = 3.0
+MEMBERS = 3  # components/postgres-ha: one on each of the default cluster's three nodes
 MEMBER_PROCESSES = ("patroni", names.POSTGRES)
 # The issue's target for a lost primary: Patroni's ttl (20 s) and loop_wait (5 s) bound it
 # (components/postgres-ha/patroni.yml says why).
@@ -65,10 +84,13 @@ WRITE_GAP_LIMIT_S = 30.0
 NEW_PRIMARY_TIMEOUT_S = 90.0
 WRITE_ON_AFTER_S = 3.0
 REPLICA_VISIBLE_LIMIT_S = 10.0
+READS = 20
 DRAIN_WRITE_GAP_LIMIT_S = 10.0  # the issue's target for a switchover
 DRAIN_TIMEOUT_S = 90.0
 MEMBERS_BACK_TIMEOUT_S = 180.0
-NAMESPACE_GONE_TIMEOUT_S = 120.0
+REJOIN_TIMEOUT_S = 90.0
+IN_FLIGHT_S = 1.0
+SERVICE_GONE_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +101,7 @@ def replicated(
     gateway_images: dict[str, str],
 ) -> Iterator[Deployment]:
     """The kind-ha overlay deployed into a namespace of its own, serving on the second
-    NodePort; removed (and waited for, so the port is free again) afterwards."""
+    NodePort; removed afterwards."""
     core = client.CoreV1Api(api)
     namespace = f"pgw-e2e-ha-{secrets.token_hex(3)}"
     host = upgrade.control_plane_address(core)
@@ -96,7 +118,7 @@ def replicated(
         names.GATEWAY_CONTAINER: gateway_images["first"],
         names.POSTGRES_CONTAINER: gateway_images["postgres"],
     }
-    target = paths.KIND_HA_OVERLAY
+    target = request.config.getoption("--replicated-manifests")
     documents = upgrade.with_node_port(deploy.rendering(target, images), upgrade.UPGRADE_NODE_PORT)
     run_harness(
         deploy.deploy, api, kind_cluster, namespace, target, images, deployed.credentials, documents
@@ -104,26 +126,47 @@ def replicated(
     print(f"\nreplicated PostgreSQL in {namespace}: {member_roles(core, namespace)}")
     yield deployed
     if not keep_deployment(request.config):
+        # The gateway's Service first, waited for: it frees the NodePort the upgrade check
+        # takes next; the rest of the namespace goes in the background.
+        core.delete_namespaced_service(names.GATEWAY, namespace)
+        deadline = time.monotonic() + SERVICE_GONE_TIMEOUT_S
+        while any(
+            s.metadata.name == names.GATEWAY for s in core.list_namespaced_service(namespace).items
+        ):
+            assert time.monotonic() < deadline, f"Service {names.GATEWAY} is still in {namespace}"
+            time.sleep(0.5)
         core.delete_namespace(namespace)
-        deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT_S
-        while any(n.metadata.name == namespace for n in core.list_namespace().items):
-            assert time.monotonic() < deadline, f"namespace {namespace} is still there"
-            time.sleep(1)
 
 
-def wait_for_new_primary(replicated: Deployment, old: str, killed_at: float) -> str:
-    """The one member labelled primary once the killed pod's replacement or another member
-    took the role (the killed pod's name comes back: its replacement may win)."""
+def wait_for_new_primary(
+    replicated: Deployment, old: str, since: float, other_than_old: bool = False
+) -> str:
+    """The one member labelled primary (besides `old` when `other_than_old`: a member cut
+    off keeps the label it can no longer change) once the gateway writes through it."""
     while True:
-        found = primaries(replicated.core, replicated.namespace)
+        found = [
+            pod
+            for pod in primaries(replicated.core, replicated.namespace)
+            if not (other_than_old and pod == old)
+        ]
         answered = replicated.query("select 1")
         if len(found) == 1 and answered.status_code == 200:
             return found[0]
-        assert time.monotonic() - killed_at < NEW_PRIMARY_TIMEOUT_S, (
-            f"no primary serving {NEW_PRIMARY_TIMEOUT_S:.0f} s after {old} was killed: "
+        assert time.monotonic() - since < NEW_PRIMARY_TIMEOUT_S, (
+            f"no primary serving {NEW_PRIMARY_TIMEOUT_S:.0f} s after {old} was disturbed: "
             f"{member_roles(replicated.core, replicated.namespace)}"
         )
         time.sleep(0.5)
+
+
+def test_each_member_runs_on_a_node_of_its_own(replicated: Deployment) -> None:
+    members = replicated.core.list_namespaced_pod(
+        replicated.namespace, label_selector=f"{names.NAME_LABEL}={names.POSTGRES}"
+    ).items
+    placed = {pod.metadata.name: pod.spec.node_name for pod in members}
+    print(f"\nmembers' nodes: {placed}")
+    assert len(placed) == MEMBERS, f"{len(placed)} members, not {MEMBERS}: {placed}"
+    assert len(set(placed.values())) == MEMBERS, f"members share a node: {placed}"
 
 
 def test_a_primary_killed_hard_loses_no_acknowledged_write(replicated: Deployment) -> None:
@@ -211,6 +254,10 @@ def test_draining_the_primarys_node_moves_the_role_and_loses_nothing(
             drain.start()
             drained = drain.wait()
             new = wait_for_new_primary(replicated, old, started_at)
+            # While the drained member is away, the budget must hold the other two.
+            (second,) = [pod for pod in member_roles(core, namespace) if pod not in (old, new)]
+            second_evicted = evict(core, namespace, second)
+            measured.mark(f"eviction of {second}: {'done' if second_evicted else 'refused'}")
             time.sleep(WRITE_ON_AFTER_S)
             ended_at = time.monotonic()
             roles.stop()
@@ -226,11 +273,15 @@ def test_draining_the_primarys_node_moves_the_role_and_loses_nothing(
         f"primary's node drained: kubectl drain {node} exit {drain.status} in "
         f"{drain.duration_s:.1f} s; primary {old} -> {new}; longest write gap {gap_s:.1f} s; "
         f"writers' answers {dict(answers)}; {len(writers.acknowledged())} acknowledged, "
-        f"{present} present, {len(lost)} lost; load: {measured.summary()}; failed by status "
+        f"{present} present, {len(lost)} lost; eviction of {second} while {old} was away: "
+        f"{'done' if second_evicted else 'refused'}; load: {measured.summary()}; failed by status "
         f"{dict(failed)}; after the uncordon {member_roles(core, namespace)}; timeline "
         f"{csv_path.name}, {png_path.name}"
     )
     assert drained, f"kubectl drain {node} did not complete: {drain.error or drain.status}"
+    assert not second_evicted, (
+        f"{second} was evicted while {old} was away: no budget holds the members to one down"
+    )
     assert new != old, f"{old} is still primary after its node was drained"
     assert not lost, f"acknowledged inserts missing after the drain: {lost[:20]}"
     assert "500" not in answers and 500 not in failed, "a request answered 500 in the drain"
@@ -240,12 +291,85 @@ def test_draining_the_primarys_node_moves_the_role_and_loses_nothing(
     )
 
 
+def test_a_primary_cut_off_is_replaced_and_rejoins_as_a_replica(replicated: Deployment) -> None:
+    core, namespace = replicated.core, replicated.namespace
+    old = primary_on_a_worker(replicated)
+    pods = {pod.metadata.name: pod for pod in core.list_namespaced_pod(namespace).items}
+    members = [name for name in member_roles(core, namespace) if name != old]
+    api_server = upgrade.control_plane_address(core)
+    partition = Partition(
+        node_of(replicated, old),
+        pods[old].status.pod_ip,
+        (*(pods[name].status.pod_ip for name in members), api_server),
+    )
+    assert replicated.query("create table partitioned (id bigint primary key)").ok
+    host, port = upgrade.control_plane_address(core), upgrade.UPGRADE_NODE_PORT
+    probe = LoadProbe(host, port, replicated.credentials.admin_token)
+    with (
+        measured_load(probe, replicated.apps, namespace, names.GATEWAY) as measured,
+        Writers(replicated, "partitioned") as writers,
+    ):
+        roles = RoleWatch(core, namespace, measured.mark)
+        roles.start()
+        time.sleep(SETTLE_S)
+        try:
+            partition.cut()
+            cut_at = time.monotonic()
+            measured.mark(f"{old} cut off from {', '.join(partition.peers)}")
+            new = wait_for_new_primary(replicated, old, cut_at, other_than_old=True)
+            new_at = time.monotonic()
+            measured.mark(f"{new} primary and serving")
+            time.sleep(WRITE_ON_AFTER_S)
+        finally:
+            partition.heal()
+        healed_at = time.monotonic()
+        measured.mark("cut healed")
+        rejoined = wait_until(
+            lambda: (
+                member_roles(core, namespace).get(old) == "replica"
+                and primaries(core, namespace) == [new]
+            ),
+            REJOIN_TIMEOUT_S,
+        )
+        rejoined_s = time.monotonic() - healed_at
+        time.sleep(WRITE_ON_AFTER_S)
+        roles.stop()
+    csv_path, png_path = write_timeline(paths.E2E_ARTIFACTS, "failover-primary-cut-off", measured)
+    answered_at = writers.answered_at
+    # In flight when the rules went in, an insert may still be answered; after IN_FLIGHT_S
+    # strict synchronous replication acknowledges nothing until the new primary serves.
+    during = [
+        row for row in writers.acknowledged() if cut_at + IN_FLIGHT_S < answered_at[row] < new_at
+    ]
+    gap_s = writers.longest_write_gap_s(cut_at, healed_at)
+    answers = Counter(str(status) for status in writers.answers.values())
+    present, lost = writers.lost()
+    failed = Counter(s.status for s in probe.samples if s.failed)
+    print(
+        f"primary cut off: {old} from the other members and the API server; {new} primary "
+        f"{new_at - cut_at:.1f} s after the cut; inserts acknowledged in between (after "
+        f"{IN_FLIGHT_S:.0f} s): {len(during)}; longest write gap {gap_s:.1f} s; {old} a "
+        f"replica again {rejoined_s:.1f} s after the heal: {bool(rejoined)}; writers' answers "
+        f"{dict(answers)}; {len(writers.acknowledged())} acknowledged, {present} present, "
+        f"{len(lost)} lost; load: {measured.summary()}; failed by status {dict(failed)}; "
+        f"timeline {csv_path.name}, {png_path.name}"
+    )
+    assert not lost, f"acknowledged inserts missing after the partition: {lost[:20]}"
+    assert "500" not in answers and 500 not in failed, "a request answered 500 in the partition"
+    assert new != old, f"{old} stayed primary while cut off"
+    assert rejoined, (
+        f"{old} not a replica of {new} {REJOIN_TIMEOUT_S:.0f} s after the cut healed: "
+        f"{member_roles(core, namespace)}"
+    )
+
+
 def test_the_reader_reads_acknowledged_writes_from_the_replicas(replicated: Deployment) -> None:
     reader = replicated.credentials.reader_token
     assert replicated.query("create table replicated_reads (id bigint primary key)").ok
     assert replicated.query("grant select on replicated_reads to reader").ok
     delays = []
-    for row in range(20):
+    started = time.monotonic()
+    for row in range(READS):
         insert = replicated.query("insert into replicated_reads values (%s)", params=[row])
         assert insert.status_code == 200, insert.text
         acknowledged_at = time.monotonic()
@@ -273,8 +397,9 @@ def test_the_reader_reads_acknowledged_writes_from_the_replicas(replicated: Depl
         delays.append(time.monotonic() - acknowledged_at)
     write = replicated.query("insert into replicated_reads values (-1)", token=reader)
     print(
-        f"\nreader through the replicas: 20 acknowledged rows visible after "
-        f"max {max(delays) * 1000:.0f} ms, median {sorted(delays)[10] * 1000:.0f} ms; "
+        f"\nreader through the replicas ({time.monotonic() - started:.1f} s): {READS} "
+        "acknowledged rows visible after "
+        f"max {max(delays) * 1000:.0f} ms, median {sorted(delays)[READS // 2] * 1000:.0f} ms; "
         f"its insert: {write.status_code}"
     )
     assert write.status_code in (403,), f"the reader's insert answered {write.status_code}"

@@ -125,6 +125,30 @@ class Deployment:
         return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
+def deployment_beside(
+    request: pytest.FixtureRequest,
+    kind_cluster: GateCluster,
+    api: client.ApiClient,
+    gateway_images: dict[str, str],
+    namespace: str,
+) -> Deployment:
+    """What a check needs of a deployment in a namespace of its own beside the main one
+    (the upgrade's, the replicated cluster's): fresh credentials, watched by the secret scan
+    like the main one's, and its gateway on the second NodePort, reached on the control
+    plane's address (kind publishes only the main NodePort on 127.0.0.1)."""
+    host = upgrade.control_plane_address(client.CoreV1Api(api))
+    deployed = Deployment(
+        namespace,
+        kind_cluster.kubeconfig_path,
+        api,
+        Credentials.random(),
+        gateway_images,
+        base_url=f"http://{host}:{upgrade.UPGRADE_NODE_PORT}",
+    )
+    watch_secrets(request.config, deployed.credentials, f"{namespace} namespace")
+    return deployed
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(names.APP, f"{names.APP} e2e gate")
     group.addoption(

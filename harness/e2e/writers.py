@@ -61,15 +61,21 @@ class Writers:
     def acknowledged(self) -> set[int]:
         return {row for row, status in list(self.answers.items()) if status == 200}
 
-    def longest_write_gap_s(self, start: float, end: float) -> float:
+    def longest_write_gap(self, start: float, end: float) -> tuple[float, float]:
         """The longest time between two acknowledged inserts (time.monotonic()) within
-        [start, end], the bounds included as if acknowledged: how long writes stopped."""
+        [start, end], the bounds included as if acknowledged, as (from, to): when writes
+        stopped and when they were acknowledged again."""
         answered = self.answered_at
         times = sorted(
             answered[row] for row in self.acknowledged() if start <= answered[row] <= end
         )
         edges = [start, *times, end]
-        return max(later - earlier for earlier, later in itertools.pairwise(edges))
+        return max(itertools.pairwise(edges), key=lambda pair: pair[1] - pair[0])
+
+    def longest_write_gap_s(self, start: float, end: float) -> float:
+        """How long writes stopped within [start, end] (longest_write_gap's length)."""
+        stopped, resumed = self.longest_write_gap(start, end)
+        return resumed - stopped
 
     def lost(self) -> tuple[int, list[int]]:
         """(rows in the table, acknowledged ids missing from it), compared in PostgreSQL: the

@@ -234,17 +234,24 @@ def patroni_config(documents: list[Document]) -> Document:
     return find(documents, "ConfigMap", "postgres-patroni")["data"]
 
 
-def asynchronous_replication(documents: list[Document]) -> None:
+def replace_in_patroni_config(documents: list[Document], old: str, new: str) -> None:
     data = patroni_config(documents)
-    if data["patroni.yml"].count("synchronous_mode: true") != 1:
-        raise HarnessError("patroni.yml no longer sets synchronous_mode once: update the mutant")
-    data["patroni.yml"] = data["patroni.yml"].replace(
-        "synchronous_mode: true", "synchronous_mode: false"
-    )
+    if data["patroni.yml"].count(old) != 1:
+        raise HarnessError(f"patroni.yml no longer holds {old!r} once: update the mutant")
+    data["patroni.yml"] = data["patroni.yml"].replace(old, new)
+
+
+def asynchronous_replication(documents: list[Document]) -> None:
+    replace_in_patroni_config(documents, "synchronous_mode: true", "synchronous_mode: false")
 
 
 def single_member(documents: list[Document]) -> None:
+    """One member, and so not strict (strict with no standby to confirm commits nothing:
+    whoever ships one member turns it off)."""
     find(documents, "StatefulSet", names.POSTGRES)["spec"]["replicas"] = 1
+    replace_in_patroni_config(
+        documents, "synchronous_mode_strict: true", "synchronous_mode_strict: false"
+    )
 
 
 def members_may_share_a_node(documents: list[Document]) -> None:

@@ -39,8 +39,7 @@ from harness import build, names, paths
 from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, upgrade
 from harness.e2e.availability import LoadProbe, Sample, measured_load, write_timeline
-from harness.e2e.deploy import Credentials
-from harness.e2e.plugin import Deployment, keep_deployment, run_harness, watch_secrets
+from harness.e2e.plugin import Deployment, deployment_beside, keep_deployment, run_harness
 from harness.e2e.writers import Writers
 
 SETTLE_S = 3.0
@@ -174,16 +173,7 @@ def test_upgrade_from_the_previous_release_and_back_loses_nothing(
 ) -> None:
     (previous_name, (previous_overlay, previous)), (this_name, (_, this)) = releases.items()
     namespace = f"pgw-e2e-upgrade-{secrets.token_hex(3)}"
-    host = upgrade.control_plane_address(client.CoreV1Api(api))
-    deployed = Deployment(
-        namespace,
-        kind_cluster.kubeconfig_path,
-        api,
-        Credentials.random(),
-        gateway_images,
-        base_url=f"http://{host}:{upgrade.UPGRADE_NODE_PORT}",
-    )
-    watch_secrets(request.config, deployed.credentials, "upgrade namespace")
+    deployed = deployment_beside(request, kind_cluster, api, gateway_images, namespace)
     template = upgrade.postgres_pod_template
     restarts_postgres = template(previous) != template(this)
     try:

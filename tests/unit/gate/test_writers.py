@@ -30,3 +30,8 @@ def test_the_window_bounds_count_as_acknowledged() -> None:
 def test_no_acknowledged_insert_in_the_window_is_the_whole_window() -> None:
     writers = writers_with({1: (200, 0.5), 2: (503, 4.0), 3: (200, 12.0)})
     assert writers.longest_write_gap_s(1.0, 11.0) == pytest.approx(10.0)
+
+
+def test_the_gap_says_when_writes_stopped_and_resumed() -> None:
+    writers = writers_with({1: (200, 2.0), 2: (503, 3.0), 3: (200, 9.0), 4: (200, 9.5)})
+    assert writers.longest_write_gap(1.0, 10.0) == (2.0, 9.0)

@@ -64,6 +64,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+import requests
 from kubernetes import client
 
 from harness import kube, names, paths
@@ -158,7 +159,8 @@ def release(core: client.CoreV1Api, namespace: str) -> None:
 def under_write_load(replicated: Deployment, table: str) -> Iterator[tuple[Measurement, Writers]]:
     """The rollouts' load through the second NodePort, writers inserting unique ids into a
     new `table`, and the members' roles watched into the timeline, settled before the block."""
-    assert replicated.query(f"create table {table} (id bigint primary key)").ok
+    created = replicated.query_once_served(f"create table {table} (id bigint primary key)")
+    assert "error" not in created, created
     host = upgrade.control_plane_address(replicated.core)
     probe = LoadProbe(host, upgrade.UPGRADE_NODE_PORT, replicated.credentials.admin_token)
     with (
@@ -230,14 +232,34 @@ def wait_for_new_primary(
             for pod in primaries(replicated.core, replicated.namespace)
             if not (other_than_old and pod == old)
         ]
-        answered = replicated.query("select 1")
-        if len(found) == 1 and answered.status_code == 200:
+        if len(found) == 1 and serves(replicated):
             return found[0]
         assert time.monotonic() - since < NEW_PRIMARY_TIMEOUT_S, (
             f"no primary serving {NEW_PRIMARY_TIMEOUT_S:.0f} s after {old} was disturbed: "
             f"{member_roles(replicated.core, replicated.namespace)}"
         )
         time.sleep(0.5)
+
+
+def serves(replicated: Deployment) -> bool:
+    """The gateway answers a query through its NodePort (none while no pod is ready)."""
+    try:
+        return replicated.query("select 1").status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def the_primary(replicated: Deployment) -> str:
+    """The one member labelled primary, waited for (an earlier check's member may still be
+    coming back)."""
+
+    def one() -> list[str]:
+        found = primaries(replicated.core, replicated.namespace)
+        return found if len(found) == 1 else []
+
+    found = wait_until(one, NEW_PRIMARY_TIMEOUT_S)
+    assert found, f"not one primary: {member_roles(replicated.core, replicated.namespace)}"
+    return found[0]
 
 
 def node_of(replicated: Deployment, pod: str) -> str:
@@ -249,7 +271,7 @@ def primary_on_a_worker(replicated: Deployment) -> str:
     plane (which the checks must not drain or cut off: the main deployment's PostgreSQL is
     there)."""
     core, namespace = replicated.core, replicated.namespace
-    (primary,) = primaries(core, namespace)
+    primary = the_primary(replicated)
     workers = set(worker_nodes(core))
     if node_of(replicated, primary) in workers:
         return primary
@@ -272,7 +294,7 @@ def test_each_member_runs_on_a_node_of_its_own(replicated: Deployment) -> None:
 
 def test_a_primary_killed_hard_loses_no_acknowledged_write(replicated: Deployment) -> None:
     core, namespace = replicated.core, replicated.namespace
-    (old,) = primaries(core, namespace)
+    old = the_primary(replicated)
     with under_write_load(replicated, "killed") as (measured, writers):
         killed_at = time.monotonic()
         killed = kill_pod_processes(core, namespace, old, MEMBER_PROCESSES)
@@ -395,7 +417,7 @@ def test_a_rolling_change_replaces_the_replicas_first_and_the_primary_last(
     replicated: Deployment, kind_cluster: GateCluster
 ) -> None:
     core, apps, namespace = replicated.core, replicated.apps, replicated.namespace
-    (old,) = primaries(core, namespace)
+    old = the_primary(replicated)
     change = {"spec": {"template": {"metadata": {"annotations": {ROLL_ANNOTATION: "1"}}}}}
     apps.patch_namespaced_stateful_set(names.POSTGRES, namespace, change)
     env = {"KUBECTL": str(kind_cluster.kubectl_path), "KUBECONFIG": str(replicated.kubeconfig)}

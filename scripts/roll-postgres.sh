@@ -71,17 +71,12 @@ done
 
 primary=$(outdated primary)
 if [[ -n $primary ]]; then
-	candidate=$(k get pods -l "$members,role=replica" -o \
-		jsonpath='{range .items[*]}{.metadata.name} {.metadata.labels.controller-revision-hash}{"\n"}{end}' |
-		awk -v revision="$revision" '$2 == revision { print $1; exit }')
-	[[ -n $candidate ]] || {
-		echo "roll-postgres: no updated replica to hand the primary role to" >&2
-		exit 1
-	}
-	echo "roll-postgres: switching the primary over from $primary to $candidate"
+	# No candidate named: in synchronous mode Patroni hands over only to the synchronous
+	# standby, and every replica is current by now.
+	echo "roll-postgres: switching the primary over from $primary to its synchronous standby"
 	k exec "$primary" -c postgres -- patronictl -c "$config" switchover --force \
-		--leader "$primary" --candidate "$candidate" >/dev/null
-	wait_role "$candidate" primary
+		--leader "$primary" >/dev/null
+	wait_role "$primary" replica
 	replace "$primary"
 fi
 echo "roll-postgres: every member runs revision $revision"

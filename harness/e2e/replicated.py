@@ -73,16 +73,16 @@ class RoleWatch:
             time.sleep(WATCH_INTERVAL_S)
 
 
-def switchover(core: client.CoreV1Api, namespace: str, leader: str, candidate: str) -> str:
-    """`patronictl switchover` from `leader` to `candidate`, run in the leader's container
-    (it reaches the API server and the members' REST API); what patronictl printed."""
+def switchover(core: client.CoreV1Api, namespace: str, leader: str) -> str:
+    """`patronictl switchover` away from `leader`, run in its container (it reaches the API
+    server and the members' REST API); no candidate, since in synchronous mode Patroni hands
+    over only to the synchronous standby. What patronictl printed."""
     return kube.exec_output(
         core,
         namespace,
         leader,
         names.POSTGRES_CONTAINER,
-        *("patronictl", "-c", PATRONI_CONFIG, "switchover", "--force"),
-        *("--leader", leader, "--candidate", candidate),
+        *("patronictl", "-c", PATRONI_CONFIG, "switchover", "--force", "--leader", leader),
     )
 
 

@@ -27,7 +27,7 @@ deployment's gateway pods too, and that check starts from one replica per worker
     drained member is away (its volume is the node's), the budget refuses to evict a second
     one; once the node is uncordoned the member rejoins as a replica. The check drains a
     worker: a primary on the control plane (where the main deployment's PostgreSQL lives) is
-    first switched over (`patronictl switchover`) to a member on a worker. Timeline:
+    first switched over (`patronictl switchover`) to the synchronous standby, on a worker. Timeline:
     artifacts/e2e/failover-primary-drained.{csv,png}.
 (d) The primary cut off from the other members and the API server (DROP rules in its
     node's FORWARD chain; the gateways still reach it): with strict synchronous replication
@@ -267,18 +267,25 @@ def node_of(replicated: Deployment, pod: str) -> str:
 
 
 def primary_on_a_worker(replicated: Deployment) -> str:
-    """The primary, switched over first to a member on a worker when it is on the control
-    plane (which the checks must not drain or cut off: the main deployment's PostgreSQL is
-    there)."""
+    """The primary, switched over first when it is on the control plane (which the checks
+    must not drain or cut off: the main deployment's PostgreSQL is there); the other two
+    members, one of them the synchronous standby that takes over, are on the workers."""
     core, namespace = replicated.core, replicated.namespace
     primary = the_primary(replicated)
     workers = set(worker_nodes(core))
     if node_of(replicated, primary) in workers:
         return primary
-    members = member_roles(core, namespace)
-    candidate = next(pod for pod in members if node_of(replicated, pod) in workers)
-    print(switchover(core, namespace, primary, candidate))
-    wait_for_new_primary(replicated, primary, time.monotonic())
+    print(switchover(core, namespace, primary))
+
+    def on_a_worker() -> str | None:
+        found = primaries(core, namespace)
+        moved = len(found) == 1 and found[0] != primary and serves(replicated)
+        return found[0] if moved and node_of(replicated, found[0]) in workers else None
+
+    candidate = wait_until(on_a_worker, NEW_PRIMARY_TIMEOUT_S)
+    assert candidate, (
+        f"the switchover from {primary} did not happen: {member_roles(core, namespace)}"
+    )
     return candidate
 
 
@@ -327,6 +334,8 @@ def test_draining_the_primarys_node_moves_the_role_and_loses_nothing(
     kubectl, kubeconfig = kind_cluster.kubectl_path, replicated.kubeconfig
     try:
         with under_write_load(replicated, "drained") as (measured, writers):
+            roles = member_roles(core, namespace)
+            assert primaries(core, namespace) == [old], f"{old} is not the one primary: {roles}"
             drain = NodeDrain(kubectl, kubeconfig, node, measured.probe.elapsed_s, measured.mark)
             drain.timeout_s = DRAIN_TIMEOUT_S
             started_at = time.monotonic()
@@ -371,6 +380,8 @@ def test_a_primary_cut_off_is_replaced_and_rejoins_as_a_replica(replicated: Depl
         (*(pods[name].status.pod_ip for name in others), api_server),
     )
     with under_write_load(replicated, "cut_off") as (measured, writers):
+        roles = member_roles(core, namespace)
+        assert primaries(core, namespace) == [old], f"{old} is not the one primary: {roles}"
         try:
             partition.cut()
             cut_at = time.monotonic()

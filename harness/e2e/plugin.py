@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -43,7 +44,7 @@ from kubernetes import client
 from harness import build, cluster, gateway, kube, names, paths, secretscan
 from harness.cluster import GateCluster
 from harness.e2e import deploy, diagnostics, terminal, upgrade
-from harness.e2e.availability import Inconclusive
+from harness.e2e.availability import Inconclusive, LoadProbe
 from harness.e2e.deploy import Credentials
 from harness.steps import HarnessError
 
@@ -118,6 +119,13 @@ class Deployment:
             *("psql", "-U", names.POSTGRES_SUPERUSER, "-d", database, "-v", "ON_ERROR_STOP=1"),
             *("-At", "-F", "\t", "-c", sql),
         )
+
+    def load_probe(self) -> LoadProbe:
+        """The rollouts' load (availability.DEFAULT_CLIENTS) through this deployment's
+        NodePort, with its admin token."""
+        address = urlsplit(self.base_url)
+        assert address.hostname and address.port, self.base_url
+        return LoadProbe(address.hostname, address.port, self.credentials.admin_token)
 
     def gateway_pods(self) -> list[Any]:
         selector = f"{names.NAME_LABEL}={names.GATEWAY}"

@@ -39,12 +39,11 @@ def primaries(core: client.CoreV1Api, namespace: str) -> list[str]:
 @dataclass
 class RoleWatch:
     """Polls the members' roles from start() to stop(); each change is `mark`ed (the
-    timeline's events) and kept in `changes` as (time on the mark's clock, pod, role)."""
+    timeline's events)."""
 
     core: client.CoreV1Api
     namespace: str
     mark: Callable[[str], float]
-    changes: list[tuple[float, str, str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -67,8 +66,7 @@ class RoleWatch:
             for pod in sorted(set(roles) | set(seen)):
                 role = roles.get(pod, "gone")
                 if seen.get(pod) != role:
-                    at_s = self.mark(f"{pod} {role or 'no role'}")
-                    self.changes.append((at_s, pod, role))
+                    self.mark(f"{pod} {role or 'no role'}")
             seen = {pod: role for pod, role in roles.items()}
             time.sleep(WATCH_INTERVAL_S)
 

@@ -78,10 +78,14 @@ OVERLAY_OPTIONS = {
 }
 
 
+def overlay_of(mutant: Mutant | None) -> Path:
+    """The overlay the mutant breaks (`kind` for the baseline)."""
+    return mutant.overlay if mutant is not None else paths.KIND_OVERLAY
+
+
 def write_target(directory: Path, mutant: Mutant | None) -> Path:
-    """The mutant's overlay (`kind` for the baseline) rendered, edited by the mutant, as a
-    kustomization of its own."""
-    overlay = mutant.overlay if mutant is not None else paths.KIND_OVERLAY
+    """The mutant's overlay rendered, edited by the mutant, as a kustomization of its own."""
+    overlay = overlay_of(mutant)
     target = directory / overlay.relative_to(paths.REPO_ROOT)
     target.mkdir(parents=True, exist_ok=True)
     documents = [resource.body for resource in render(overlay)]
@@ -143,15 +147,10 @@ def outcomes(junit: Path) -> dict[str, str]:
 
 
 def run_checks(
-    current: Step, checks: tuple[str, ...], target: Path, source: Path, junit: Path
+    current: Step, checks: tuple[str, ...], target: Path, option: str, source: Path, junit: Path
 ) -> dict[str, str]:
-    """The checks in their own pytest process against `target` (a copy of the overlay it
-    names by its path's end) built from `source`."""
-    (option,) = [
-        option
-        for overlay, option in OVERLAY_OPTIONS.items()
-        if target.parts[-2:] == overlay.parts[-2:]
-    ]
+    """The checks in their own pytest process against `target` (the copy the plugin's
+    `option` points them at) built from `source`."""
     status = current.run(
         [
             *(sys.executable, "-m", "pytest", *checks, "-s", *E2E_PLUGINS),
@@ -198,7 +197,8 @@ def run_one(
                 mutant.patch.apply(source)
                 write_diff(source, mutant.patch.path, directory)
             junit = directory / "junit.xml"
-            result.outcomes = run_checks(current, checks, target, source, junit)
+            option = OVERLAY_OPTIONS[overlay_of(mutant)]
+            result.outcomes = run_checks(current, checks, target, option, source, junit)
         keep_timelines(wall_clock, directory)
     result.seconds = time.monotonic() - started
     verdict = f"caught by {result.caught_by}" if result.caught_by else "NOT CAUGHT"

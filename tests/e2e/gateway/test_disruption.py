@@ -20,7 +20,7 @@ from kubernetes import client
 
 from harness import names, paths
 from harness.e2e import deploy
-from harness.e2e.availability import LoadProbe, measured_load, write_timeline
+from harness.e2e.availability import measured_load, write_timeline
 from harness.e2e.drain import evict
 
 SETTLE_S = 3.0
@@ -63,7 +63,7 @@ def drain(deployment, pods: list[str], mark) -> None:
 
 def test_node_drain_keeps_the_service_available(deployment) -> None:
     pods = [pod.metadata.name for pod in deployment.gateway_pods()]
-    probe = LoadProbe("127.0.0.1", names.NODE_PORT, deployment.credentials.admin_token)
+    probe = deployment.load_probe()
     with measured_load(probe, deployment.apps, deployment.namespace, names.GATEWAY) as measured:
         time.sleep(SETTLE_S)
         measured.mark("drain")

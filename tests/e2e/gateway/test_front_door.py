@@ -16,7 +16,7 @@ from collections import deque
 import requests
 
 from harness import names
-from harness.e2e.availability import LoadProbe, measured_load
+from harness.e2e.availability import measured_load
 
 # Four times what the pods held at 017843a (2 pods x 2 workers x 100), within what they hold
 # now (2 x 2 x WORKER_CONNECTIONS 1,000): the flood the manifests are sized for. Beyond it
@@ -81,7 +81,7 @@ def _restarts(deployment) -> dict[str, int]:
 
 def test_a_flood_of_idle_connections_restarts_no_pod(deployment) -> None:
     before = _restarts(deployment)
-    probe = LoadProbe("127.0.0.1", names.NODE_PORT, deployment.credentials.admin_token)
+    probe = deployment.load_probe()
     load = measured_load(probe, deployment.apps, deployment.namespace, names.GATEWAY)
     with load as measured, IdleFlood("127.0.0.1", names.NODE_PORT, FLOOD) as flood:
         time.sleep(HOLD_S)

@@ -37,7 +37,7 @@ from harness import kube, names, paths
 from harness.cluster import GateCluster
 from harness.cluster.shape import DRAINED_WORKERS
 from harness.e2e import deploy
-from harness.e2e.availability import LoadProbe, measured_load, write_timeline
+from harness.e2e.availability import measured_load, write_timeline
 from harness.e2e.drain import Event, NodeDrain, uncordon, wait_until, worker_nodes
 
 SETTLE_S = 3.0
@@ -77,7 +77,7 @@ def test_draining_both_gateway_nodes_keeps_the_service_available(
     first_node = sorted(before.values())[0]
     second_node = next(node for node in nodes if node != first_node)
     kubectl, kubeconfig = kind_cluster.kubectl_path, deployment.kubeconfig
-    probe = LoadProbe("127.0.0.1", names.NODE_PORT, deployment.credentials.admin_token)
+    probe = deployment.load_probe()
     drain_b: NodeDrain | None = None
     replacement: tuple[str, str] | None = None
     try:

@@ -70,7 +70,7 @@ from kubernetes import client
 from harness import kube, names, paths
 from harness.cluster import GateCluster
 from harness.e2e import deploy, upgrade
-from harness.e2e.availability import LoadProbe, Measurement, measured_load, write_timeline
+from harness.e2e.availability import Measurement, measured_load, write_timeline
 from harness.e2e.drain import NodeDrain, evict, uncordon, wait_until, worker_nodes
 from harness.e2e.kill import kill_pod_processes
 from harness.e2e.plugin import Deployment, deployment_beside, keep_deployment, run_harness
@@ -161,8 +161,7 @@ def under_write_load(replicated: Deployment, table: str) -> Iterator[tuple[Measu
     new `table`, and the members' roles watched into the timeline, settled before the block."""
     created = replicated.query_once_served(f"create table {table} (id bigint primary key)")
     assert "error" not in created, created
-    host = upgrade.control_plane_address(replicated.core)
-    probe = LoadProbe(host, upgrade.UPGRADE_NODE_PORT, replicated.credentials.admin_token)
+    probe = replicated.load_probe()
     with (
         measured_load(probe, replicated.apps, replicated.namespace, names.GATEWAY) as measured,
         Writers(replicated, table) as writers,

@@ -14,7 +14,7 @@ import time
 
 from harness import names, paths
 from harness.e2e import deploy
-from harness.e2e.availability import LoadProbe, measured_load, write_timeline
+from harness.e2e.availability import measured_load, write_timeline
 
 SETTLE_S = 3.0
 
@@ -45,7 +45,7 @@ def _rollouts(deployment) -> list[tuple[str, dict]]:
 
 
 def test_three_rollouts_keep_the_service_available(deployment) -> None:
-    probe = LoadProbe("127.0.0.1", names.NODE_PORT, deployment.credentials.admin_token)
+    probe = deployment.load_probe()
     with measured_load(probe, deployment.apps, deployment.namespace, names.GATEWAY) as measured:
         time.sleep(SETTLE_S)
         for label, patch in _rollouts(deployment):

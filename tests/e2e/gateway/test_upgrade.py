@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client
@@ -130,9 +129,7 @@ def change_under_load(
     table of the phase's own."""
     table = re.sub(r"\W+", "_", name).strip("_")
     assert deployed.query(f"create table {table} (id bigint primary key)").status_code == 200
-    address = urlsplit(deployed.base_url)  # the release's own NodePort
-    assert address.hostname and address.port, deployed.base_url
-    probe = LoadProbe(address.hostname, address.port, deployed.credentials.admin_token)
+    probe = deployed.load_probe()  # the release's own NodePort
     with (
         measured_load(probe, deployed.apps, deployed.namespace, names.GATEWAY) as measured,
         Writers(deployed, table) as writers,

@@ -36,7 +36,7 @@ build/                the images, behind node_image(), busybox_image(), postgres
     componentimages   the images kubeadm and kind expect, under their exact names
     kindsource        kind's base files and manifests, read from its module
     docker            thin helpers over the docker CLI
-  baseimages          offline python and postgres bases for the project's own images
+  baseimages          offline python and postgres (Patroni) images; `-- NAME` tags postgres to push
   app_image           the gateway image from the project's Dockerfile
 
 cluster/              the kind cluster, behind ensure_cluster() and delete_cluster() in

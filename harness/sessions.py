@@ -86,6 +86,13 @@ SESSIONS = (
         (("python", "-m", "harness.cluster", "{posargs:status}"),),
     ),
     Session(
+        "postgres_image",
+        "the PostgreSQL image (Patroni in it) built offline and tagged for a registry: "
+        "`-- NAME` (the aws overlay's REGISTRY/pg-gateway-postgres:TAG)",
+        ("e2e",),
+        (("python", "-m", "harness.build.baseimages", "{posargs}"),),
+    ),
+    Session(
         "e2e",
         "the Kubernetes gate: cluster up, images built and loaded, checks in a fresh namespace "
         "(`-- --keep-namespace` leaves it)",

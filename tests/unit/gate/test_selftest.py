@@ -157,6 +157,7 @@ def test_the_flakiness_record_gives_each_checks_pass_rate() -> None:
         ("single-member", ["postgres.members", "postgres.synchronous"]),
         ("no-member-budget", ["pdb.postgres"]),
         ("members-may-share-a-node", ["postgres.spread"]),
+        ("members-egress-anywhere", ["netpol.egress"]),
     ],
 )
 def test_a_mutant_of_the_replicated_cluster_edits_its_overlay(

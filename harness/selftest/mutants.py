@@ -418,7 +418,7 @@ MUTANTS = (
     Mutant(
         "members-may-share-a-node",
         "no anti-affinity: two members may land on one node and be lost with it (the "
-        "scheduler may still spread them; the lint's postgres.spread says it either way)",
+        "scheduler spreads three anyway; a fourth it puts beside one)",
         (MEMBERS_APART,),
         edit=members_may_share_a_node,
         overlay=paths.KIND_HA_OVERLAY,

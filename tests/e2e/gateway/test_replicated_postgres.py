@@ -8,7 +8,9 @@ member on each of the three nodes, synchronous replication in strict mode. The m
 after test_node_drain.py (pytest's order is the files'): its drain moves the main
 deployment's gateway pods too, and that check starts from one replica per worker.
 
-(a) One member on each node (the members' anti-affinity): a node lost takes one member.
+(a) One member on each node (the members' anti-affinity): a node lost takes one member; a
+    fourth member, with no node of its own left, is refused by the scheduler (so the three
+    are apart by a rule Kubernetes enforces, not by its spreading alone).
 (b) The primary killed hard: under the rollouts' load (keep-alive, new-connection and slow
     clients) and writers inserting unique ids, every Patroni and PostgreSQL process of the
     primary's pod is sent SIGKILL from its node (a crash or an OOM kill: nothing is flushed or
@@ -108,6 +110,7 @@ ROLL_TIMEOUT_S = 600.0
 ROLL_ANNOTATION = "pg-gateway.e2e/rolled"  # a pod template change, as any change makes
 REVISION = "controller-revision-hash"  # the StatefulSet's label of a pod's revision
 SERVICE_GONE_TIMEOUT_S = 60.0
+FOURTH_MEMBER_TIMEOUT_S = 60.0
 KUBELET_PORT = 10250  # answers anyone who may connect (check 4's decoys show it)
 NAMESPACE_PREFIX = "pgw-e2e-ha-"
 
@@ -303,6 +306,56 @@ def test_each_member_runs_on_a_node_of_its_own(replicated: Deployment) -> None:
     print(f"\nmembers' nodes: {placed}")
     assert len(placed) == MEMBERS, f"{len(placed)} members, not {MEMBERS}: {placed}"
     assert len(set(placed.values())) == MEMBERS, f"members share a node: {placed}"
+    # Three members on three nodes may be the scheduler's spreading alone: a fourth has no
+    # node of its own, and only a rule Kubernetes enforces keeps it off the others.
+    extra = fourth_member_placement(replicated)
+    print(f"a fourth member: {extra}")
+    assert extra.startswith("unschedulable") and "anti-affinity" in extra, (
+        f"a fourth member was not refused a node: {extra} (members: {placed})"
+    )
+
+
+def fourth_member_placement(replicated: Deployment) -> str:
+    """Scale the members to four and say where the scheduler put the fourth ("node N", or
+    "unschedulable: why"); then back to three, its claim deleted."""
+    apps, core, namespace = replicated.apps, replicated.core, replicated.namespace
+    extra = f"{names.POSTGRES}-{MEMBERS}"
+
+    def decided(pod: client.V1Pod) -> bool:
+        conditions = pod.status.conditions or []
+        return bool(pod.spec.node_name) or any(
+            c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conditions
+        )
+
+    apps.patch_namespaced_stateful_set_scale(
+        names.POSTGRES, namespace, {"spec": {"replicas": MEMBERS + 1}}
+    )
+    try:
+        pod = kube.wait_for(
+            core.list_namespaced_pod,
+            namespace,
+            extra,
+            decided,
+            f"the scheduler's decision on {extra}",
+            FOURTH_MEMBER_TIMEOUT_S,
+        )
+        if pod.spec.node_name:
+            return f"node {pod.spec.node_name}"
+        (refused,) = [c for c in pod.status.conditions if c.type == "PodScheduled"]
+        return f"unschedulable: {refused.message}"
+    finally:
+        apps.patch_namespaced_stateful_set_scale(
+            names.POSTGRES, namespace, {"spec": {"replicas": MEMBERS}}
+        )
+        gone = wait_until(
+            lambda: kube.read_pod(core, namespace, extra) is None, FOURTH_MEMBER_TIMEOUT_S
+        )
+        assert gone, f"{extra} still there {FOURTH_MEMBER_TIMEOUT_S:.0f} s after scaling back"
+        try:
+            core.delete_namespaced_persistent_volume_claim(f"data-{extra}", namespace)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
 
 
 def test_a_primary_killed_hard_loses_no_acknowledged_write(replicated: Deployment) -> None:

@@ -29,8 +29,8 @@
 # member is current). A namespace where an earlier release runs PostgreSQL alone, without
 # Patroni, is moved over once: its StatefulSet is deleted (its volume stays) before the
 # apply, so member 0 starts first on the old volume and Patroni takes its data directory over
-# (the others clone it); requests get 503 in between. Without that, a new member would start a second, empty
-# cluster beside the running one.
+# (the others clone it); requests get 503 in between. Without that, a new member would start
+# a second, empty cluster beside the running one.
 set -euo pipefail
 
 usage() {
@@ -215,7 +215,7 @@ wait_for_no_members() {
 	local deadline=$((SECONDS + ${timeout%s}))
 	while [[ -n $("$kubectl" -n "$namespace" get pods -l app.kubernetes.io/name=postgres -o name) ]]; do
 		((SECONDS < deadline)) || {
-			echo "deploy: PostgreSQL's pods still there $timeout after scaling it to 0" >&2
+			echo "deploy: PostgreSQL's pods still there $timeout after its StatefulSet was deleted" >&2
 			exit 1
 		}
 		sleep 2

@@ -27,10 +27,11 @@
 # OnDelete, so instead of its rollout deploy.sh waits until every member is Ready, then runs
 # scripts/roll-postgres.sh (replicas first, the primary last by switchover; nothing when every
 # member is current). A namespace where an earlier release runs PostgreSQL alone, without
-# Patroni, is moved over once: its StatefulSet is deleted (its volume stays) before the
-# apply, so member 0 starts first on the old volume and Patroni takes its data directory over
-# (the others clone it); requests get 503 in between. Without that, a new member would start
-# a second, empty cluster beside the running one.
+# Patroni, is moved over once: its StatefulSet is deleted (its volume stays), then the
+# replicated one is applied with one member, so member 0 starts alone on the old volume and
+# Patroni takes its data directory over; once it is Ready the rest are applied and clone it.
+# Requests get 503 in between. Without that, a new member would start a second, empty
+# cluster beside the running one.
 set -euo pipefail
 
 usage() {
@@ -145,18 +146,27 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 700 "$tmp"
 
-kustomization=$overlay_dir
-if [[ $overlay == aws ]]; then
-	wrapper="$tmp/kustomization"
-	mkdir "$wrapper"
-	# kustomize refuses absolute resource paths: reach the overlay relative to the wrapper.
+wrap() {
+	# A new kustomization in directory $1 whose one resource is the kustomization $2;
+	# the caller appends what it changes.
+	mkdir "$1"
+	# kustomize refuses absolute resource paths: reach $2 relative to the wrapper.
+	local relative
 	relative=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
-		"$overlay_dir" "$wrapper")
-	cat >"$wrapper/kustomization.yaml" <<EOF
+		"$2" "$1")
+	cat >"$1/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - $relative
+EOF
+}
+
+kustomization=$overlay_dir
+if [[ $overlay == aws ]]; then
+	wrapper="$tmp/kustomization"
+	wrap "$wrapper" "$overlay_dir"
+	cat >>"$wrapper/kustomization.yaml" <<EOF
 images:
   - name: REGISTRY/pg-gateway
     newName: $REGISTRY/pg-gateway
@@ -186,7 +196,9 @@ EOF
 	fi
 	kustomization=$wrapper
 fi
+# Rendered once: what is checked below is what is applied.
 rendered=$("$kubectl" kustomize "$kustomization")
+printf '%s\n' "$rendered" >"$tmp/rendered.yaml"
 
 if [[ $overlay == kind* ]]; then
 	check_kind_images "$rendered"
@@ -207,7 +219,7 @@ wait_for_members() {
 		}
 		sleep 2
 	done
-	echo "deploy: PostgreSQL's $want members are Ready"
+	echo "deploy: PostgreSQL's members are Ready ($want of $want)"
 }
 
 wait_for_no_members() {
@@ -289,10 +301,22 @@ if [[ -n $replicated ]] &&
 		"member takes its data directory over (requests get 503 until it is back)"
 	"$kubectl" -n "$namespace" delete statefulset postgres
 	wait_for_no_members
+	# The members start together (podManagementPolicy Parallel), and one with an empty volume
+	# could win Patroni's initialize key and start a new, empty cluster: member 0 starts alone.
+	wrap "$tmp/member-0" "$kustomization"
+	cat >>"$tmp/member-0/kustomization.yaml" <<EOF
+replicas:
+  - name: postgres
+    count: 1
+EOF
+	"$kubectl" kustomize "$tmp/member-0" >"$tmp/member-0.yaml"
+	echo "deploy: starting member 0 alone on the old volume"
+	"$kubectl" apply -n "$namespace" -f "$tmp/member-0.yaml"
+	wait_for_members
 fi
 
 echo "deploy: applying overlay $overlay to namespace $namespace"
-"$kubectl" apply -n "$namespace" -k "$kustomization"
+"$kubectl" apply -n "$namespace" -f "$tmp/rendered.yaml"
 
 echo "deploy: waiting for the rollouts (timeout $timeout each)"
 if [[ -n $replicated ]]; then

@@ -40,11 +40,12 @@ if args[0] == "-n":
     args = args[2:]
 if args[0] == "kustomize":
     sys.exit(subprocess.run([os.environ["REAL_KUBECTL"], *args]).returncode)
-if args[0] == "apply":  # what would be applied (`apply -n NS -k DIR`), for the test to read
-    directory = args[args.index("-k") + 1]
-    with open(state_path + ".applied", "w") as applied:
-        real = [os.environ["REAL_KUBECTL"], "kustomize", directory]
-        sys.exit(subprocess.run(real, stdout=applied).returncode)
+if args[0] == "apply":  # what would be applied (`apply -n NS -f FILE`), for the test to read
+    rendering = open(args[args.index("-f") + 1]).read()
+    applies = sum(1 for line in open(state_path + ".calls") if line.startswith("apply"))
+    for path in (f"{state_path}.applied", f"{state_path}.applied.{applies}"):
+        open(path, "w").write(rendering)
+    sys.exit(0)
 statefulset = state["statefulset"]
 if args[:3] == ["get", "statefulset", "postgres"]:
     query = args[-1]
@@ -52,8 +53,13 @@ if args[:3] == ["get", "statefulset", "postgres"]:
         sys.exit(0 if "--ignore-not-found" in args else 1)
     if "PATRONI_SCOPE" in query:
         print("postgres/" + ("postgres" if statefulset["patroni"] else ""), end="")
-    elif "readyReplicas" in query:
-        print(f"{statefulset['ready']} {statefulset['replicas']}", end="")
+    elif "readyReplicas" in query:  # the replicas of the StatefulSet last applied, if any
+        replicas = statefulset["replicas"]
+        if os.path.exists(state_path + ".applied"):
+            import yaml
+            applied = yaml.safe_load_all(open(state_path + ".applied"))
+            replicas = next(b for b in applied if b["kind"] == "StatefulSet")["spec"]["replicas"]
+        print(f"{min(statefulset['ready'], replicas)} {replicas}", end="")
     elif "updateRevision" in query:
         print(statefulset["revision"], end="")
 if args[:2] == ["get", "nodes"]:
@@ -164,7 +170,7 @@ def test_a_node_docker_cannot_see_is_said_and_not_held_against_it(tmp_path) -> N
     done, calls = run_deploy(tmp_path, node_images={NODES[0]: every_image})
     assert done.returncode == 0, done.stderr
     assert f"cannot look into kind node {NODES[1]}" in done.stderr
-    assert any(call.startswith("apply -n pgw-try -k") for call in calls), calls
+    assert any(call.startswith("apply -n pgw-try -f") for call in calls), calls
 
 
 def test_a_node_port_another_namespace_keeps_stops_it_at_once(tmp_path) -> None:
@@ -189,7 +195,7 @@ def test_a_node_port_of_a_namespace_being_deleted_is_waited_for(tmp_path) -> Non
     assert len(waited) == 1, done.stdout  # said once, not every poll
     assert f"NodePort {names.NODE_PORT} is held by namespace pgw-e2e-old" in waited[0]
     assert re.search(rf"NodePort {names.NODE_PORT} free after [3-5]s", done.stdout), done.stdout
-    assert any(call.startswith("apply -n pgw-try -k") for call in calls), calls
+    assert any(call.startswith("apply -n pgw-try -f") for call in calls), calls
 
 
 def test_a_namespace_that_takes_too_long_to_go_is_named(tmp_path) -> None:
@@ -207,7 +213,7 @@ def test_its_own_namespace_holding_the_port_is_a_redeploy(tmp_path) -> None:
     held = [["pgw-try", names.GATEWAY, names.NODE_PORT]]
     done, calls = run_deploy(tmp_path, services=held, namespaces={"pgw-try": "Active"})
     assert done.returncode == 0, done.stderr
-    assert any(call.startswith("apply -n pgw-try -k") for call in calls), calls
+    assert any(call.startswith("apply -n pgw-try -f") for call in calls), calls
 
 
 ALONE = {"patroni": False, "ready": 1, "replicas": 1, "revision": "old"}
@@ -215,13 +221,24 @@ MEMBERS = {"patroni": True, "ready": 3, "replicas": 3, "revision": "current"}
 
 
 def test_postgres_alone_is_stopped_before_patroni_takes_its_volume_over(tmp_path) -> None:
-    alone_under_three = ALONE | {"ready": 3, "replicas": 3}  # as the fake reads it after apply
+    alone_under_three = ALONE | {"ready": 3}  # as many Ready as the last apply asks for
     done, calls = run_deploy(tmp_path, overlay="kind-ha", statefulset=alone_under_three)
     assert done.returncode == 0, done.stdout + done.stderr
     stop = calls.index("-n pgw-try delete statefulset postgres")  # the volume stays
-    apply = next(i for i, call in enumerate(calls) if call.startswith("apply -n pgw-try -k"))
+    apply = next(i for i, call in enumerate(calls) if call.startswith("apply -n pgw-try -f"))
     assert stop < apply, calls
     assert "Patroni's first member takes its data directory over" in done.stdout
+    # Member 0 alone first (the members start together: an empty one could start a new
+    # cluster), then all of them.
+    assert [members_applied(tmp_path, n) for n in (1, 2)] == [1, 3], calls
+    assert done.stdout.index("Ready (1 of 1)") < done.stdout.index("Ready (3 of 3)")
+
+
+def members_applied(tmp_path: Path, n: int) -> int:
+    """The StatefulSet's replicas in the `n`th rendering deploy.sh applied."""
+    applied = yaml.safe_load_all((tmp_path / f"state.json.applied.{n}").read_text())
+    (statefulset,) = [body for body in applied if body["kind"] == "StatefulSet"]
+    return statefulset["spec"]["replicas"]
 
 
 def test_replicated_members_are_waited_for_and_rolled_not_rolled_out(tmp_path) -> None:
@@ -229,7 +246,7 @@ def test_replicated_members_are_waited_for_and_rolled_not_rolled_out(tmp_path) -
     assert done.returncode == 0, done.stdout + done.stderr
     assert not any("delete" in call for call in calls), calls
     assert not any(call.endswith("statefulset/postgres --timeout=300s") for call in calls), calls
-    assert "PostgreSQL's 3 members are Ready" in done.stdout
+    assert "PostgreSQL's members are Ready (3 of 3)" in done.stdout
     assert "roll-postgres: every member runs revision current" in done.stdout
 
 

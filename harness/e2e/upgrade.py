@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
-from harness import names, paths
+from harness import kube, names, paths
 from harness.cluster.shape import CONTROL_PLANE_LABEL
 from harness.steps import HarnessError
 
@@ -75,7 +75,5 @@ def control_plane_address(core: client.CoreV1Api) -> str:
     """The InternalIP of the control-plane node, where every NodePort answers."""
     for node in core.list_node().items:
         if CONTROL_PLANE_LABEL in (node.metadata.labels or {}):
-            for address in node.status.addresses:
-                if address.type == "InternalIP":
-                    return address.address
-    raise HarnessError("the cluster has no control-plane node with an InternalIP")
+            return kube.node_address(node)
+    raise HarnessError("the cluster has no control-plane node")

@@ -64,6 +64,14 @@ def exec_output(
         session.close()
 
 
+def node_address(node: client.V1Node) -> str:
+    """The node's InternalIP: where its kubelet and every NodePort answer."""
+    for address in node.status.addresses or []:
+        if address.type == "InternalIP":
+            return address.address
+    raise HarnessError(f"node {node.metadata.name} has no InternalIP")
+
+
 # A container with bash but maybe no python or nc: /dev/tcp connects (argv: host:port ...).
 _BASH_CONNECT = """
 for target in "$@"; do

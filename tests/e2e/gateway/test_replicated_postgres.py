@@ -587,7 +587,7 @@ def test_a_member_reaches_the_others_and_the_api_server_only(replicated: Deploym
     api_server = core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
     dns = core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
     node = core.read_node(pods[member].spec.node_name)
-    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    node_ip = kube.node_address(node)
     gateway = replicated.gateway_pods()[0].status.pod_ip
     allowed = [
         f"{pod.status.pod_ip}:{port}"

@@ -16,6 +16,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -113,43 +114,51 @@ def run_to_completion(deployment, pod: client.V1Pod) -> str:
     return f"{phase}: {log.strip()}"
 
 
-def run_connect_pod(
-    deployment,
-    name: str,
-    labels: dict[str, str],
-    host: str = names.POSTGRES,
-    port: int = names.POSTGRES_PORT,
-) -> str:
-    """Run a one-shot pod (the gateway image, any labels) that connects to host:port."""
-    pod = python_pod(deployment, name, labels, CONNECT, host, str(port))
-    return run_to_completion(deployment, pod)
+# The one-shot pods of the two ingress checks, by key: (labels, host, port or None for the
+# operations port of a gateway pod). They run at once: a denied one takes its 15 s.
+STRANGER = {"role": "stranger"}
+CONNECTIONS = {
+    "stranger to postgres": (STRANGER, names.POSTGRES, names.POSTGRES_PORT),
+    "lookalike to postgres": (
+        {names.NAME_LABEL: names.GATEWAY},
+        names.POSTGRES,
+        names.POSTGRES_PORT,
+    ),
+    "stranger to the operations port": (STRANGER, None, names.OPS_PORT),
+    "prometheus to the operations port": ({names.NAME_LABEL: "prometheus"}, None, names.OPS_PORT),
+    "stranger to the data port": (STRANGER, None, names.GATEWAY_PORT),
+}
 
 
-def test_network_policy_admits_only_gateway_pods_to_postgres(deployment) -> None:
-    suffix = str(int(time.time()))
-    stranger = run_connect_pod(deployment, f"stranger-{suffix}", {"role": "stranger"})
-    assert stranger.startswith("Failed"), stranger
-    lookalike = run_connect_pod(
-        deployment, f"lookalike-{suffix}", {names.NAME_LABEL: names.GATEWAY}
-    )
-    assert lookalike == "Succeeded: connected", lookalike
-
-
-def test_network_policy_admits_only_prometheus_to_the_operations_port(deployment) -> None:
-    """The operations port (health, readiness, metrics: the logins' and tokens' names) is not
-    in the Service, and inside the cluster only Prometheus's pods reach it."""
+@pytest.fixture(scope="module")
+def connections(deployment) -> dict[str, str]:
+    """Each of CONNECTIONS tried from a pod of its own, all at once (a gateway pod's address
+    for None): `Phase: its log` by key."""
     suffix = str(int(time.time()))
     pod_ip = deployment.gateway_pods()[0].status.pod_ip
-    target = (pod_ip, names.OPS_PORT)
-    stranger = run_connect_pod(deployment, f"ops-stranger-{suffix}", {"role": "stranger"}, *target)
-    assert stranger.startswith("Failed"), stranger
-    scraper = {names.NAME_LABEL: "prometheus"}
-    prometheus = run_connect_pod(deployment, f"ops-prometheus-{suffix}", scraper, *target)
-    assert prometheus == "Succeeded: connected", prometheus
-    data = run_connect_pod(
-        deployment, f"data-stranger-{suffix}", {"role": "stranger"}, pod_ip, names.GATEWAY_PORT
-    )
-    assert data == "Succeeded: connected", data  # the data port admits anyone
+
+    def attempt(key: str, labels: dict[str, str], host: str | None, port: int) -> str:
+        name = f"{key.split()[0]}-{list(CONNECTIONS).index(key)}-{suffix}"
+        pod = python_pod(deployment, name, labels, CONNECT, host or pod_ip, str(port))
+        return run_to_completion(deployment, pod)
+
+    with ThreadPoolExecutor(len(CONNECTIONS)) as pool:
+        futures = {key: pool.submit(attempt, key, *how) for key, how in CONNECTIONS.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def test_network_policy_admits_only_gateway_pods_to_postgres(connections) -> None:
+    assert connections["stranger to postgres"].startswith("Failed"), connections
+    assert connections["lookalike to postgres"] == "Succeeded: connected", connections
+
+
+def test_network_policy_admits_only_prometheus_to_the_operations_port(connections) -> None:
+    """The operations port (health, readiness, metrics: the logins' and tokens' names) is not
+    in the Service, and inside the cluster only Prometheus's pods reach it."""
+    assert connections["stranger to the operations port"].startswith("Failed"), connections
+    assert connections["prometheus to the operations port"] == "Succeeded: connected", connections
+    # The data port admits anyone.
+    assert connections["stranger to the data port"] == "Succeeded: connected", connections
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,7 @@ def outside(deployment) -> Iterator[Outside]:
             ),
         )
         node = core.read_node(deployment.gateway_pods()[0].spec.node_name)
-        node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+        node_ip = kube.node_address(node)
         with cluster.loopback_address(LINK_LOCAL):
             yield Outside(
                 service_name=f"decoy.{namespace}.svc.cluster.local",

@@ -83,17 +83,43 @@ def test_a_cluster_this_tool_created_is_deleted_with_its_mark_and_kubeconfig(kin
     assert not cluster.kubeconfig_path.exists()
 
 
+IMAGE_ID = "sha256:" + "1" * 64
+# `docker image inspect` answers IMAGE_ID; `docker exec NODE ctr ... images ls` prints the
+# file named after the node (nothing when there is none).
+FAKE_DOCKER = """#!/bin/sh
+if [ "$1" = image ]; then echo {image_id}; fi
+if [ "$1" = exec ]; then cat "{listings}/$2" 2>/dev/null; fi
+exit 0
+"""
+LISTING_HEADER = "REF TYPE DIGEST SIZE PLATFORMS LABELS\n"
+
+
+def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A docker on PATH as FAKE_DOCKER; returns the directory of the nodes' listings."""
+    listings = tmp_path / "listings"
+    listings.mkdir()
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir(exist_ok=True)
+    docker.write_text(FAKE_DOCKER.format(image_id=IMAGE_ID, listings=listings))
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{docker.parent}{os.pathsep}{os.environ['PATH']}")
+    return listings
+
+
 def test_load_and_kubectl_run_as_logged_steps(
     kind: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fake_docker(tmp_path, monkeypatch)
+    (kind.parent / "clusters").write_text("pg-gateway-control-plane\n")  # `kind get nodes`
     kubectl = tmp_path / "bin" / "kubectl"
-    kubectl.parent.mkdir()
     kubectl.write_text('#!/bin/sh\necho "KUBECONFIG=$KUBECONFIG $*"\n')
     kubectl.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{kubectl.parent}{os.pathsep}{os.environ['PATH']}")
     cluster = GateCluster(str(kind))
     cluster.load_docker_image("pg-gateway/gateway:test")
-    assert calls(kind)[-1] == f"load docker-image --name {names.CLUSTER} pg-gateway/gateway:test"
+    assert calls(kind)[-1] == (
+        f"load docker-image --name {names.CLUSTER} --nodes pg-gateway-control-plane "
+        "pg-gateway/gateway:test"
+    )
     output = cluster.kubectl("get", "nodes")
     assert output == f"KUBECONFIG={cluster.kubeconfig_path} get nodes\n"
     logs = "".join(p.read_text() for p in (tmp_path / "artifacts" / "logs").glob("*.log"))
@@ -182,3 +208,30 @@ def test_images_are_removed_from_every_node(kind: Path, tmp_path: Path) -> None:
         *(f"exec {node} ctr -n k8s.io images rm {reference}" for node in nodes),
         "rmi pg-gateway/gateway:test",
     ]
+
+
+def test_an_image_is_loaded_only_onto_the_nodes_that_lack_it(
+    kind: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kind's own check asks crictl, which the node image lacks: each node's containerd is
+    asked whether the name and the CRI plugin's reference by ID name the same manifest."""
+    listings = fake_docker(tmp_path, monkeypatch)
+    nodes = node_names(2)
+    (kind.parent / "clusters").write_text("\n".join(nodes) + "\n")
+    reference = containerd_reference("pg-gateway/postgres:15-bookworm")
+    same = f"{reference} manifest sha256:aa 1MiB\n{IMAGE_ID} manifest sha256:aa 1MiB\n"
+    other = f"{reference} manifest sha256:bb 1MiB\n{IMAGE_ID} manifest sha256:aa 1MiB\n"
+    (listings / nodes[0]).write_text(LISTING_HEADER + same)
+    (listings / nodes[1]).write_text(LISTING_HEADER + other)  # an older build under that name
+    (listings / nodes[2]).write_text(LISTING_HEADER)  # none
+    cluster = GateCluster(str(kind))
+    cluster.load_docker_image("pg-gateway/postgres:15-bookworm")
+    loads = [call for call in calls(kind) if call.startswith("load")]
+    assert loads == [
+        f"load docker-image --name {names.CLUSTER} --nodes {nodes[1]},{nodes[2]} "
+        "pg-gateway/postgres:15-bookworm"
+    ]
+    for node in nodes[1:]:
+        (listings / node).write_text(LISTING_HEADER + same)
+    cluster.load_docker_image("pg-gateway/postgres:15-bookworm")
+    assert [call for call in calls(kind) if call.startswith("load")] == loads  # none more

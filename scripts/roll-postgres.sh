@@ -69,8 +69,24 @@ for pod in $(outdated replica); do
 	replace "$pod"
 done
 
+sync_standby() { k get configmap postgres-sync -o jsonpath='{.metadata.annotations.sync_standby}' 2>/dev/null || true; }
+
+wait_sync_standby() {
+	# Until Patroni has a synchronous standby again (a replaced replica may have been it):
+	# strict mode switches over to none other.
+	local deadline=$((SECONDS + ${timeout%s}))
+	until [[ -n $(sync_standby) ]]; do
+		((SECONDS < deadline)) || {
+			echo "roll-postgres: no synchronous standby within $timeout" >&2
+			exit 1
+		}
+		sleep 1
+	done
+}
+
 primary=$(outdated primary)
 if [[ -n $primary ]]; then
+	wait_sync_standby
 	# No candidate named: in synchronous mode Patroni hands over only to the synchronous
 	# standby, and every replica is current by now.
 	echo "roll-postgres: switching the primary over from $primary to its synchronous standby"

@@ -19,6 +19,9 @@ ROLE_LABEL = "role"  # Patroni's kubernetes.role_label (its default)
 PRIMARY = "primary"
 PATRONI_CONFIG = "/etc/patroni/patroni.yml"  # where the StatefulSet mounts it
 WATCH_INTERVAL_S = 0.5
+# Patroni's synchronous state, the ConfigMap `<scope>-sync` (PATRONI_SCOPE: the StatefulSet's
+# name in components/postgres-ha).
+SYNC_STATE = f"{names.POSTGRES}-sync"
 
 
 def member_roles(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
@@ -34,6 +37,19 @@ def member_roles(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
 
 def primaries(core: client.CoreV1Api, namespace: str) -> list[str]:
     return sorted(pod for pod, role in member_roles(core, namespace).items() if role == PRIMARY)
+
+
+def sync_standby(core: client.CoreV1Api, namespace: str) -> str:
+    """The member Patroni made the synchronous standby, "" while there is none: in strict
+    mode the primary then commits nothing and hands its role over to no one (a switchover
+    is refused: "can not find sync_standby"), as right after the members start."""
+    try:
+        state = core.read_namespaced_config_map(SYNC_STATE, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return ""
+        raise
+    return (state.metadata.annotations or {}).get("sync_standby") or ""
 
 
 @dataclass

@@ -88,6 +88,7 @@ from harness.e2e.replicated import (
     member_roles,
     primaries,
     switchover,
+    sync_standby,
 )
 from harness.e2e.writers import Writers
 from harness.steps import step
@@ -111,6 +112,7 @@ ROLL_ANNOTATION = "pg-gateway.e2e/rolled"  # a pod template change, as any chang
 REVISION = "controller-revision-hash"  # the StatefulSet's label of a pod's revision
 SERVICE_GONE_TIMEOUT_S = 60.0
 FOURTH_MEMBER_TIMEOUT_S = 60.0
+SYNC_STANDBY_TIMEOUT_S = 60.0  # Patroni picks one within a loop_wait (5 s) of a replica streaming
 KUBELET_PORT = 10250  # answers anyone who may connect (check 4's decoys show it)
 NAMESPACE_PREFIX = "pgw-e2e-ha-"
 
@@ -141,7 +143,12 @@ def replicated(
             deploy.deploy, api, kind_cluster, namespace, target, images, deployed.credentials,
             documents,
         )  # fmt: skip
-        print(f"\nreplicated PostgreSQL in {namespace}: {member_roles(core, namespace)}")
+        standby = wait_until(lambda: sync_standby(core, namespace), SYNC_STANDBY_TIMEOUT_S)
+        assert standby, f"no synchronous standby {SYNC_STANDBY_TIMEOUT_S:.0f} s after the deploy"
+        print(
+            f"\nreplicated PostgreSQL in {namespace}: {member_roles(core, namespace)}, "
+            f"synchronous standby {standby}"
+        )
         yield deployed
     finally:
         if not keep_deployment(request.config):
@@ -284,6 +291,10 @@ def primary_on_a_worker(replicated: Deployment) -> str:
     workers = set(worker_nodes(core))
     if node_of(replicated, primary) in workers:
         return primary
+    # Strict mode hands the role over to the synchronous standby only, which an earlier
+    # check's member may not be yet.
+    standby = wait_until(lambda: sync_standby(core, namespace), SYNC_STANDBY_TIMEOUT_S)
+    assert standby, f"no synchronous standby to switch {primary} over to"
     print(switchover(core, namespace, primary))
 
     def on_a_worker() -> str | None:

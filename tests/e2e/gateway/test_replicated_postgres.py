@@ -143,8 +143,7 @@ def replicated(
             deploy.deploy, api, kind_cluster, namespace, target, images, deployed.credentials,
             documents,
         )  # fmt: skip
-        standby = wait_until(lambda: sync_standby(core, namespace), SYNC_STANDBY_TIMEOUT_S)
-        assert standby, f"no synchronous standby {SYNC_STANDBY_TIMEOUT_S:.0f} s after the deploy"
+        standby = synchronous_standby(core, namespace, "after the deploy")
         print(
             f"\nreplicated PostgreSQL in {namespace}: {member_roles(core, namespace)}, "
             f"synchronous standby {standby}"
@@ -237,6 +236,14 @@ class Written:
         )
 
 
+def synchronous_standby(core: client.CoreV1Api, namespace: str, when: str) -> str:
+    """The member Patroni made the synchronous standby, waited for: until there is one, in
+    strict mode the primary commits nothing and hands its role to no one."""
+    standby = wait_until(lambda: sync_standby(core, namespace), SYNC_STANDBY_TIMEOUT_S)
+    assert standby, f"no synchronous standby {SYNC_STANDBY_TIMEOUT_S:.0f} s {when}"
+    return standby
+
+
 def wait_for_new_primary(
     replicated: Deployment, old: str, since: float, other_than_old: bool = False
 ) -> str:
@@ -293,8 +300,7 @@ def primary_on_a_worker(replicated: Deployment) -> str:
         return primary
     # Strict mode hands the role over to the synchronous standby only, which an earlier
     # check's member may not be yet.
-    standby = wait_until(lambda: sync_standby(core, namespace), SYNC_STANDBY_TIMEOUT_S)
-    assert standby, f"no synchronous standby to switch {primary} over to"
+    synchronous_standby(core, namespace, f"to switch {primary} over to")
     print(switchover(core, namespace, primary))
 
     def on_a_worker() -> str | None:

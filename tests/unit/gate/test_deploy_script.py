@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from harness import build, names, paths
-from harness.e2e.replicated import SYNC_STATE
 
 SCRIPT = paths.REPO_ROOT / "scripts" / "deploy.sh"
 NODES = ["pg-gateway-control-plane", "pg-gateway-worker"]
@@ -288,10 +287,3 @@ def test_aws_gets_both_images_from_the_registry_and_the_api_servers_range(tmp_pa
     assert images == {f"{registry}/pg-gateway:abc123", f"{registry}/pg-gateway-postgres:abc123"}
     (policy,) = [b for b in applied if b["metadata"]["name"] == "postgres-allow-apiserver"]
     assert policy["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
-
-
-def test_roll_postgres_reads_the_synchronous_state_the_checks_read() -> None:
-    """Patroni's synchronous-state ConfigMap is named in two languages: the roll script's
-    wait before its switchover and the replicated checks' (harness.e2e.replicated)."""
-    script = (paths.REPO_ROOT / "scripts" / "roll-postgres.sh").read_text()
-    assert f"get configmap {SYNC_STATE} " in script

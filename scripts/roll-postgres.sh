@@ -9,8 +9,9 @@
 # its replacement is Ready and streaming; then, when the primary is outdated, switches the
 # primary role over to an updated replica (`patronictl switchover`, a clean handover: writes
 # pause for a few seconds, nothing acknowledged is lost) and replaces the former primary the
-# same way. A member already on the current revision is left alone, so running it again is
-# harmless.
+# same way. It starts once every member is a primary or a replica (a member rejoining after
+# a failover is neither for a while), and fails if a member is still outdated at the end. A
+# member already on the current revision is left alone, so running it again is harmless.
 #
 # Environment:
 #   KUBECTL   kubectl to use [kubectl]; the current context is the target cluster
@@ -36,8 +37,8 @@ revision=$(k get statefulset postgres -o jsonpath='{.status.updateRevision}')
 }
 
 outdated() {
-	# The members of role $1 not on the current revision, one name a line.
-	k get pods -l "$members,role=$1" -o \
+	# The members (of role $1, if given) not on the current revision, one name a line.
+	k get pods -l "$members${1:+,role=$1}" -o \
 		jsonpath='{range .items[*]}{.metadata.name} {.metadata.labels.controller-revision-hash}{"\n"}{end}' |
 		while read -r pod hash; do
 			[[ $hash == "$revision" ]] || echo "$pod"
@@ -45,6 +46,33 @@ outdated() {
 }
 
 role_of() { k get pod "$1" -o jsonpath='{.metadata.labels.role}' 2>/dev/null || true; }
+
+unsettled() {
+	# The members that are not a primary or a replica (Patroni labels a member only while
+	# its PostgreSQL runs: one starting, stopped or being rewound has no role), and a line
+	# "missing" while the StatefulSet has fewer member pods than replicas.
+	local want pods
+	want=$(k get statefulset postgres -o jsonpath='{.spec.replicas}')
+	pods=$(k get pods -l "$members" -o \
+		jsonpath='{range .items[*]}{.metadata.name} {.metadata.labels.role}{"\n"}{end}')
+	(($(grep -c . <<<"$pods") >= want)) || echo missing
+	while read -r pod role; do
+		[[ -z $pod || $role == primary || $role == replica ]] || echo "$pod"
+	done <<<"$pods"
+}
+
+wait_settled() {
+	# Until every member is a primary or a replica: a member in between (one rejoining
+	# after a failover) is neither, and would be left out of the roll.
+	local deadline=$((SECONDS + ${timeout%s})) left
+	until left=$(unsettled) && [[ -z $left ]]; do
+		((SECONDS < deadline)) || {
+			echo "roll-postgres: members neither primary nor replica within $timeout: ${left//$'\n'/ }" >&2
+			exit 1
+		}
+		sleep 2
+	done
+}
 
 wait_role() {
 	# Until member $1 is labelled role $2 and Ready (the StatefulSet recreates a deleted one).
@@ -65,6 +93,7 @@ replace() {
 	wait_role "$1" replica
 }
 
+wait_settled
 for pod in $(outdated replica); do
 	replace "$pod"
 done
@@ -95,4 +124,9 @@ if [[ -n $primary ]]; then
 	wait_role "$primary" replica
 	replace "$primary"
 fi
+left=$(outdated)
+[[ -z $left ]] || {
+	echo "roll-postgres: still on an older revision: ${left//$'\n'/ }" >&2
+	exit 1
+}
 echo "roll-postgres: every member runs revision $revision"

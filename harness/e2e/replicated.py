@@ -5,6 +5,7 @@ once or watched through a disruption so the timeline shows who was primary when.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,27 @@ def member_roles(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
         for pod in pods
         if pod.metadata.deletion_timestamp is None
     }
+
+
+def streams_from(core: client.CoreV1Api, namespace: str, member: str, primary: str) -> bool:
+    """`member` replicates from `primary`, as Patroni last wrote both into their pods'
+    `status` annotation: its PostgreSQL running as a replica, its WAL receiver streaming, on
+    the primary's timeline. The role label alone says it too early: a demoted primary is
+    labelled a replica while it runs read-only on its old timeline, then has no role while
+    Patroni rewinds and restarts it."""
+    selector = f"{names.NAME_LABEL}={names.POSTGRES}"
+    reported = {
+        pod.metadata.name: json.loads((pod.metadata.annotations or {}).get("status") or "{}")
+        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
+    }
+    mine, theirs = reported.get(member, {}), reported.get(primary, {})
+    return (
+        mine.get("role") == "replica"
+        and mine.get("state") == "running"
+        and mine.get("replication_state") == "streaming"
+        and mine.get("timeline") is not None
+        and mine.get("timeline") == theirs.get("timeline")
+    )
 
 
 def primaries(core: client.CoreV1Api, namespace: str) -> list[str]:

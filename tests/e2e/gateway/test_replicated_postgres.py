@@ -181,7 +181,9 @@ def release(core: client.CoreV1Api, namespace: str) -> None:
 def under_write_load(replicated: Deployment, table: str) -> Iterator[tuple[Measurement, Writers]]:
     """The rollouts' load through the second NodePort, writers inserting unique ids into a
     new `table`, and the members' roles watched into the timeline, settled before the block."""
-    created = replicated.query_once_served(f"create table {table} (id bigint primary key)")
+    created = replicated.query_once_served(
+        f"create table if not exists {table} (id bigint primary key)"
+    )
     assert "error" not in created, created
     probe = replicated.load_probe()
     with (

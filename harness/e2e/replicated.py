@@ -25,13 +25,17 @@ WATCH_INTERVAL_S = 0.5
 SYNC_STATE = f"{names.POSTGRES}-sync"
 
 
+def member_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
+    """The replicated PostgreSQL's member pods, terminating ones included."""
+    selector = f"{names.NAME_LABEL}={names.POSTGRES}"
+    return core.list_namespaced_pod(namespace, label_selector=selector).items
+
+
 def member_roles(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
     """Member pod (not terminating) -> its role label ("" while Patroni has set none)."""
-    selector = f"{names.NAME_LABEL}={names.POSTGRES}"
-    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     return {
         pod.metadata.name: (pod.metadata.labels or {}).get(ROLE_LABEL, "")
-        for pod in pods
+        for pod in member_pods(core, namespace)
         if pod.metadata.deletion_timestamp is None
     }
 
@@ -42,10 +46,9 @@ def streams_from(core: client.CoreV1Api, namespace: str, member: str, primary: s
     the primary's timeline. The role label alone says it too early: a demoted primary is
     labelled a replica while it runs read-only on its old timeline, then has no role while
     Patroni rewinds and restarts it."""
-    selector = f"{names.NAME_LABEL}={names.POSTGRES}"
     reported = {
         pod.metadata.name: json.loads((pod.metadata.annotations or {}).get("status") or "{}")
-        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items
+        for pod in member_pods(core, namespace)
     }
     mine, theirs = reported.get(member, {}), reported.get(primary, {})
     return (

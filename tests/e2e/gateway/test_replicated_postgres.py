@@ -85,6 +85,7 @@ from harness.e2e.replicated import (
     PRIMARY,
     Partition,
     RoleWatch,
+    member_pods,
     member_roles,
     primaries,
     streams_from,
@@ -324,9 +325,7 @@ def primary_on_a_worker(replicated: Deployment) -> str:
 
 
 def test_each_member_runs_on_a_node_of_its_own(replicated: Deployment) -> None:
-    members = replicated.core.list_namespaced_pod(
-        replicated.namespace, label_selector=f"{names.NAME_LABEL}={names.POSTGRES}"
-    ).items
+    members = member_pods(replicated.core, replicated.namespace)
     placed = {pod.metadata.name: pod.spec.node_name for pod in members}
     print(f"\nmembers' nodes: {placed}")
     assert len(placed) == MEMBERS, f"{len(placed)} members, not {MEMBERS}: {placed}"
@@ -536,9 +535,7 @@ def test_a_rolling_change_replaces_the_replicas_first_and_the_primary_last(
     )
     replaced = [line.rsplit(" ", 1)[-1] for line in lines if "replacing" in line]
     revision = apps.read_namespaced_stateful_set(names.POSTGRES, namespace).status.update_revision
-    members = core.list_namespaced_pod(
-        namespace, label_selector=f"{names.NAME_LABEL}={names.POSTGRES}"
-    ).items
+    members = member_pods(core, namespace)
     stale = [p.metadata.name for p in members if p.metadata.labels.get(REVISION) != revision]
     print(
         f"rolling change: roll-postgres exit {status} in {ended_at - started_at:.1f} s; "
@@ -599,12 +596,7 @@ def test_the_reader_reads_acknowledged_writes_from_the_replicas(replicated: Depl
 
 def test_a_member_reaches_the_others_and_the_api_server_only(replicated: Deployment) -> None:
     core, namespace = replicated.core, replicated.namespace
-    pods = {
-        pod.metadata.name: pod
-        for pod in core.list_namespaced_pod(
-            namespace, label_selector=f"{names.NAME_LABEL}={names.POSTGRES}"
-        ).items
-    }
+    pods = {pod.metadata.name: pod for pod in member_pods(core, namespace)}
     member = next(pod for pod, role in member_roles(core, namespace).items() if role != PRIMARY)
     api_server = core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
     dns = core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip

@@ -1,6 +1,8 @@
-"""`scripts/roll-postgres.sh NS` switches an outdated primary over only once Patroni names a
-synchronous standby: in strict mode a switchover to no standby is refused ("can not find
-sync_standby"), and a replica the script has just replaced may have been the standby.
+"""`scripts/roll-postgres.sh NS` starts only once every member is a primary or a replica (a
+member rejoining after a failover is neither for a while, and was left out of the roll), and
+switches an outdated primary over only once Patroni names a synchronous standby: in strict
+mode a switchover to no standby is refused ("can not find sync_standby"), and a replica the
+script has just replaced may have been the standby.
 
 The script runs for real against a stand-in for kubectl (a small Python script reading the
 members from a JSON file and logging each call).
@@ -30,7 +32,7 @@ pods = state["pods"]
 if args[0] == "get" and args[1] in ("pod", "pods"):  # postgres-2 has no role for a while
     state["unlabelled_calls"] -= 1
     if state["unlabelled_calls"] < 0:
-        pods["postgres-2"]["role"] = pods["postgres-2"].get("then", "replica")
+        pods["postgres-2"]["role"] = "replica"
 if args[:2] == ["get", "statefulset"]:
     print(len(pods) if "replicas" in args[-1] else state["revision"], end="")
 elif args[:2] == ["get", "pods"]:

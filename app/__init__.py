@@ -18,6 +18,7 @@ from flask import Flask, Response, g, request
 from app import errorpages, metrics, wait
 from app.admission import Admission
 from app.db import Database
+from app.jsonlog import lean_records
 from app.lifecycle import LIFECYCLE, Lifecycle
 from app.routes import bp
 from app.settings import Settings, load_settings
@@ -29,6 +30,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCLE) -> Flask:
     settings = settings or load_settings(os.environ)
     wait.install()
+    lean_records()
     app = Flask(__name__)
     database = Database(settings)
     app.extensions["pg_gateway.settings"] = settings

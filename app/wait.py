@@ -14,6 +14,9 @@ SQL cannot move:
   whole before psycopg2 sees a row, so after each poll the bytes it holds are checked and
   the wait raises `ResultTooLarge` once they pass the limit.
 On either exception psycopg2 closes the connection; app.sessions then ends its backend.
+Under gevent a pooled connection keeps its own two watchers on its socket: a new watcher
+for every wait, as gevent's `wait_read` makes, had libev register the socket with epoll
+again each time (an fcntl and a failing epoll_ctl per wait).
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import contextvars
 import select
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions as ext
-from gevent import monkey
-from gevent.socket import wait_read, wait_write
+from gevent import get_hub, monkey
+from gevent.socket import wait, wait_read, wait_write
 
 from app import libpq
 
@@ -52,6 +56,7 @@ class GatewayConnection(ext.connection):
     deadline: float | None = None  # time.monotonic() by which the request must be done
     read_limit: int | None = None  # bytes libpq may hold for one statement's result
     cancelled = False  # the cancel request was sent: never reuse this connection
+    watchers: tuple[Any, Any] | None = None  # gevent's (read, write) watchers on its socket
 
     def start_deadline(self, timeout_s: float) -> None:
         self.deadline = time.monotonic() + timeout_s
@@ -97,6 +102,25 @@ def ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:
     return bool(any(select.select(*waiting, timeout_s)))
 
 
+def _ready_connection(connection: ext.connection, writing: bool, timeout_s: float | None) -> bool:
+    """`ready` for a connection that is set up, on its own watchers when it has a place for
+    them (libpq may change sockets while it connects)."""
+    if (
+        not isinstance(connection, GatewayConnection)
+        or connection.status == ext.STATUS_SETUP
+        or not monkey.is_module_patched("socket")
+    ):
+        return ready(connection.fileno(), writing, timeout_s)
+    if connection.watchers is None:
+        loop, fileno = get_hub().loop, connection.fileno()
+        connection.watchers = (loop.io(fileno, 1), loop.io(fileno, 2))
+    try:
+        wait(connection.watchers[writing], timeout_s, TimeoutError)
+    except TimeoutError:
+        return False
+    return True
+
+
 def _past_deadline(connection: GatewayConnection) -> None:
     """Cancel once, within the grace period; after it, give up on the connection."""
     if connection.cancelled:
@@ -120,7 +144,7 @@ def wait_for_database(connection: ext.connection) -> None:
             raise ResultTooLarge
         until = connecting_until or getattr(connection, "deadline", None)
         timeout_s = None if until is None else max(until - time.monotonic(), 0.0)
-        if ready(connection.fileno(), state == ext.POLL_WRITE, timeout_s):
+        if _ready_connection(connection, state == ext.POLL_WRITE, timeout_s):
             continue
         if connecting_until is not None:
             raise psycopg2.OperationalError("timeout expired while connecting")

@@ -79,8 +79,9 @@ def _body() -> bytes:
         raise _too_large(limit)
     deadline = time.monotonic() + settings.body_timeout_s
     chunks, size = [], 0
+    expected = request.content_length  # with it, no read more to learn that the body ended
     try:
-        while chunk := _read(min(READ_CHUNK, limit + 1 - size), deadline):
+        while size != expected and (chunk := _read(min(READ_CHUNK, limit + 1 - size), deadline)):
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:

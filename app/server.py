@@ -17,6 +17,7 @@ the GIL contention that set the latency tail (see docs/benchmarks.md, "Benchmark
   then closes its connection), and only then lets gunicorn stop its workers gracefully.
 - gunicorn's own answers (a request it cannot parse, headers over its limits) are the
   contract's JSON error bodies with an `X-Request-ID`, like every other answer.
+- An answer's head leaves with its first body bytes, in one send (`GatewayResponse`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
-from flask import Flask
+from flask import Flask, Response
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
+from gunicorn.http import wsgi
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 from prometheus_client import multiprocess
@@ -45,12 +48,15 @@ from app.encode import dumps
 from app.errors import RETRY_AFTER_SECONDS, ApiError
 from app.jsonlog import logging_config
 from app.lifecycle import LIFECYCLE
-from app.responses import error_document
+from app.responses import error_document, error_response
 from app.settings import Settings
 
 # Accepted beyond WORKER_CONNECTIONS, only to be shed: an accept that stopped at the limit
 # would leave new clients in the kernel's backlog behind whatever holds the slots.
 SHED_MARGIN = 64
+# A body up to this size is copied behind its head to leave in one send; a larger one is
+# sent apart, as a copy of it would cost its size in memory again.
+JOIN_BODY_BYTES = 64 * 1024
 
 
 def write_json_error(sock: socket.socket, status: int, reason: str, message: str) -> None:
@@ -68,6 +74,42 @@ def write_json_error(sock: socket.socket, status: int, reason: str, message: str
 
 
 util.write_error = write_json_error
+
+
+class GatewayResponse(wsgi.Response):
+    """gunicorn's HTTP/1 response, its head held until the first body bytes and sent with
+    them: gunicorn sends the two apart, a syscall and a TCP segment more per answer."""
+
+    _head = b""
+
+    def send_headers(self) -> None:
+        """As gunicorn's, but the head is kept for `_emit_body` or `close`."""
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        self._head = util.to_bytestring("".join(lines) + "\r\n", "latin-1")
+        self.headers_sent = True
+
+    def _emit_body(self, data: bytes) -> None:
+        head, self._head = self._head, b""
+        if head and not self.chunked and len(data) <= JOIN_BODY_BYTES:
+            data, head = head + data, b""
+        if head:
+            util.write(self.sock, head)
+        # sendall: gevent bounds it as a whole by the socket's timeout (STREAM_STALL_S)
+        util.write(self.sock, data, self.chunked)
+
+    def close(self) -> None:
+        """A response without body bytes (a HEAD, an empty body) still sends its head."""
+        self.send_headers()
+        head, self._head = self._head, b""
+        if head:
+            util.write(self.sock, head)
+        super().close()
+
+
+wsgi.Response = GatewayResponse  # what gunicorn's `wsgi.create` makes for each request
 
 
 class DrainingArbiter(Arbiter):
@@ -151,6 +193,12 @@ class GatewayWorker(GeventWorker):
         super().handle_request(listener_name, req, sock, addr)
 
 
+def _malformed_body(error: ParseException) -> Response:
+    """A body gunicorn's reader cannot parse (a malformed chunk) is the client's error: 400,
+    not the 500 of an unexpected exception."""
+    return error_response(ApiError(400, f"the request body is malformed: {error}"))
+
+
 def _child_exit(_server: Arbiter, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
     LIFECYCLE.forget(worker.pid)
@@ -172,6 +220,7 @@ class GatewayServer(BaseApplication):
             "keepalive": 5,
             "accesslog": None,
             "control_socket_disable": True,
+            "sendfile": False,  # it would send a held head after the file (GatewayResponse)
             "logconfig_dict": logging_config(settings.log_level),
             "logger_class": GatewayLogger,
             "child_exit": _child_exit,
@@ -184,7 +233,9 @@ class GatewayServer(BaseApplication):
 
     def load(self) -> Flask:
         # Runs in each worker after gevent has patched it, before any connection exists.
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        app.register_error_handler(ParseException, _malformed_body)
+        return app
 
     def run(self) -> None:
         DrainingArbiter(self).run()

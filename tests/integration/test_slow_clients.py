@@ -199,3 +199,18 @@ def test_a_slow_query_does_not_hold_up_the_others(patient) -> None:
     assert time.monotonic() - started < 1.0
     slow.join()
     assert results == [200]
+
+
+def test_a_malformed_chunked_body_is_400(patient) -> None:
+    """Measured at 09ddc85: a 500 "internal server error", and the log's "unhandled error"."""
+    sock = _connect(patient)
+    body = b'{"query":"select 1"}'
+    sock.sendall(_request_head("chunked") + f"{len(body) - 1:x}\r\n".encode() + body + b"\r\n")
+    answer = b""
+    while b"}}" not in answer and (chunk := sock.recv(4096)):
+        answer += chunk
+    sock.close()
+    head, _, document = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert b"X-Request-ID: " in head
+    assert json.loads(document)["error"]["message"].startswith("the request body is malformed")

@@ -2,8 +2,9 @@
 
 Each floor answers `POST /query` with the gateway's answer to `select 1`, after reading the
 body, so its CPU per request is what the server (and Flask) alone take of the gateway's.
-`gunicorn` runs the gateway's worker class (gevent), `granian` a Rust HTTP server with the
-same app, each with one worker.
+`gunicorn` runs the gateway's worker class (gevent) and gunicorn's gevent_pywsgi worker
+(gevent's own HTTP parsing), `granian` a Rust HTTP server with the same app, each with one
+worker.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ SERVERS: dict[str, tuple[str, Callable[[int], list[str]]]] = {
     "gunicorn gevent": (
         "gunicorn",
         lambda port: ["-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}"],
+    ),
+    # gunicorn's other gevent worker: gevent's own WSGI server (pywsgi) parses the requests.
+    "gunicorn gevent_pywsgi": (
+        "gunicorn",
+        lambda port: ["-k", "gevent_pywsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
     ),
     "granian": (
         "granian",

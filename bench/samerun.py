@@ -5,7 +5,8 @@ A system's processes (and every thread and child they make) are pinned to SERVER
 nothing else uses; wrk, PostgreSQL and this process share the other CPU. So a system's CPU
 time is its own, one core is its ceiling, and the load generator never takes its CPU.
 Each round runs every system once, in an order rotated every round, so whatever the machine
-does meanwhile falls on all of them alike; the report takes each system's median round.
+does meanwhile falls on all of them alike; the report takes each system's medians over its
+rounds, with the lowest and highest CPU per request of them beside.
 
 The previous release runs as a system of its own (its `app/` from git, this environment),
 so "X times its CPU" compares two servers measured minutes apart on the same machine.
@@ -272,9 +273,19 @@ def medians(results: list[Round]) -> dict[tuple[str, str], Round]:
     }
 
 
+def cpu_ranges(results: list[Round]) -> dict[tuple[str, str], tuple[float, float]]:
+    """Each (system, workload)'s lowest and highest CPU per request over its rounds: how far
+    one round of this machine strays, beside the median."""
+    grouped: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        grouped.setdefault((r.system, r.workload), []).append(r.cpu_ms)
+    return {key: (min(values), max(values)) for key, values in grouped.items()}
+
+
 def markdown(results: list[Round], notes: list[str], baseline: str | None) -> list[str]:
     """The medians, each system's figures beside this gateway's, and the issue's targets."""
     table = medians(results)
+    ranges = cpu_ranges(results)
     out = [
         "## Same-run comparison, one pinned core per system",
         "",
@@ -283,18 +294,20 @@ def markdown(results: list[Round], notes: list[str], baseline: str | None) -> li
         "rounds. CPU = user + system time of all the system's processes per request, "
         "from /proc.",
         "",
-        "| workload | system | req/s | p99 ms | CPU us/request | PostgreSQL us/request "
-        "| CPU vs gateway | req/s vs gateway | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | system | req/s | p99 ms | CPU us/request | rounds' CPU us "
+        "| PostgreSQL us/request | CPU vs gateway | req/s vs gateway | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload in {r.workload: None for r in results}:
         ours = table[("gateway", workload)]
         for key, r in table.items():
             if key[1] != workload:
                 continue
+            low, high = ranges[key]
             out.append(
                 f"| {workload} | {r.system} | {r.rps:,.0f} | {r.p99_ms:.2f} | "
-                f"{r.cpu_ms * 1000:,.0f} | {r.postgres_cpu_ms * 1000:,.0f} | "
+                f"{r.cpu_ms * 1000:,.0f} | {low * 1000:,.0f}-{high * 1000:,.0f} | "
+                f"{r.postgres_cpu_ms * 1000:,.0f} | "
                 f"{r.cpu_ms / ours.cpu_ms:.2f}x | {r.rps / ours.rps:.2f}x | {r.errors} |"
             )
     out += ["", "| target | measured | met |", "|---|---:|:---:|"]

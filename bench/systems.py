@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -110,12 +111,25 @@ def install_pgmeta() -> Path:
     return server
 
 
+def free_port_and_next() -> int:
+    """A free loopback port whose next one is free too: postgres-meta listens on both (its
+    admin app on PG_META_PORT + 1) and exits when either is taken."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 def start_pgmeta(dsn: str, log: IO) -> Service:
     server = install_pgmeta()
     node = shutil.which("node")
     if node is None:
         raise SystemExit("bench: node is needed to run postgres-meta (apt-get install nodejs)")
-    port = free_port()
+    port = free_port_and_next()
     env = {
         **os.environ,
         "PG_META_DB_URL": dsn,

@@ -48,8 +48,14 @@ def test_markdown_puts_every_system_beside_the_gateway() -> None:
         ["pgweb: a note"],
         None,
     )
-    assert "| point | pgweb | 1,200 | 20.00 | 400 | 100 | 0.50x | 1.20x | 0 |" in lines
+    assert "| point | pgweb | 1,200 | 20.00 | 400 | 400-400 | 100 | 0.50x | 1.20x | 0 |" in lines
     assert "- pgweb: a note" in lines
+
+
+def test_markdown_shows_how_far_the_rounds_strayed() -> None:
+    rounds = [_round("gateway", "point", 1000, 9.0, cpu) for cpu in (800, 760, 910)]
+    (row,) = [line for line in samerun.markdown(rounds, [], None) if line.startswith("| point")]
+    assert "| 800 | 760-910 |" in row
 
 
 def test_cpu_seconds_counts_a_busy_descendant() -> None:

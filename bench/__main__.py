@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from app.settings import load_settings
-from bench import profile, report, samerun
+from bench import dbpath, profile, report, samerun
 from bench.database import ITEMS, BenchDatabase
 from bench.direct import run_direct
 from bench.loadgen import Result, ensure_wrk, run_wrk, write_script
@@ -205,6 +205,10 @@ def main() -> int:
             raw = args.out / "profile.raw"
             profile_gateway(database, WORKLOADS[0], 8, args.profile_seconds, raw, gateway_env)
             breakdown = [profile.components(raw), profile.summarize(raw, top=25)]
+            print("bench: the database path, layer by layer (bench.dbpath)", flush=True)
+            breakdown += dbpath.run_pinned(
+                database.dsn, args.same_run_workloads, samerun.SERVER_CPU, 1000, 5
+            )
     finally:
         for service in services.values():
             service.stop()

@@ -108,7 +108,7 @@ def markdown(run: dict) -> str:
     if run.get("same_run"):
         out += ["", *run["same_run"]]
     if run.get("breakdown"):
-        out += ["", "## Where one worker's CPU goes (py-spy, (a) select 1, c=8)", ""]
+        out += ["", "## Where one worker's CPU goes (py-spy, (a) select 1, c=8; bench.dbpath)", ""]
         out += ["```", *run["breakdown"], "```"]
     return "\n".join(out) + "\n"
 

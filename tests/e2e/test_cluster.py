@@ -164,6 +164,7 @@ def test_every_node_is_ready(core: client.CoreV1Api) -> None:
         assert ready == "True", f"node {node.metadata.name} is not Ready: {node.status.conditions}"
 
 
+@pytest.mark.usefixtures("kind_cluster")  # one that failed to come up publishes no port
 def test_node_publishes_the_gateway_node_port_on_loopback_only() -> None:
     published = cluster.published_ports()
     for port in names.PUBLISHED_PORTS:

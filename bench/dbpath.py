@@ -40,6 +40,7 @@ from app.transaction import Transaction
 from app.typecast import TypeCatalog
 from app.validation import parse_query
 from bench.database import ITEMS
+from bench.systems import ROOT
 from bench.workloads import WORKLOADS, Workload
 
 LAYERS = (
@@ -169,7 +170,11 @@ def run_pinned(dsn: str, workloads: list[str], cpu: int, calls: int, rounds: int
         command = [sys.executable, "-m", "bench.dbpath", "--workload", key, "--cpu", str(cpu)]
         command += ["--calls", str(calls), "--rounds", str(rounds)]
         done = subprocess.run(
-            command, env={**os.environ, "DATABASE_URL": dsn}, capture_output=True, text=True
+            command,
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": dsn},
+            capture_output=True,
+            text=True,
         )
         if done.returncode:
             raise RuntimeError(f"bench.dbpath --workload {key} failed:\n{done.stderr[-3000:]}")

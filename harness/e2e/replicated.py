@@ -64,17 +64,23 @@ def primaries(core: client.CoreV1Api, namespace: str) -> list[str]:
     return sorted(pod for pod, role in member_roles(core, namespace).items() if role == PRIMARY)
 
 
-def sync_standby(core: client.CoreV1Api, namespace: str) -> str:
-    """The member Patroni made the synchronous standby, "" while there is none: in strict
-    mode the primary then commits nothing and hands its role over to no one (a switchover
-    is refused: "can not find sync_standby"), as right after the members start."""
+def sync_standby(core: client.CoreV1Api, namespace: str, primary: str | None = None) -> str:
+    """The member Patroni made the synchronous standby (of `primary`, when given), "" while
+    there is none: in strict mode the primary then commits nothing and hands its role over
+    to no one (a switchover is refused: "can not find sync_standby", a drained primary is
+    succeeded by no one), as right after the members start or a new primary is promoted
+    (its key names the new leader and no standby until one is confirmed)."""
     try:
         state = core.read_namespaced_config_map(SYNC_STATE, namespace)
     except client.ApiException as error:
         if error.status == 404:
             return ""
         raise
-    return (state.metadata.annotations or {}).get("sync_standby") or ""
+    annotations = state.metadata.annotations or {}
+    standby = annotations.get("sync_standby") or ""
+    if primary is not None and (annotations.get("leader") != primary or standby == primary):
+        return ""
+    return standby
 
 
 @dataclass

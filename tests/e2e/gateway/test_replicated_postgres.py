@@ -245,10 +245,13 @@ class Written:
         )
 
 
-def synchronous_standby(core: client.CoreV1Api, namespace: str, when: str) -> str:
-    """The member Patroni made the synchronous standby, waited for: until there is one, in
-    strict mode the primary commits nothing and hands its role to no one."""
-    standby = wait_until(lambda: sync_standby(core, namespace), SYNC_STANDBY_TIMEOUT_S)
+def synchronous_standby(
+    core: client.CoreV1Api, namespace: str, when: str, primary: str | None = None
+) -> str:
+    """The member Patroni made the synchronous standby (of `primary`, when given), waited
+    for: until there is one, in strict mode the primary commits nothing and hands its role
+    to no one."""
+    standby = wait_until(lambda: sync_standby(core, namespace, primary), SYNC_STANDBY_TIMEOUT_S)
     assert standby, f"no synchronous standby {SYNC_STANDBY_TIMEOUT_S:.0f} s {when}"
     return standby
 
@@ -300,28 +303,33 @@ def node_of(replicated: Deployment, pod: str) -> str:
 
 def primary_on_a_worker(replicated: Deployment) -> str:
     """The primary, switched over first when it is on the control plane (which the checks
-    must not drain or cut off: the main deployment's PostgreSQL is there); the other two
-    members, one of them the synchronous standby that takes over, are on the workers."""
+    must not drain or cut off: the main deployment's PostgreSQL is there), once it has a
+    synchronous standby; the other two members, one of them that standby, which takes
+    over, are on the workers."""
     core, namespace = replicated.core, replicated.namespace
     primary = the_primary(replicated)
     workers = set(worker_nodes(core))
-    if node_of(replicated, primary) in workers:
-        return primary
-    # Strict mode hands the role over to the synchronous standby only, which an earlier
-    # check's member may not be yet.
-    synchronous_standby(core, namespace, f"to switch {primary} over to")
-    print(switchover(core, namespace, primary))
+    if node_of(replicated, primary) not in workers:
+        # Strict mode hands the role over to the synchronous standby only, which an earlier
+        # check's member may not be yet.
+        synchronous_standby(core, namespace, f"to switch {primary} over to")
+        print(switchover(core, namespace, primary))
 
-    def on_a_worker() -> str | None:
-        found = primaries(core, namespace)
-        moved = len(found) == 1 and found[0] != primary and serves(replicated)
-        return found[0] if moved and node_of(replicated, found[0]) in workers else None
+        def on_a_worker() -> str | None:
+            found = primaries(core, namespace)
+            moved = len(found) == 1 and found[0] != primary and serves(replicated)
+            return found[0] if moved and node_of(replicated, found[0]) in workers else None
 
-    candidate = wait_until(on_a_worker, NEW_PRIMARY_TIMEOUT_S)
-    assert candidate, (
-        f"the switchover from {primary} did not happen: {member_roles(core, namespace)}"
-    )
-    return candidate
+        candidate = wait_until(on_a_worker, NEW_PRIMARY_TIMEOUT_S)
+        assert candidate, (
+            f"the switchover from {primary} did not happen: {member_roles(core, namespace)}"
+        )
+        primary = candidate
+    # A new primary has no synchronous standby until a replica is confirmed as one: a drain
+    # right after the switchover (one replica streaming, the old primary restarting) left
+    # no member allowed to take over, and no primary for 90 s.
+    synchronous_standby(core, namespace, f"of {primary} to take over", primary)
+    return primary
 
 
 def test_each_member_runs_on_a_node_of_its_own(replicated: Deployment) -> None:

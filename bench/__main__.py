@@ -206,6 +206,7 @@ def main() -> int:
             profile_gateway(database, WORKLOADS[0], 8, args.profile_seconds, raw, gateway_env)
             breakdown = [profile.components(raw), profile.summarize(raw, top=25)]
             print("bench: the database path, layer by layer (bench.dbpath)", flush=True)
+            samerun.pin_tree(database.server.pid, samerun.other_cpus())  # off dbpath's CPU
             breakdown += dbpath.run_pinned(
                 database.dsn, args.same_run_workloads, samerun.SERVER_CPU, 1000, 5
             )

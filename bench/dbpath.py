@@ -2,15 +2,16 @@
 
 py-spy gives the time inside psycopg2's C code (the messages sent, the waits) to the
 Python frame that called it, so its breakdown cannot tell the messages themselves from
-the gateway's Python around them. Here one process, under gevent as a worker runs, times
-in alternated rounds (medians, CPU per call from `time.process_time`):
-1. the very messages `Database.query` sent (recorded once), replayed by plain psycopg2,
-   blocking;
-2. the same under the gateway's gevent wait callback (app.wait), no deadline;
-3. with the request's deadline (a timer per wait);
-4. with the pool and the session reset: `Logins.acquire` and `Logins.commit`;
-5. with the `Transaction` (the statement scan, cursors, batches, JSON);
-6. `Database.query` whole (metrics, error handling, the deadline's bookkeeping).
+the gateway's Python around them. Here one process, under gevent as a worker runs, with
+CONCURRENCY greenlets at once (as the same-run comparison's wrk keeps a worker busy: a
+core that idles between round trips makes every wake-up dearer), times in alternated
+rounds (medians, CPU per call from `time.process_time`):
+1. the very messages `Database.query` sent (recorded once), replayed on connections of
+   their own through the gateway's gevent wait callback (app.wait), no deadline;
+2. with the request's deadline (a timer per wait);
+3. with the pool and the session reset: `Logins.acquire` and `Logins.commit`;
+4. with the `Transaction` (the statement scan, cursors, batches, JSON);
+5. `Database.query` whole (metrics, error handling, the deadline's bookkeeping).
 Each layer's cost is the difference to the one before. No HTTP: bench.profile and the
 floors (bench.floors) cover the server and Flask.
 
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 import psycopg2
 import psycopg2.extensions as ext
 from gevent import monkey
@@ -43,9 +45,9 @@ from bench.database import ITEMS
 from bench.systems import ROOT
 from bench.workloads import WORKLOADS, Workload
 
+CONCURRENCY = 8  # the same-run comparison's
 LAYERS = (
-    "the recorded messages, psycopg2 blocking",
-    "+ app.wait's gevent waits",
+    "the recorded messages, app.wait's gevent waits",
     "+ the request's deadline",
     "+ pool acquire, session reset (Logins)",
     "+ Transaction (scan, cursors, batches, JSON)",
@@ -73,9 +75,9 @@ def _replay(connection: ext.connection, messages: list[bytes]) -> None:
                 cursor.fetchall()
 
 
-def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[], None]]]:
-    """The LAYERS (module doc), each a call of one request's database path; the first
-    runs with psycopg2's wait callback unset."""
+def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[int], None]]]:
+    """The LAYERS (module doc), each a call of one request's database path by the greenlet
+    of that number (below CONCURRENCY)."""
     settings = load_settings({**os.environ, "DATABASE_URL": dsn})
     database = Database(settings)
     body: dict[str, Any] = {"query": workload.gateway_sql}
@@ -84,7 +86,7 @@ def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[], None]]]
     parsed = parse_query(body, settings, None)
     timeout_s = parsed.options.timeout_ms / 1000
 
-    def query() -> None:
+    def query(_greenlet: int = 0) -> None:
         database.query(parsed.statement, parsed.options, None)
 
     connection = database.logins.acquire(None)
@@ -96,17 +98,21 @@ def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[], None]]]
     if len(messages) < 2:
         raise SystemExit(f"bench.dbpath: expected two messages or more, recorded {messages}")
 
-    blocking = psycopg2.connect(dsn)
-    blocking.autocommit = True
-    waiting = psycopg2.connect(dsn, connection_factory=wait.GatewayConnection)
-    waiting.autocommit = True
+    own = [
+        psycopg2.connect(dsn, connection_factory=wait.GatewayConnection) for _ in range(CONCURRENCY)
+    ]
+    for connection in own:
+        connection.autocommit = True
 
-    def deadline() -> None:
-        waiting.start_deadline(timeout_s)
-        _replay(waiting, messages)
-        waiting.stop_deadline()
+    def messages_only(greenlet: int) -> None:
+        _replay(own[greenlet], messages)
 
-    def pooled() -> None:
+    def deadline(greenlet: int) -> None:
+        own[greenlet].start_deadline(timeout_s)
+        _replay(own[greenlet], messages)
+        own[greenlet].stop_deadline()
+
+    def pooled(_greenlet: int) -> None:
         session = database.logins.acquire(None)
         session.start_deadline(timeout_s)
         _replay(session, messages[:-1])  # the last is the reset and COMMIT, sent by commit
@@ -114,15 +120,14 @@ def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[], None]]]
 
     catalog = TypeCatalog()
 
-    def transaction() -> None:
+    def transaction(_greenlet: int) -> None:
         session = database.logins.acquire(None)
         session.start_deadline(timeout_s)
         Transaction(session, parsed.options, settings, catalog).run(parsed.statement)
         database.logins.commit(session)
 
     calls = [
-        lambda: _replay(blocking, messages),
-        lambda: _replay(waiting, messages),
+        messages_only,
         deadline,
         pooled,
         transaction,
@@ -131,20 +136,26 @@ def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[], None]]]
     return list(zip(LAYERS, calls, strict=True))
 
 
+def _repeat(call: Callable[[int], None], greenlet: int, times: int) -> None:
+    for _ in range(times):
+        call(greenlet)
+
+
 def measure(dsn: str, workload: Workload, calls: int, rounds: int) -> list[tuple[str, float]]:
-    """Each layer's median CPU per call (us) over `rounds` alternated rounds."""
+    """Each layer's median CPU per call (us) over `rounds` alternated rounds, `calls` a
+    round shared by CONCURRENCY greenlets."""
     wait.install()
     timed = layers(dsn, workload)
+    each = max(calls // CONCURRENCY, 1)
     figures: dict[str, list[float]] = {name: [] for name, _ in timed}
     for _ in range(rounds + 1):  # the first round warms up and is not kept
-        for index, (name, call) in enumerate(timed):
-            if index == 0:
-                ext.set_wait_callback(None)
+        for name, call in timed:
             started = time.process_time()
-            for _ in range(calls):
-                call()
-            figures[name].append((time.process_time() - started) / calls * 1e6)
-            wait.install()
+            gevent.joinall(
+                [gevent.spawn(_repeat, call, greenlet, each) for greenlet in range(CONCURRENCY)],
+                raise_error=True,
+            )
+            figures[name].append((time.process_time() - started) / (each * CONCURRENCY) * 1e6)
     return [(name, statistics.median(values[1:])) for name, values in figures.items()]
 
 

@@ -104,12 +104,14 @@ def pin_tree(pid: int, cpus: set[int]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system time of a process and its living descendants, from /proc."""
+    """User + system time of a process and its descendants, from /proc: the living ones',
+    and the ones their parents have reaped (a PostgreSQL backend that ended during a round
+    took its time out of the sum, which came out negative)."""
     total = 0.0
     for process in _tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess):
             times = process.cpu_times()
-            total += times.user + times.system
+            total += times.user + times.system + times.children_user + times.children_system
     return total
 
 

@@ -78,6 +78,27 @@ def test_cpu_seconds_counts_a_busy_descendant() -> None:
         child.wait()
 
 
+def test_cpu_seconds_keeps_a_descendant_that_ended() -> None:
+    """As a postmaster reaps a backend that ended mid-round: its time stays in the sum."""
+    busy = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {busy!r}])\n"
+            "print('reaped', flush=True)\ntime.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "reaped\n"
+        assert samerun.cpu_seconds(parent.pid) >= 0.45
+    finally:
+        parent.kill()
+        parent.wait()
+
+
 def test_what_starts_on_the_pinned_cpus_stays_there() -> None:
     if len(os.sched_getaffinity(0)) < 2:
         pytest.fail("this test needs two CPUs to pin a child to one of them")

@@ -101,8 +101,8 @@ def layers(dsn: str, workload: Workload) -> list[tuple[str, Callable[[int], None
     own = [
         psycopg2.connect(dsn, connection_factory=wait.GatewayConnection) for _ in range(CONCURRENCY)
     ]
-    for connection in own:
-        connection.autocommit = True
+    for replayer in own:
+        replayer.autocommit = True
 
     def messages_only(greenlet: int) -> None:
         _replay(own[greenlet], messages)

@@ -91,21 +91,22 @@ class GatewayResponse(wsgi.Response):
         self._head = util.to_bytestring("".join(lines) + "\r\n", "latin-1")
         self.headers_sent = True
 
-    def _emit_body(self, data: bytes) -> None:
+    def _flush_head(self) -> None:
         head, self._head = self._head, b""
-        if head and not self.chunked and len(data) <= JOIN_BODY_BYTES:
-            data, head = head + data, b""
         if head:
             util.write(self.sock, head)
+
+    def _emit_body(self, data: bytes) -> None:
+        if self._head and not self.chunked and len(data) <= JOIN_BODY_BYTES:
+            data, self._head = self._head + data, b""
+        self._flush_head()
         # sendall: gevent bounds it as a whole by the socket's timeout (STREAM_STALL_S)
         util.write(self.sock, data, self.chunked)
 
     def close(self) -> None:
         """A response without body bytes (a HEAD, an empty body) still sends its head."""
         self.send_headers()
-        head, self._head = self._head, b""
-        if head:
-            util.write(self.sock, head)
+        self._flush_head()
         super().close()
 
 

@@ -9,6 +9,8 @@ sample (a getpid syscall each, 12 per request); here the pid is read once per pr
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -122,6 +124,17 @@ def record_pool(pool: ConnectionPool) -> None:
     size.set(pool.size)
     in_use.set(pool.in_use)
     waiting.set(pool.waiting)
+
+
+def run_with_multiprocess_files(module: str) -> None:
+    """Re-execute `python -m module` once with PROMETHEUS_MULTIPROC_DIR set, unless it is:
+    prometheus_client picks its multi-process mode when first imported, which importing
+    this module already did. The PID stays (PID 1 stays PID 1 in a container)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="pg-gateway-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)  # noqa: S606
 
 
 def render() -> tuple[bytes, str]:

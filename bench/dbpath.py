@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +34,7 @@ import psycopg2
 import psycopg2.extensions as ext
 from gevent import monkey
 
-from app import wait
+from app import metrics, wait
 from app.db import Database
 from app.settings import load_settings
 from app.transaction import Transaction
@@ -194,11 +193,7 @@ def run_pinned(dsn: str, workloads: list[str], cpu: int, calls: int, rounds: int
 
 
 def main() -> int:
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # As `python -m app` runs: prometheus_client picks its multi-process values (files
-        # in this directory) when first imported, which importing this module did.
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="dbpath-")}
-        os.execve(sys.executable, [sys.executable, "-m", "bench.dbpath", *sys.argv[1:]], env)  # noqa: S606
+    metrics.run_with_multiprocess_files("bench.dbpath")  # as `python -m app` runs
     parser = argparse.ArgumentParser(prog="python -m bench.dbpath", description=__doc__)
     parser.add_argument("--workload", choices=[w.key for w in WORKLOADS], default="select1")
     parser.add_argument("--calls", type=int, default=1000, help="per layer and round [1000]")

@@ -36,6 +36,9 @@ from gevent.socket import wait, wait_read, wait_write
 from app import libpq
 
 CANCEL_GRACE_S = 2.0
+# A connection in these states has its socket for good (psycopg2's SETUP, CONNECTING and
+# DATESTYLE come before).
+_CONNECTED = (ext.STATUS_READY, ext.STATUS_BEGIN, ext.STATUS_PREPARED)
 # The deadline of the request this greenlet (or thread) serves while it opens a connection.
 _REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "request_deadline", default=None
@@ -103,11 +106,12 @@ def ready(fileno: int, writing: bool, timeout_s: float | None) -> bool:
 
 
 def _ready_connection(connection: ext.connection, writing: bool, timeout_s: float | None) -> bool:
-    """`ready` for a connection that is set up, on its own watchers when it has a place for
-    them (libpq may change sockets while it connects)."""
+    """`ready`, on the connection's own watchers once it is connected. Not before: while it
+    connects libpq may move to another socket (the next host, one that refused it under
+    target_session_attrs), and watchers kept on the first would watch a closed number."""
     if (
         not isinstance(connection, GatewayConnection)
-        or connection.status == ext.STATUS_SETUP
+        or connection.status not in _CONNECTED
         or not monkey.is_module_patched("socket")
     ):
         return ready(connection.fileno(), writing, timeout_s)

@@ -1,7 +1,7 @@
 """Every error a Flask app of the gateway answers is the contract's JSON error body.
 
-Installed on the data app and on the operations app; gunicorn's own answers (a request it
-could not parse) are written in the same shape by app.server.
+Installed on the data app and on the operations app; the server's own answers (a request it
+could not parse) are written in the same shape by app.http1.
 """
 
 from __future__ import annotations

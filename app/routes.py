@@ -54,8 +54,8 @@ def _admit(token: Token | None) -> Callable[[], None]:
 
 
 def _read(size: int, deadline: float) -> bytes:
-    """One read of the body that gives up at the deadline. gunicorn's reader loops over
-    several receives for one read, so a socket timeout would not end a drip: under the
+    """One read of the body that gives up at the deadline. One read may take several
+    receives (a drip of chunk framing), so a socket timeout would not end a drip: under the
     gevent worker the whole read is bounded instead."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -97,7 +97,8 @@ def _body() -> bytes:
 
 def _discard(most: int) -> None:
     """Read and drop what the client is still sending, up to `most` bytes and a short
-    time; the rest is gunicorn's to drop, within its keep-alive timeout."""
+    time; after the answer the server drops what still comes for a moment, then closes
+    (app.http1)."""
     deadline = time.monotonic() + DISCARD_TIMEOUT_S
     try:
         while most > 0 and (chunk := _read(min(READ_CHUNK, most), deadline)):

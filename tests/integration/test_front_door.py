@@ -1,5 +1,5 @@
 """The front door: probes no client can starve, connections shed before a worker is full,
-fair shares per token, gunicorn's own answers in JSON, TLS on the data port.
+fair shares per token, the server's own answers in JSON, TLS on the data port.
 
 Measured at 017843a: with the two workers of a pod, `/healthz` probed as the kubelet does (a
 new connection, a 2 s timeout) answered 60 of 60 probes beside 100 held connections, 3 of 13
@@ -196,7 +196,7 @@ class _SourceAdapter(requests.adapters.HTTPAdapter):
     ],
     ids=["malformed", "header too large"],
 )
-def test_gunicorns_own_answers_are_json_with_a_request_id(gateway, raw: bytes, status: int):
+def test_the_servers_own_answers_are_json_with_a_request_id(gateway, raw: bytes, status: int):
     host, port = gateway.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(raw)

@@ -85,7 +85,8 @@ def test_a_dripped_body_is_408_and_others_are_served_meanwhile(patient) -> None:
 
 
 def test_dripped_headers_end_within_the_keep_alive_timeout(patient) -> None:
-    """gunicorn reads request headers within its keep-alive timeout (5 s), then closes."""
+    """A request's head must arrive within the keep-alive timeout (5 s), or the connection
+    closes."""
     sock = _connect(patient)
     started = time.monotonic()
     closed_after = None

@@ -31,7 +31,7 @@ _FRAME = re.compile(r"\s*\((?:.*/)?([^/]+):\d+\)")
 _PATH = re.compile(r"\(([^()]*):\d+\)\s*$")
 # Packages named as the breakdown names them.
 _GROUPS = {
-    "gunicorn": "gunicorn (HTTP parsing, WSGI environ, sending)",
+    "gunicorn": "gunicorn (the worker process)",
     "gevent": "gevent (hub, timeouts, sockets)",
     "flask": "Flask/Werkzeug",
     "werkzeug": "Flask/Werkzeug",

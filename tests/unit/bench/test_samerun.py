@@ -141,6 +141,6 @@ def test_components_sum_self_time_by_package(tmp_path: Path) -> None:
     assert lines == [
         "self time by component (5 samples holding the GIL):",
         " 60.0%  app.routes",
-        " 20.0%  gunicorn (HTTP parsing, WSGI environ, sending)",
+        " 20.0%  gunicorn (the worker process)",
         " 20.0%  logging (the access log)",
     ]

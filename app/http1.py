@@ -280,7 +280,8 @@ class Connection:
 
     def _answer(self, message: _Message) -> bool:
         """Run the app for one request and send its answer; whether to read another."""
-        keep = message.keep_alive and not self._ended and self._keep_serving()
+        last = self._ended and message is self._messages[-1]  # nothing after it is parsed
+        keep = message.keep_alive and not last and self._keep_serving()
         answer = _Answer(self._sock, message, keep)
         try:
             result = self._app(self._environ(message), answer.start_response)

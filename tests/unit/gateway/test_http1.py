@@ -267,6 +267,19 @@ def test_a_request_it_cannot_take_is_a_json_error_and_the_end(raw: bytes, status
     assert "message" in json.loads(answer["body"])["error"]
 
 
+def test_requests_before_a_refused_one_are_answered_then_the_refusal() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nNOT A REQUEST\r\n\r\n"
+    first, refused = answers(serve(raw)[0])
+    assert first["status"] == 200 and "connection" not in first["headers"]
+    assert refused["status"] == 400 and refused["headers"]["connection"] == "close"
+
+
+def test_an_upgrade_request_is_answered_as_the_last() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0"
+    [answer] = answers(serve(raw)[0])
+    assert answer["status"] == 200 and answer["headers"]["connection"] == "close"
+
+
 def test_an_app_failing_before_its_answer_is_a_500_and_the_end() -> None:
     def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         raise RuntimeError("broken")

@@ -146,7 +146,10 @@ class Connection:
         self._keep_serving = keep_serving
         self._parser = httptools.HttpRequestParser(self)
         self._messages: deque[_Message] = deque()
-        self._unheaded_bytes = 0  # received since the last head was complete
+        # Bytes received since the parser last got somewhere (a head complete, body bytes, a
+        # request complete): a head, a trailer or chunk framing must not grow without bound.
+        self._idle_bytes = 0
+        self._progressed = False
         self._refused: RequestRefused | None = None
         self._ended = False  # nothing more will be parsed (end of input, upgrade, error)
 
@@ -184,13 +187,20 @@ class Connection:
         message.method = self._parser.get_method().decode("latin-1")
         message.version = self._parser.get_http_version()
         message.keep_alive = self._parser.should_keep_alive()
+        if message.version not in ("1.0", "1.1"):
+            raise RequestRefused(
+                505, "HTTP Version Not Supported", f"HTTP/{message.version}: 1.0 and 1.1 are served"
+            )
         message.headed = True
+        self._progressed = True
 
     def on_body(self, body: bytes) -> None:
         self._messages[-1].body.append(body)
+        self._progressed = True
 
     def on_message_complete(self) -> None:
         self._messages[-1].complete = True
+        self._progressed = True
 
     # -- reading --------------------------------------------------------------------------
 
@@ -202,6 +212,7 @@ class Connection:
         if not data:
             self._ended = True
             return False
+        self._progressed = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
@@ -210,27 +221,25 @@ class Connection:
             self._ended = True  # what follows is another protocol: answer, then close
         except httptools.HttpParserError as error:
             self._stop(error)
-        last = self._messages[-1] if self._messages else None
-        if last is not None and last.headed:
-            self._unheaded_bytes = 0
-        else:
-            self._unheaded_bytes += len(data)
-            if self._unheaded_bytes > MAX_HEAD_BYTES and not self._ended:
-                self._stop(
-                    RequestRefused(
-                        431, "Request Header Fields Too Large", f"over {MAX_HEAD_BYTES} bytes"
-                    )
+        self._idle_bytes = 0 if self._progressed else self._idle_bytes + len(data)
+        if self._idle_bytes > MAX_HEAD_BYTES and not self._ended:
+            self._stop(
+                RequestRefused(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"over {MAX_HEAD_BYTES} bytes of head, trailer or chunk framing",
                 )
+            )
         return True
 
     def _stop(self, error: BaseException) -> None:
         """The parser cannot go on: a body's framing broke, or a head is refused."""
         self._ended = True
         last = self._messages[-1] if self._messages else None
-        if isinstance(error, RequestRefused):
+        if last is not None and last.headed and not last.complete:
+            last.error = str(error) or type(error).__name__  # its app answers 400
+        elif isinstance(error, RequestRefused):
             self._refused = error
-        elif last is not None and last.headed and not last.complete:
-            last.error = str(error) or type(error).__name__
         else:
             self._refused = RequestRefused(400, "Bad Request", str(error))
 
@@ -281,8 +290,7 @@ class Connection:
     def _answer(self, message: _Message) -> bool:
         """Run the app for one request and send its answer; whether to read another."""
         last = self._ended and message is self._messages[-1]  # nothing after it is parsed
-        keep = message.keep_alive and not last and self._keep_serving()
-        answer = _Answer(self._sock, message, keep)
+        answer = _Answer(self._sock, message, message.keep_alive and not last, self._keep_serving)
         try:
             result = self._app(self._environ(message), answer.start_response)
             try:
@@ -309,10 +317,11 @@ class Connection:
         """Close the sending side and drop what the client still sends, for a moment."""
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
-            self._sock.settimeout(LINGER_S)
             ends = time.monotonic() + LINGER_S
-            while time.monotonic() < ends and self._sock.recv(READ_BYTES):
-                pass
+            while (left := ends - time.monotonic()) > 0:
+                self._sock.settimeout(left)
+                if not self._sock.recv(READ_BYTES):
+                    return
 
     def _environ(self, message: _Message) -> dict[str, Any]:
         url = message.url.decode("latin-1")
@@ -376,10 +385,13 @@ class RequestBody:
 class _Answer:
     """The answer to one request: `start_response`, then its body written as it comes."""
 
-    def __init__(self, sock: socket.socket, message: _Message, keep: bool) -> None:
+    def __init__(
+        self, sock: socket.socket, message: _Message, keep: bool, keep_serving: Callable[[], bool]
+    ) -> None:
         self._sock = sock
         self._message = message
         self.keep = keep
+        self._keep_serving = keep_serving
         self.head_sent = False
         self._status = ""
         self._headers: list[tuple[str, str]] = []
@@ -405,13 +417,15 @@ class _Answer:
         return self.write
 
     def _head(self) -> bytes:
-        lines = [f"HTTP/{self._message.version} {self._status}\r\n"]
+        lines = [f"HTTP/1.1 {self._status}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in self._headers)
         lines.append(f"Date: {_date()}\r\n")
         if self._chunked:
             lines.append("Transfer-Encoding: chunked\r\n")
-        if not self._message.complete:
-            self.keep = False  # its body was not read to the end: nothing more to parse
+        if not self._message.complete or not self._keep_serving():
+            # Its body was not read to the end (nothing more to parse), or the worker stops
+            # or drains (asked when the answer starts: a drain may begin during the request).
+            self.keep = False
         if not self.keep:
             lines.append("Connection: close\r\n")
         elif self._message.version == "1.0":

@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from app.http1 import (
     JOIN_BODY_BYTES,
+    LINGER_S,
     MAX_FIELD_BYTES,
     MAX_HEAD_BYTES,
     MAX_HEADER_FIELDS,
@@ -278,6 +280,110 @@ def test_an_upgrade_request_is_answered_as_the_last() -> None:
     raw = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0"
     [answer] = answers(serve(raw)[0])
     assert answer["status"] == 200 and answer["headers"]["connection"] == "close"
+
+
+@pytest.mark.parametrize("line", [b"GET / HTTP/2.0\r\n", b"GET / HTTP/0.9\r\n"])
+def test_a_version_other_than_1_0_and_1_1_is_refused(line: bytes) -> None:
+    [answer] = answers(serve(line + b"Host: x\r\n\r\n")[0])
+    assert answer["status"] == 505 and answer["headers"]["connection"] == "close"
+
+
+def test_a_trailer_without_end_is_a_malformed_body() -> None:
+    caught = []
+
+    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except MalformedBody as error:
+            caught.append(str(error))
+        start_response("400 Bad Request", [("Content-Length", "0")])
+        return []
+
+    raw = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\na\r\n0\r\nX-Trailer: " + b"a" * (2 * MAX_HEAD_BYTES)
+    )
+    serve(raw, app)
+    assert caught and "over 65536 bytes" in caught[0]
+
+
+def test_a_pipelined_head_is_not_charged_for_the_body_before_it() -> None:
+    body = b"b" * (62 * 1024)
+    first = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    second = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 8000 + b"\r\n\r\n"
+    # As a network delivers it: the body's end with the next head's start, then the head
+    # in pieces, each read apart.
+    pieces = [first + body + second[:100], second[100:4000], second[4000:]]
+    client, server = socket.socketpair()
+
+    def send() -> None:
+        for piece in pieces:
+            client.sendall(piece)
+            time.sleep(0.2)
+        client.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    with client, server:
+        Connection(
+            server,
+            ("127.0.0.1", 5000),
+            echo,
+            environ_base(("127.0.0.1", 8080), "http", False),
+            contextlib.nullcontext,
+            lambda: True,
+        ).serve()
+        server.shutdown(socket.SHUT_WR)
+        thread.join(10)
+        received = b""
+        while chunk := client.recv(1 << 20):
+            received += chunk
+    assert [a["status"] for a in answers(received)] == [200, 200]
+
+
+def test_a_drain_that_starts_during_a_request_closes_its_connection() -> None:
+    draining = []
+
+    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        draining.append(True)
+        return echo(environ, start_response)
+
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+    answered = answers(serve(raw, app, keep_serving=lambda: not draining)[0])
+    assert len(answered) == 1 and answered[0]["headers"]["connection"] == "close"
+
+
+def test_the_linger_after_an_unread_body_is_bounded() -> None:
+    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        start_response("413 Content Too Large", [("Content-Length", "0")])
+        return []
+
+    client, server = socket.socketpair()
+    stop = threading.Event()
+
+    def drip() -> None:
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx")
+        while not stop.wait(LINGER_S * 0.9):
+            client.sendall(b"x")
+
+    thread = threading.Thread(target=drip)
+    thread.start()
+    started = time.monotonic()
+    with client, server:
+        try:
+            Connection(
+                server,
+                ("127.0.0.1", 5000),
+                app,
+                environ_base(("127.0.0.1", 8080), "http", False),
+                contextlib.nullcontext,
+                lambda: True,
+            ).serve()
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            thread.join(10)
+    assert took < LINGER_S + 0.5
 
 
 def test_an_app_failing_before_its_answer_is_a_500_and_the_end() -> None:

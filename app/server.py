@@ -27,8 +27,10 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import gevent
@@ -36,6 +38,7 @@ from flask import Flask, Response
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.sock import ssl_context as gunicorn_ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 from prometheus_client import multiprocess
 
@@ -75,25 +78,37 @@ class GatewayWorker(GeventWorker):
         self._open: dict[Any, socket.socket] = {}  # greenlet -> its client
         self._idle: dict[Any, float] = {}  # greenlet waiting for headers -> since when
         self._environs: dict[Any, dict[str, Any]] = {}  # listener -> its requests' environ
+        self._tls: ssl.SSLContext | None = None
+
+    def run(self) -> None:
+        # gevent's server gets a context that leaves accepted sockets plain
+        # (_PlainUntilHandle); `handle` wraps them with the real one.
+        self._tls = gunicorn_ssl_context(self.cfg).context if self.cfg.is_ssl else None
+        super().run()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        # Every read and write on the client's socket gives up after STREAM_STALL_S (the
+        # gevent worker would block for ever): a client that stops reading or sending
+        # holds its greenlet no longer. Each request's head (and a TLS handshake) is bounded
+        # by the keep-alive timeout (timeout_ctx), its body by BODY_TIMEOUT_S (app.routes).
+        client.settimeout(self.app.settings.stream_stall_s)
         if len(self._open) >= self.open_limit and not self._shed_an_idle_connection():
             metrics.record_shed("full")
-            http1.write_error(client, 503, "Service Unavailable", "every connection is busy")
-            util.close(client)
+            self._refuse(client)
             return
         me = gevent.getcurrent()
         self._open[me] = client
-        # Every read and write on the client's socket gives up after STREAM_STALL_S (the
-        # gevent worker would block for ever): a client that stops reading or sending
-        # holds its greenlet no longer. Each request's head is bounded by the keep-alive
-        # timeout (timeout_ctx), its body by BODY_TIMEOUT_S (app.routes).
-        client.settimeout(self.app.settings.stream_stall_s)
         try:
+            if self._tls is not None:
+                client = self._open[me] = self._tls.wrap_socket(
+                    client, server_side=True, do_handshake_on_connect=False
+                )
+                if not self._shook_hands(client, self.timeout_ctx()):
+                    return
             if listener not in self._environs:
                 self._environs[listener] = http1.environ_base(
                     listener.getsockname()[:2],
-                    "https" if self.cfg.is_ssl else "http",
+                    "https" if self._tls is not None else "http",
                     self.cfg.workers > 1,
                 )
             http1.Connection(
@@ -104,10 +119,36 @@ class GatewayWorker(GeventWorker):
                 self.timeout_ctx,
                 self._keep_serving,
             ).serve()
+        except OSError:  # a client gone before its TLS handshake began
+            return
         finally:
             del self._open[me]
             self._idle.pop(me, None)
             util.close(client)
+
+    def _refuse(self, client: Any) -> None:
+        """The 503 of a full worker, within the keep-alive timeout (a TLS client shakes hands
+        first); a client gone already needs no answer."""
+        with contextlib.suppress(OSError):
+            if self._tls is not None:
+                client = self._tls.wrap_socket(
+                    client, server_side=True, do_handshake_on_connect=False
+                )
+                if not self._shook_hands(client, gevent.Timeout(self.cfg.keepalive, False)):
+                    return
+            client.settimeout(self.cfg.keepalive)
+            http1.write_error(client, 503, "Service Unavailable", "every connection is busy")
+        util.close(client)
+
+    @staticmethod
+    def _shook_hands(client: ssl.SSLSocket, bound: AbstractContextManager[Any]) -> bool:
+        """A TLS handshake within `bound`; False when it failed (plain HTTP on the TLS port,
+        a stall, a reset)."""
+        done = False
+        with contextlib.suppress(OSError), bound:
+            client.do_handshake()
+            done = True
+        return done
 
     def _keep_serving(self) -> bool:
         """Whether a connection may take another request after this answer: not once the
@@ -136,6 +177,23 @@ class GatewayWorker(GeventWorker):
             self._open[greenlet].shutdown(socket.SHUT_RDWR)
         metrics.record_shed("idle")
         return True
+
+
+class _PlainUntilHandle:
+    """The TLS context as gevent's StreamServer holds it: accepted sockets stay plain, and
+    `GatewayWorker.handle` wraps them. gevent would shake hands before `handle`, with no time
+    bound, outside the connection count, and with a traceback for every failed handshake."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    def wrap_socket(self, sock: socket.socket, **_options: Any) -> socket.socket:
+        return sock
+
+
+def _tls_context(_config: Any, default_context: Callable[[], ssl.SSLContext]) -> Any:
+    """gunicorn's `ssl_context` hook: its own context (certificate, key), for `handle`."""
+    return _PlainUntilHandle(default_context())
 
 
 def _malformed_body(error: http1.MalformedBody) -> Response:
@@ -168,6 +226,7 @@ class GatewayServer(BaseApplication):
             "logconfig_dict": logging_config(settings.log_level),
             "child_exit": _child_exit,
             "proc_name": "pg-gateway",
+            "ssl_context": _tls_context,
             "certfile": settings.tls_cert_file,
             "keyfile": settings.tls_key_file,
         }

@@ -10,9 +10,11 @@ and 431 were HTML without `X-Request-ID`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import statistics
+import struct
 import subprocess
 import threading
 import time
@@ -237,3 +239,77 @@ def test_the_data_port_speaks_tls_when_given_a_certificate(start_gateway_for, ce
     with pytest.raises(requests.ConnectionError):  # no token ever crosses in clear text
         requests.post(gateway.url + "/query", json={"query": "select 1"}, timeout=5)
     assert requests.get(gateway.ops_url + "/healthz", timeout=2).status_code == 200
+
+
+def _log(gateway) -> str:
+    """What the gateway has written to its log file so far."""
+    return Path(f"/proc/{gateway.process.pid}/fd/2").read_text()
+
+
+@pytest.fixture(scope="module")
+def one_slot_tls(start_gateway_for, certificate):
+    """One worker holding one client connection, on TLS."""
+    cert, key = certificate
+    return start_gateway_for(
+        WORKERS="1",
+        WORKER_CONNECTIONS="1",
+        STREAM_STALL_S="3",
+        TLS_CERT_FILE=str(cert),
+        TLS_KEY_FILE=str(key),
+    )
+
+
+def _secure_select(gateway, cert: Path) -> dict:
+    secure = gateway.url.replace("http://", "https://")
+    answer = requests.post(
+        secure + "/query", json={"query": "select 1 as n"}, verify=str(cert), timeout=8
+    )
+    return answer.json()
+
+
+def test_tls_handshakes_are_bounded_and_shed_like_request_heads(one_slot_tls, certificate):
+    """gevent ran the handshake before the worker saw the connection: with no time bound and
+    outside WORKER_CONNECTIONS, so silent connections held it for ever and kept clients out."""
+    cert, _ = certificate
+    host, port = one_slot_tls.url.removeprefix("http://").split(":")
+    stalled = socket.create_connection((host, int(port)), timeout=20)
+    stalled.sendall(bytes.fromhex("1603010200"))  # a ClientHello's record header, then nothing
+    started = time.monotonic()
+    with contextlib.suppress(OSError):
+        while stalled.recv(4096):
+            pass
+    held_s = time.monotonic() - started
+    stalled.close()
+    silent = [socket.create_connection((host, int(port))) for _ in range(70)]
+    try:
+        time.sleep(0.5)
+        answer = _secure_select(one_slot_tls, cert)
+    finally:
+        for sock in silent:
+            sock.close()
+    print(f"\nTLS: a stalled handshake held {held_s:.1f} s; a fresh client beside 70 silent ones")
+    assert held_s < 10  # the keep-alive timeout (5 s), not for ever
+    assert answer == {"result": [{"n": 1}]}
+
+
+def test_failed_handshakes_and_vanished_clients_log_no_traceback(one_slot_tls) -> None:
+    host, port = one_slot_tls.url.removeprefix("http://").split(":")
+    before = len(_log(one_slot_tls))
+    for _ in range(3):  # plain HTTP on the TLS port
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(OSError):
+                while sock.recv(4096):
+                    pass
+    busy = socket.create_connection((host, int(port)), timeout=5)  # the one slot, shaking hands
+    time.sleep(0.3)
+    for _ in range(3):  # a client that resets at once while the slot is taken
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.connect((host, int(port)))
+        sock.close()
+    time.sleep(1)
+    busy.close()
+    time.sleep(0.5)
+    written = _log(one_slot_tls)[before:]
+    assert "Traceback" not in written, written[-3000:]

@@ -75,7 +75,9 @@ def _body() -> bytes:
     settings = _settings()
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        _discard(DISCARD_BYTES + request.content_length - limit)
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            _discard(DISCARD_BYTES + request.content_length - limit)
+        # else: the client waits for a 100 Continue before its body; it gets the 413 instead
         raise _too_large(limit)
     deadline = time.monotonic() + settings.body_timeout_s
     chunks, size = [], 0

@@ -173,6 +173,19 @@ def test_a_client_still_sending_an_oversized_body_gets_the_413(patient, attempt:
     assert status == 413, (attempt, sent)
 
 
+def test_a_client_expecting_100_continue_for_an_oversized_body_gets_the_413_at_once(
+    patient,
+) -> None:
+    """The 413 instead of a 100 that would invite the upload only to drop it."""
+    sock = _connect(patient)
+    sock.sendall(_request_head(2 * 1024 * 1024, extra="Expect: 100-continue\r\n"))
+    started = time.monotonic()
+    status = _status(sock)
+    sock.close()
+    assert status == 413
+    assert time.monotonic() - started < 1.0
+
+
 def test_an_oversized_chunked_body_is_413(patient) -> None:
     sock = _connect(patient)
     sock.sendall(_request_head("chunked"))

@@ -63,6 +63,38 @@ class RecordingSocket:
         return getattr(self._sock, name)
 
 
+def connection(
+    sock: Any, app: App = echo, keep_serving: Callable[[], bool] = lambda: True
+) -> Connection:
+    """A connection as a worker makes it, with no bound on the wait for a head."""
+    return Connection(
+        sock,
+        ("127.0.0.1", 5000),
+        app,
+        environ_base(("127.0.0.1", 8080), "http", False),
+        contextlib.nullcontext,
+        keep_serving,
+    )
+
+
+def received_all(client: socket.socket) -> bytes:
+    received = b""
+    while chunk := client.recv(1 << 20):
+        received += chunk
+    return received
+
+
+def serve_while(talk: Callable[[socket.socket], None]) -> None:
+    """One connection served while `talk`, in a thread, speaks as its client."""
+    client, server = socket.socketpair()
+    thread = threading.Thread(target=talk, args=(client,))
+    thread.start()
+    with client, server:
+        connection(server).serve()
+        server.shutdown(socket.SHUT_WR)
+        thread.join(10)
+
+
 def serve(
     raw: bytes, app: App = echo, keep_serving: Callable[[], bool] = lambda: True
 ) -> tuple[bytes, list[bytes]]:
@@ -72,20 +104,24 @@ def serve(
     with client, server:
         client.sendall(raw)
         client.shutdown(socket.SHUT_WR)
-        connection = Connection(
-            recording,  # type: ignore[arg-type]
-            ("127.0.0.1", 5000),
-            app,
-            environ_base(("127.0.0.1", 8080), "http", False),
-            contextlib.nullcontext,
-            keep_serving,
-        )
-        connection.serve()
+        connection(recording, app, keep_serving).serve()
         server.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := client.recv(1 << 20):
-            received += chunk
+        received = received_all(client)
     return received, recording.sends
+
+
+def malformed_body_reader(caught: list[str]) -> App:
+    """An app that reads the whole body, keeps what a MalformedBody said, and answers 400."""
+
+    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except MalformedBody as error:
+            caught.append(str(error))
+        start_response("400 Bad Request", [("Content-Length", "0")])
+        return []
+
+    return app
 
 
 class Answers:
@@ -158,16 +194,8 @@ def test_a_chunked_body_reaches_the_app_decoded() -> None:
 
 
 def test_a_malformed_chunk_is_the_apps_to_answer() -> None:
-    caught = []
-
-    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        try:
-            environ["wsgi.input"].read()
-        except MalformedBody as error:
-            caught.append(error)
-        start_response("400 Bad Request", [("Content-Length", "0")])
-        return []
-
+    caught: list[str] = []
+    app = malformed_body_reader(caught)
     raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"
     received, _ = serve(raw, app)
     assert len(caught) == 1
@@ -289,16 +317,8 @@ def test_a_version_other_than_1_0_and_1_1_is_refused(line: bytes) -> None:
 
 
 def test_a_trailer_without_end_is_a_malformed_body() -> None:
-    caught = []
-
-    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        try:
-            environ["wsgi.input"].read()
-        except MalformedBody as error:
-            caught.append(str(error))
-        start_response("400 Bad Request", [("Content-Length", "0")])
-        return []
-
+    caught: list[str] = []
+    app = malformed_body_reader(caught)
     raw = (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"1\r\na\r\n0\r\nX-Trailer: " + b"a" * (2 * MAX_HEAD_BYTES)
@@ -314,31 +334,17 @@ def test_a_pipelined_head_is_not_charged_for_the_body_before_it() -> None:
     # As a network delivers it: the body's end with the next head's start, then the head
     # in pieces, each read apart.
     pieces = [first + body + second[:100], second[100:4000], second[4000:]]
-    client, server = socket.socketpair()
+    received: list[bytes] = []
 
-    def send() -> None:
+    def talk(client: socket.socket) -> None:
         for piece in pieces:
             client.sendall(piece)
             time.sleep(0.2)
         client.shutdown(socket.SHUT_WR)
+        received.append(received_all(client))
 
-    thread = threading.Thread(target=send)
-    thread.start()
-    with client, server:
-        Connection(
-            server,
-            ("127.0.0.1", 5000),
-            echo,
-            environ_base(("127.0.0.1", 8080), "http", False),
-            contextlib.nullcontext,
-            lambda: True,
-        ).serve()
-        server.shutdown(socket.SHUT_WR)
-        thread.join(10)
-        received = b""
-        while chunk := client.recv(1 << 20):
-            received += chunk
-    assert [a["status"] for a in answers(received)] == [200, 200]
+    serve_while(talk)
+    assert [a["status"] for a in answers(received[0])] == [200, 200]
 
 
 def test_a_drain_that_starts_during_a_request_closes_its_connection() -> None:
@@ -371,14 +377,7 @@ def test_the_linger_after_an_unread_body_is_bounded() -> None:
     started = time.monotonic()
     with client, server:
         try:
-            Connection(
-                server,
-                ("127.0.0.1", 5000),
-                app,
-                environ_base(("127.0.0.1", 8080), "http", False),
-                contextlib.nullcontext,
-                lambda: True,
-            ).serve()
+            connection(server, app).serve()
             took = time.monotonic() - started
         finally:
             stop.set()
@@ -407,31 +406,17 @@ def test_an_app_failing_mid_answer_cuts_the_connection() -> None:
 
 
 def test_expect_100_continue_is_answered_when_the_body_is_read() -> None:
-    client, server = socket.socketpair()
     got: list[bytes] = []
 
-    def client_side() -> None:
+    def talk(client: socket.socket) -> None:
         client.sendall(
             b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
         )
         got.append(client.recv(100))  # the 100 first, the body after it
         client.sendall(b"ok")
         client.shutdown(socket.SHUT_WR)
-        while chunk := client.recv(65536):
-            got.append(chunk)
+        got.append(received_all(client))
 
-    thread = threading.Thread(target=client_side)
-    thread.start()
-    with client, server:
-        Connection(
-            server,
-            ("127.0.0.1", 5000),
-            echo,
-            environ_base(("127.0.0.1", 8080), "http", False),
-            contextlib.nullcontext,
-            lambda: True,
-        ).serve()
-        server.shutdown(socket.SHUT_WR)
-        thread.join(10)
+    serve_while(talk)
     assert got[0] == b"HTTP/1.1 100 Continue\r\n\r\n"
-    assert json.loads(answers(b"".join(got[1:]))[0]["body"])["body"] == "ok"
+    assert json.loads(answers(got[1])[0]["body"])["body"] == "ok"

@@ -132,7 +132,7 @@ class Connection:
         addr: Any,
         app: Callable,
         environ: dict[str, Any],
-        waiting_for_head: Callable[[], AbstractContextManager[None]],
+        waiting_for_head: Callable[[bool], AbstractContextManager[None]],
         keep_serving: Callable[[], bool],
     ) -> None:
         self._sock = sock
@@ -152,6 +152,7 @@ class Connection:
         self._progressed = False
         self._refused: RequestRefused | None = None
         self._ended = False  # nothing more will be parsed (end of input, upgrade, error)
+        self._answered = False  # a request of this connection has been answered
 
     # -- the parser's callbacks -----------------------------------------------------------
 
@@ -246,7 +247,7 @@ class Connection:
     def _next(self) -> _Message | None:
         """The next request with its head complete, waiting for it within the worker's bound
         (None when the client ended, went quiet, or its request is refused)."""
-        with self._waiting_for_head():
+        with self._waiting_for_head(self._answered):
             while not (self._messages and self._messages[0].headed):
                 if not self._receive():
                     break
@@ -284,6 +285,7 @@ class Connection:
                 if not self._answer(message):
                     return
                 self._messages.popleft()
+                self._answered = True
         except OSError:  # the client went away, or stalled past the socket's timeout
             return
 

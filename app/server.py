@@ -76,7 +76,8 @@ class GatewayWorker(GeventWorker):
         self.open_limit = self.worker_connections
         self.worker_connections = self.open_limit + SHED_MARGIN  # gevent's accept pool
         self._open: dict[Any, socket.socket] = {}  # greenlet -> its client
-        self._idle: dict[Any, float] = {}  # greenlet waiting for headers -> since when
+        # greenlet waiting for a head -> (has it answered a request before, since when)
+        self._idle: dict[Any, tuple[bool, float]] = {}
         self._environs: dict[Any, dict[str, Any]] = {}  # listener -> its requests' environ
         self._tls: ssl.SSLContext | None = None
 
@@ -157,10 +158,11 @@ class GatewayWorker(GeventWorker):
         return self.alive and not LIFECYCLE.draining
 
     @contextlib.contextmanager
-    def timeout_ctx(self) -> Iterator[None]:
-        """Each request's head is waited for in this: the connection is idle."""
+    def timeout_ctx(self, kept_alive: bool = False) -> Iterator[None]:
+        """Each request's head is waited for in this: the connection is idle. `kept_alive`:
+        it has answered a request before."""
         me = gevent.getcurrent()
-        self._idle[me] = time.monotonic()
+        self._idle[me] = (kept_alive, time.monotonic())
         try:
             with gevent.Timeout(self.cfg.keepalive, False):
                 yield
@@ -168,7 +170,9 @@ class GatewayWorker(GeventWorker):
             self._idle.pop(me, None)
 
     def _shed_an_idle_connection(self) -> bool:
-        """Close the connection idle the longest: its parser reads the end, its greenlet ends."""
+        """Close an idle connection: one that never had a request answered before one kept
+        alive (a flood of new connections cannot push out a client busy on its own), then the
+        one idle the longest. Its parser reads the end, its greenlet ends."""
         if not self._idle:
             return False
         greenlet = min(self._idle, key=self._idle.__getitem__)

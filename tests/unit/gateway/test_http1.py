@@ -184,6 +184,25 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection() -> None:
     assert [json.loads(a["body"])["body"] for a in answers(received)] == ["0", "1", "2"]
 
 
+def test_each_wait_for_a_head_says_whether_the_connection_answered_before() -> None:
+    """The worker sheds idle connections that never had an answer before kept-alive ones."""
+    waits: list[bool] = []
+
+    def waiting(kept_alive: bool) -> contextlib.nullcontext[None]:
+        waits.append(kept_alive)
+        return contextlib.nullcontext()
+
+    client, server = socket.socketpair()
+    with client, server:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        client.shutdown(socket.SHUT_WR)
+        Connection(
+            server, ("127.0.0.1", 5000), echo, environ_base(("127.0.0.1", 8080), "http", False),
+            waiting, lambda: True,
+        ).serve()  # fmt: skip
+    assert waits == [False, True, True]
+
+
 def test_a_chunked_body_reaches_the_app_decoded() -> None:
     raw = (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -130,16 +130,18 @@ class GatewayWorker(GeventWorker):
     def _refuse(self, client: Any) -> None:
         """The 503 of a full worker, within the keep-alive timeout (a TLS client shakes hands
         first); a client gone already needs no answer."""
-        with contextlib.suppress(OSError):
-            if self._tls is not None:
-                client = self._tls.wrap_socket(
-                    client, server_side=True, do_handshake_on_connect=False
-                )
-                if not self._shook_hands(client, gevent.Timeout(self.cfg.keepalive, False)):
-                    return
-            client.settimeout(self.cfg.keepalive)
-            http1.write_error(client, 503, "Service Unavailable", "every connection is busy")
-        util.close(client)
+        try:
+            with contextlib.suppress(OSError):
+                if self._tls is not None:
+                    client = self._tls.wrap_socket(
+                        client, server_side=True, do_handshake_on_connect=False
+                    )
+                    if not self._shook_hands(client, gevent.Timeout(self.cfg.keepalive, False)):
+                        return
+                client.settimeout(self.cfg.keepalive)
+                http1.write_error(client, 503, "Service Unavailable", "every connection is busy")
+        finally:
+            util.close(client)  # the TLS socket once wrapped: it holds the connection
 
     @staticmethod
     def _shook_hands(client: ssl.SSLSocket, bound: AbstractContextManager[Any]) -> bool:

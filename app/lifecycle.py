@@ -47,14 +47,17 @@ class Lifecycle:
         raise RuntimeError(f"more than {SLOTS} processes serving requests")
 
     def enter(self) -> None:
-        index = self._index()
-        with self._slots.get_lock():
-            self._slots[2 * index + 1] += 1
+        self._count(+1)
 
     def leave(self) -> None:
-        index = self._index()
+        self._count(-1)
+
+    def _count(self, change: int) -> None:
+        """This process's requests in flight, moved under the array's lock (its raw values:
+        the synchronized wrapper would take the lock again for each access)."""
+        index = 2 * self._index() + 1
         with self._slots.get_lock():
-            self._slots[2 * index + 1] -= 1
+            self._slots.get_obj()[index] += change
 
     def forget(self, pid: int) -> None:
         """A worker exited (or was killed): its requests are no longer in flight."""

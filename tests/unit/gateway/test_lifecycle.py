@@ -23,3 +23,18 @@ def test_leaving_balances_entering() -> None:
     lifecycle.enter()
     lifecycle.leave()
     assert lifecycle.inflight == 0
+
+
+def test_a_forked_workers_requests_count_in_the_shared_total() -> None:
+    lifecycle = Lifecycle()
+    lifecycle.enter()  # the parent's slot
+    child = os.fork()
+    if child == 0:  # a worker: its own slot, in the memory the parent sees
+        lifecycle.enter()
+        lifecycle.enter()
+        lifecycle.leave()
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert lifecycle.inflight == 2
+    lifecycle.forget(child)
+    assert lifecycle.inflight == 1

@@ -1,0 +1,42 @@
+"""The JSON log line: its time to the millisecond in UTC, and the request's fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from app.jsonlog import JsonFormatter
+
+
+def _record(created: float, **fields: object) -> logging.LogRecord:
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "request", (), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.__dict__.update(fields)
+    return record
+
+
+def test_each_line_has_its_own_time_also_within_one_second() -> None:
+    formatter = JsonFormatter()
+    second = 1_764_971_256  # 2025-12-05T21:47:36Z
+    times = [second + 0.125, second + 0.875, second + 1.0625, second - 3 + 0.5]  # exact in binary
+    lines = [json.loads(formatter.format(_record(created))) for created in times]
+    stamp = "%Y-%m-%dT%H:%M:%S"
+    expected = [
+        time.strftime(stamp, time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+        for created in times
+    ]
+    assert [line["time"] for line in lines] == expected
+    assert lines[0]["time"] == "2025-12-05T21:47:36.125Z"
+
+
+def test_the_request_fields_are_in_the_line_and_nothing_unset() -> None:
+    fields = {"request_id": "ab12", "method": "POST", "path": "/query", "status": 200}
+    line = json.loads(JsonFormatter().format(_record(1.0, **fields, sqlstate=None)))
+    assert line == {
+        "time": "1970-01-01T00:00:01.000Z",
+        "level": "info",
+        "logger": "app",
+        "message": "request",
+        **fields,
+    }

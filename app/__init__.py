@@ -11,7 +11,6 @@ import os
 import re
 import threading
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -20,6 +19,7 @@ from app.admission import Admission
 from app.db import Database
 from app.jsonlog import lean_records
 from app.lifecycle import LIFECYCLE, Lifecycle
+from app.responses import new_request_id
 from app.routes import bp
 from app.settings import Settings, load_settings
 
@@ -52,24 +52,26 @@ def _install_hooks(app: Flask, lifecycle: Lifecycle) -> None:
     @app.before_request
     def start_request() -> None:
         lifecycle.enter()
-        g.started = time.perf_counter()
+        context = g._get_current_object()
+        context.started = time.perf_counter()
         presented = request.headers.get("X-Request-ID", "")
-        g.request_id = presented if _REQUEST_ID.match(presented) else uuid.uuid4().hex
-        g.sqlstate = None
+        context.request_id = presented if _REQUEST_ID.match(presented) else new_request_id()
+        context.sqlstate = None
 
     @app.after_request
     def finish_request(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.request_id
+        context, current = g._get_current_object(), request._get_current_object()
+        response.headers["X-Request-ID"] = context.request_id
         # The request context is gone by the time the body has been sent: capture now.
         fields = {
-            "request_id": g.request_id,
-            "method": request.method,
-            "path": request.path,
+            "request_id": context.request_id,
+            "method": current.method,
+            "path": current.path,
             "status": response.status_code,
-            "sqlstate": g.sqlstate,
+            "sqlstate": context.sqlstate,
         }
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        started = g.started
+        route = current.url_rule.rule if current.url_rule else "unmatched"
+        started = context.started
         response.call_on_close(lambda: _record(lifecycle, route, started, fields))
         return response
 
@@ -78,6 +80,5 @@ def _record(lifecycle: Lifecycle, route: str, started: float, fields: dict) -> N
     """Runs once the body has been sent, so streamed responses are timed in full."""
     duration = time.perf_counter() - started
     lifecycle.leave()
-    metrics.REQUESTS.labels(route, str(fields["status"])).inc()
-    metrics.REQUEST_SECONDS.labels(route).observe(duration)
+    metrics.record_request(route, fields["status"], duration)
     log.info("request", extra={**fields, "duration_ms": round(duration * 1000, 3)})

@@ -19,7 +19,6 @@ import logging
 import socket
 import sys
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -31,7 +30,7 @@ import httptools
 
 from app.encode import dumps
 from app.errors import RETRY_AFTER_SECONDS, ApiError
-from app.responses import error_document
+from app.responses import error_document, new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def write_error(sock: socket.socket, status: int, reason: str, message: str) -> 
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        f"X-Request-ID: {uuid.uuid4().hex}\r\n"
+        f"X-Request-ID: {new_request_id()}\r\n"
     )
     if status == 503:
         head += f"Retry-After: {RETRY_AFTER_SECONDS}\r\n"

@@ -29,12 +29,14 @@ from app.pool import ConnectionPool
 _pid = os.getpid()
 
 
-def _read_pid() -> None:
+def _after_fork() -> None:
+    """A worker's pid, and none of the pool gauges its parent wrote counted as its own."""
     global _pid
     _pid = os.getpid()
+    _POOL_GAUGES.clear()
 
 
-os.register_at_fork(after_in_child=_read_pid)  # gunicorn forks its workers
+os.register_at_fork(after_in_child=_after_fork)  # gunicorn forks its workers
 if values.ValueClass is not values.MutexValue:  # prometheus_client chose multiprocess files
     values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid)
 
@@ -110,20 +112,39 @@ def record_terminated(login: str) -> None:
     BACKENDS_TERMINATED.labels(login).inc()
 
 
-_POOL_GAUGES: dict[str, tuple[Gauge, Gauge, Gauge]] = {}
+# Per login: its labelled (size, in use, waiting) gauges and the values last written.
+_POOL_GAUGES: dict[str, tuple[tuple[Gauge, Gauge, Gauge], list[int]]] = {}
 
 
 def record_pool(pool: ConnectionPool) -> None:
-    """Called on every acquire and release: the labelled gauges are looked up once a login."""
-    gauges = _POOL_GAUGES.get(pool.login)
-    if gauges is None:
-        gauges = _POOL_GAUGES[pool.login] = tuple(
-            gauge.labels(pool.login) for gauge in (POOL_SIZE, POOL_IN_USE, POOL_WAITING)
+    """Called on every acquire and release: a gauge is written only when its value moved
+    (each write is a locked write to this process's file; the size and the waiters rarely
+    move)."""
+    known = _POOL_GAUGES.get(pool.login)
+    if known is None:
+        gauges = tuple(gauge.labels(pool.login) for gauge in (POOL_SIZE, POOL_IN_USE, POOL_WAITING))
+        known = _POOL_GAUGES[pool.login] = (gauges, [-1, -1, -1])
+    gauges, written = known
+    for index, value in enumerate((pool.size, pool.in_use, pool.waiting)):
+        if value != written[index]:
+            gauges[index].set(value)
+            written[index] = value
+
+
+_REQUEST_SERIES: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+
+def record_request(route: str, status: int, seconds: float) -> None:
+    """An answered request: its labelled series are looked up once per route and status
+    (a bounded set: the app's routes and "unmatched", the statuses it answers)."""
+    series = _REQUEST_SERIES.get((route, status))
+    if series is None:
+        series = _REQUEST_SERIES[route, status] = (
+            REQUESTS.labels(route, str(status)),
+            REQUEST_SECONDS.labels(route),
         )
-    size, in_use, waiting = gauges
-    size.set(pool.size)
-    in_use.set(pool.in_use)
-    waiting.set(pool.waiting)
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def run_with_multiprocess_files(module: str) -> None:

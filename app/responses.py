@@ -7,6 +7,7 @@ functions give it the contract's shape: `{"result": ...}`, the meta fields, `{"r
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +19,12 @@ from app.errors import ApiError
 from app.transaction import StatementResult
 
 NDJSON = "application/x-ndjson"
+
+
+def new_request_id() -> str:
+    """An answer's X-Request-ID when its request brought none usable: 32 random hex
+    digits (as a UUID4's hex, without building the UUID)."""
+    return secrets.token_hex(16)
 
 
 def json_response(

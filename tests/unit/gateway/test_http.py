@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 from app import create_app
 from app.db import Database
@@ -312,3 +313,26 @@ def test_options_is_a_json_405(client) -> None:
     assert response.status_code == 405
     assert response.is_json
     assert "POST" in response.headers["Allow"]
+
+
+def test_each_answer_counts_under_its_route_and_status(client: FlaskClient) -> None:
+    def count(route: str, status: str) -> float:
+        labels = {"route": route, "status": status}
+        return REGISTRY.get_sample_value("gateway_requests_total", labels) or 0.0
+
+    def timed(route: str) -> float:
+        labels = {"route": route}
+        return REGISTRY.get_sample_value("gateway_request_duration_seconds_count", labels) or 0.0
+
+    def figures() -> list[float]:
+        return [
+            count("/openapi.json", "200"),
+            count("unmatched", "404"),
+            count("unmatched", "405"),
+            timed("/openapi.json"),
+        ]
+
+    before = figures()
+    for path in ("/openapi.json", "/openapi.json", "/nope", "/query"):
+        client.get(path).close()
+    assert [a - b for a, b in zip(figures(), before, strict=True)] == [2, 1, 1, 2]

@@ -54,10 +54,15 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Built once: json.loads given these options builds a decoder and its scanner at every call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """Parse strictly: numbers with fractions stay exact Decimals, NaN/Infinity are refused."""
+    """Parse strictly: numbers with fractions stay exact Decimals, NaN/Infinity are refused.
+    The bytes are decoded as json.loads decodes them (UTF-8, -16 or -32, a BOM allowed)."""
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as error:
         raise bad_request(f"malformed JSON: {error}") from None
     except RecursionError:

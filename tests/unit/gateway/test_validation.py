@@ -50,6 +50,14 @@ def test_parse_json_body_not_an_object(raw: bytes) -> None:
     assert "object" in _raises_400(parse_json_body, raw).message
 
 
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"]
+)
+def test_a_body_in_any_json_encoding_is_read(encoding: str) -> None:
+    text = '{"query": "select \'\u00e9\u4e2d\U0001f600\'"}'
+    assert parse_json_body(text.encode(encoding)) == {"query": "select '\u00e9\u4e2d\U0001f600'"}
+
+
 def test_parse_json_body_deep_nesting_is_400() -> None:
     _raises_400(parse_json_body, b"[" * 100_000)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,7 +34,7 @@ def _after_fork() -> None:
     """A worker's pid, and none of the pool gauges its parent wrote counted as its own."""
     global _pid
     _pid = os.getpid()
-    _POOL_GAUGES.clear()
+    _POOL_WRITTEN.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)  # gunicorn forks its workers
@@ -96,55 +97,55 @@ CONNECTIONS_SHED = Counter(
 )
 
 
+# Every labelled series once looked up. The label values come from bounded sets: the
+# configured tokens and logins, the app's routes and the statuses it answers, two reasons.
+_SERIES: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _series(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once: labels() checks and locks at every call."""
+    series = _SERIES.get((metric, labels))
+    if series is None:
+        series = _SERIES[metric, labels] = metric.labels(*labels)
+    return series
+
+
 def record_shed(reason: str) -> None:
-    CONNECTIONS_SHED.labels(reason).inc()
+    _series(CONNECTIONS_SHED, reason).inc()
 
 
 def record_in_flight(token: str, change: int) -> None:
-    TOKEN_IN_FLIGHT.labels(token).inc(change)
+    _series(TOKEN_IN_FLIGHT, token).inc(change)
 
 
 def record_refused(token: str) -> None:
-    TOKEN_REFUSED.labels(token).inc()
+    _series(TOKEN_REFUSED, token).inc()
 
 
 def record_terminated(login: str) -> None:
-    BACKENDS_TERMINATED.labels(login).inc()
+    _series(BACKENDS_TERMINATED, login).inc()
 
 
-# Per login: its labelled (size, in use, waiting) gauges and the values last written.
-_POOL_GAUGES: dict[str, tuple[tuple[Gauge, Gauge, Gauge], list[int]]] = {}
+def record_request(route: str, status: int, seconds: float) -> None:
+    _series(REQUESTS, route, str(status)).inc()
+    _series(REQUEST_SECONDS, route).observe(seconds)
+
+
+# Per login: the (size, in use, waiting) values this process last wrote.
+_POOL_WRITTEN: dict[str, list[int]] = {}
 
 
 def record_pool(pool: ConnectionPool) -> None:
     """Called on every acquire and release: a gauge is written only when its value moved
     (each write is a locked write to this process's file; the size and the waiters rarely
     move)."""
-    known = _POOL_GAUGES.get(pool.login)
-    if known is None:
-        gauges = tuple(gauge.labels(pool.login) for gauge in (POOL_SIZE, POOL_IN_USE, POOL_WAITING))
-        known = _POOL_GAUGES[pool.login] = (gauges, [-1, -1, -1])
-    gauges, written = known
-    for index, value in enumerate((pool.size, pool.in_use, pool.waiting)):
+    written = _POOL_WRITTEN.setdefault(pool.login, [-1, -1, -1])
+    for index, (gauge, value) in enumerate(
+        ((POOL_SIZE, pool.size), (POOL_IN_USE, pool.in_use), (POOL_WAITING, pool.waiting))
+    ):
         if value != written[index]:
-            gauges[index].set(value)
+            _series(gauge, pool.login).set(value)
             written[index] = value
-
-
-_REQUEST_SERIES: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
-
-
-def record_request(route: str, status: int, seconds: float) -> None:
-    """An answered request: its labelled series are looked up once per route and status
-    (a bounded set: the app's routes and "unmatched", the statuses it answers)."""
-    series = _REQUEST_SERIES.get((route, status))
-    if series is None:
-        series = _REQUEST_SERIES[route, status] = (
-            REQUESTS.labels(route, str(status)),
-            REQUEST_SECONDS.labels(route),
-        )
-    series[0].inc()
-    series[1].observe(seconds)
 
 
 def run_with_multiprocess_files(module: str) -> None:

@@ -17,7 +17,7 @@ from flask import Flask, Response, g, request
 from app import errorpages, metrics, wait
 from app.admission import Admission
 from app.db import Database
-from app.jsonlog import lean_records
+from app.jsonlog import access_line, lean_records
 from app.lifecycle import LIFECYCLE, Lifecycle
 from app.responses import new_request_id
 from app.routes import bp
@@ -81,4 +81,4 @@ def _record(lifecycle: Lifecycle, route: str, started: float, fields: dict) -> N
     duration = time.perf_counter() - started
     lifecycle.leave()
     metrics.record_request(route, fields["status"], duration)
-    log.info("request", extra={**fields, "duration_ms": round(duration * 1000, 3)})
+    access_line(log, {**fields, "duration_ms": round(duration * 1000, 3)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -336,3 +337,29 @@ def test_each_answer_counts_under_its_route_and_status(client: FlaskClient) -> N
     for path in ("/openapi.json", "/openapi.json", "/nope", "/query"):
         client.get(path).close()
     assert [a - b for a, b in zip(figures(), before, strict=True)] == [2, 1, 1, 2]
+
+
+def test_an_answered_request_writes_one_access_line(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("app")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as LOG_LEVEL's default configures it
+    try:
+        client.get("/openapi.json", headers={"X-Request-ID": "line-1"}).close()
+    finally:
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    access = [line for line in lines if line.get("message") == "request"]
+    assert len(access) == 1, lines
+    line = access[0]
+    assert line.pop("duration_ms") >= 0 and line.pop("time").endswith("Z")
+    assert line == {
+        "level": "info",
+        "logger": "app",
+        "message": "request",
+        "request_id": "line-1",
+        "method": "GET",
+        "path": "/openapi.json",
+        "status": 200,
+    }

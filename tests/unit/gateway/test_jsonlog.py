@@ -1,4 +1,5 @@
-"""The JSON log line: its time to the millisecond in UTC, and the request's fields."""
+"""The JSON log line: its time to the millisecond in UTC, and the request's fields; the
+access line, written apart from logging, is the line logging would write."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import logging
 import time
 
-from app.jsonlog import JsonFormatter
+import pytest
+
+from app.jsonlog import JsonFormatter, access_line
 
 
 def _record(created: float, **fields: object) -> logging.LogRecord:
@@ -40,3 +43,26 @@ def test_the_request_fields_are_in_the_line_and_nothing_unset() -> None:
         "message": "request",
         **fields,
     }
+
+
+def test_the_access_line_is_the_line_logging_would_write(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("app.test-access-info")  # a logger of these tests alone
+    logger.setLevel(logging.INFO)
+    fields = {"request_id": "ab12", "method": "POST", "path": "/query", "status": 201}
+    fields |= {"sqlstate": None, "duration_ms": 1.5}
+    created = 1_764_971_256.625
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "request", (), None, None)
+    record.__dict__.update(fields)
+    record.created, record.msecs = created, 625.0
+    monkeypatch.setattr(time, "time", lambda: created)
+    access_line(logger, fields)
+    assert capsys.readouterr().err == JsonFormatter().format(record) + "\n"
+
+
+def test_no_access_line_below_the_log_level(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("app.test-access-warning")
+    logger.setLevel(logging.WARNING)
+    access_line(logger, {"request_id": "ab12"})
+    assert capsys.readouterr().err == ""

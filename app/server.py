@@ -78,6 +78,7 @@ class GatewayWorker(GeventWorker):
         self._open: dict[Any, socket.socket] = {}  # greenlet -> its client
         # greenlet waiting for a head -> (has it answered a request before, since when)
         self._idle: dict[Any, tuple[bool, float]] = {}
+        self._keepalive_s = self.cfg.keepalive  # read per request: gunicorn's lookup is dear
         self._environs: dict[Any, dict[str, Any]] = {}  # listener -> its requests' environ
         self._tls: ssl.SSLContext | None = None
 
@@ -136,9 +137,9 @@ class GatewayWorker(GeventWorker):
                     client = self._tls.wrap_socket(
                         client, server_side=True, do_handshake_on_connect=False
                     )
-                    if not self._shook_hands(client, gevent.Timeout(self.cfg.keepalive, False)):
+                    if not self._shook_hands(client, gevent.Timeout(self._keepalive_s, False)):
                         return
-                client.settimeout(self.cfg.keepalive)
+                client.settimeout(self._keepalive_s)
                 http1.write_error(client, 503, "Service Unavailable", "every connection is busy")
         finally:
             util.close(client)  # the TLS socket once wrapped: it holds the connection
@@ -166,7 +167,7 @@ class GatewayWorker(GeventWorker):
         me = gevent.getcurrent()
         self._idle[me] = (kept_alive, time.monotonic())
         try:
-            with gevent.Timeout(self.cfg.keepalive, False):
+            with gevent.Timeout(self._keepalive_s, False):
                 yield
         finally:
             self._idle.pop(me, None)

@@ -17,7 +17,8 @@ SLOTS = 128  # more than WORKERS may be (64), with room for workers being replac
 
 class Lifecycle:
     def __init__(self) -> None:
-        self._draining = multiprocessing.Value("b", 0)
+        # A flag the master sets once, read at every answer: one byte needs no lock.
+        self._draining = multiprocessing.RawValue("b", 0)
         # (pid, requests in flight) per worker; pid 0 marks a free slot.
         self._slots = multiprocessing.Array("q", 2 * SLOTS)
         self._slot: tuple[int, int] | None = None  # (pid, index) of this process

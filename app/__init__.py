@@ -13,6 +13,7 @@ import threading
 import time
 
 from flask import Flask, Response, g, request
+from flask.sessions import NullSession, SessionInterface
 
 from app import errorpages, metrics, wait
 from app.admission import Admission
@@ -27,11 +28,25 @@ log = logging.getLogger("app")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+class _NoSessions(SessionInterface):
+    """The gateway reads and sets no cookie: each request gets the one shared empty session
+    (which refuses writes), not a signing-key check and a new NullSession per request."""
+
+    _none = NullSession()
+
+    def open_session(self, app: Flask, request: object) -> NullSession:
+        return self._none
+
+    def save_session(self, app: Flask, session: object, response: Response) -> None:
+        return None
+
+
 def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCLE) -> Flask:
     settings = settings or load_settings(os.environ)
     wait.install()
     lean_records()
     app = Flask(__name__)
+    app.session_interface = _NoSessions()
     database = Database(settings)
     app.extensions["pg_gateway.settings"] = settings
     app.extensions["pg_gateway.db"] = database

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from flask import session
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
@@ -363,3 +364,12 @@ def test_an_answered_request_writes_one_access_line(
         "path": "/openapi.json",
         "status": 200,
     }
+
+
+def test_no_request_has_a_session_to_write(client: FlaskClient) -> None:
+    """No cookie is read or set: writing to a request's session is refused."""
+    with client.application.test_request_context("/query"):
+        assert not session
+        with pytest.raises(RuntimeError, match="session is unavailable"):
+            session["user"] = "x"
+    assert "Set-Cookie" not in client.get("/openapi.json").headers

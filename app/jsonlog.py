@@ -9,6 +9,7 @@ their locks it took about 35 us of a request's CPU, against 13 us written at onc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -69,8 +70,12 @@ class JsonFormatter(logging.Formatter):
 def access_line(logger: logging.Logger, fields: Mapping[str, Any]) -> None:
     """The line `logger.info("request", extra=fields)` would give, written to stderr at
     once; nothing when the logger is not enabled for INFO (LOG_LEVEL)."""
-    if logger.isEnabledFor(logging.INFO):
-        line = _line(time.time(), "info", logger.name, "request", fields)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    line = _line(time.time(), "info", logger.name, "request", fields)
+    # A stream that is gone (a closed or broken stderr) loses the line, as logging's handler
+    # would: there is nowhere to report it, and the answer has been sent.
+    with contextlib.suppress(OSError, ValueError):
         sys.stderr.write(orjson.dumps(line).decode() + "\n")
         sys.stderr.flush()
 

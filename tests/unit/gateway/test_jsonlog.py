@@ -3,8 +3,10 @@ access line, written apart from logging, is the line logging would write."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 import time
 
 import pytest
@@ -66,3 +68,14 @@ def test_no_access_line_below_the_log_level(capsys: pytest.CaptureFixture[str]) 
     logger.setLevel(logging.WARNING)
     access_line(logger, {"request_id": "ab12"})
     assert capsys.readouterr().err == ""
+
+
+def test_a_stderr_that_is_gone_loses_the_access_line_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger = logging.getLogger("app.test-access-gone")
+    logger.setLevel(logging.INFO)
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    access_line(logger, {"request_id": "ab12"})  # no exception reaches the answer's close

@@ -360,6 +360,12 @@ class RequestBody:
             return self._connection.read_body(self._message, size)
         return b"".join(iter(lambda: self.read(READ_BYTES), b""))
 
+    def buffered(self) -> bool:
+        """Whether a read returns without waiting for the client: the parser holds some of
+        the body, or has seen its end (or its framing break)."""
+        message = self._message
+        return bool(message.body) or message.complete or bool(message.error)
+
     def readline(self, size: int | None = -1) -> bytes:
         line = b""
         while size is None or size < 0 or len(line) < size:

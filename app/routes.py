@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Generic, NamedTuple, TypeVar
 
 import gevent
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Request, Response, current_app, request
 from gevent import monkey
 
 from app.admission import Admission
@@ -24,8 +25,14 @@ from app.encode import dumps
 from app.errors import ApiError
 from app.openapi import openapi_document
 from app.responses import NDJSON, json_response, ndjson, result_body, transaction_body
-from app.settings import Settings, Token
-from app.validation import parse_json_body, parse_query, parse_transaction
+from app.settings import Settings
+from app.validation import (
+    QueryRequest,
+    TransactionRequest,
+    parse_json_body,
+    parse_query,
+    parse_transaction,
+)
 
 READ_CHUNK = 64 * 1024
 # An oversized body is read and dropped up to this much more, within this time.
@@ -36,58 +43,76 @@ DISCARD_TIMEOUT_S = 2.0
 bp = Blueprint("gateway", __name__)
 
 
-def _database() -> Database:
-    return current_app.extensions["pg_gateway.db"]
+Parsed = TypeVar("Parsed", QueryRequest, TransactionRequest)
 
 
-def _settings() -> Settings:
-    return current_app.extensions["pg_gateway.settings"]
+class _Arrival(NamedTuple, Generic[Parsed]):
+    """A SQL request authenticated, read, validated and admitted."""
+
+    parsed: Parsed
+    role: str | None
+    database: Database
+    release: Callable[[], None]  # gives the token's share back
 
 
-def _token() -> Token | None:
-    return token_for_request(_settings(), request.headers.get("Authorization"))
+def _arrive(parse: Callable[[dict, Settings, str | None], Parsed]) -> _Arrival[Parsed]:
+    """What both SQL routes do first. The request and the app are looked up once: each
+    look-up through Flask's context proxies costs a few microseconds."""
+    current, extensions = request._get_current_object(), current_app.extensions
+    settings: Settings = extensions["pg_gateway.settings"]
+    token = token_for_request(settings, current.headers.get("Authorization"))
+    role = token.role if token else None
+    if current.mimetype != "application/json":
+        raise ApiError(415, "the request body must be JSON sent as Content-Type: application/json")
+    parsed = parse(parse_json_body(_body(current, settings)), settings, role)
+    admission: Admission = extensions["pg_gateway.admission"]
+    release = admission.admit(token, current.remote_addr or "")
+    return _Arrival(parsed, role, extensions["pg_gateway.db"], release)
 
 
-def _admit(token: Token | None) -> Callable[[], None]:
-    admission: Admission = current_app.extensions["pg_gateway.admission"]
-    return admission.admit(token, request.remote_addr or "")
-
-
-def _read(size: int, deadline: float) -> bytes:
+def _read(current: Request, size: int, deadline: float) -> bytes:
     """One read of the body that gives up at the deadline. One read may take several
     receives (a drip of chunk framing), so a socket timeout would not end a drip: under the
-    gevent worker the whole read is bounded instead."""
+    gevent worker the whole read is bounded instead (not needed for what the server holds
+    already)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    if not monkey.is_module_patched("socket"):
-        return request.stream.read(size)
+    if not monkey.is_module_patched("socket") or _buffered(current):
+        return current.stream.read(size)
     with gevent.Timeout(remaining, TimeoutError):
-        return request.stream.read(size)
+        return current.stream.read(size)
+
+
+def _buffered(current: Request) -> bool:
+    """Whether the server holds what a read will return (app.http1's `wsgi.input` says)."""
+    buffered = getattr(current.environ["wsgi.input"], "buffered", None)
+    return buffered is not None and buffered()
 
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"the request body is larger than the server's MAX_BODY_BYTES ({limit})")
 
 
-def _body() -> bytes:
+def _body(current: Request, settings: Settings) -> bytes:
     """The whole body, within the size and time limits."""
-    settings = _settings()
     limit = settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        if request.headers.get("Expect", "").lower() != "100-continue":
-            _discard(DISCARD_BYTES + request.content_length - limit)
+    expected = current.content_length  # with it, no read more to learn that the body ended
+    if expected is not None and expected > limit:
+        if current.headers.get("Expect", "").lower() != "100-continue":
+            _discard(current, DISCARD_BYTES + expected - limit)
         # else: the client waits for a 100 Continue before its body; it gets the 413 instead
         raise _too_large(limit)
     deadline = time.monotonic() + settings.body_timeout_s
     chunks, size = [], 0
-    expected = request.content_length  # with it, no read more to learn that the body ended
     try:
-        while size != expected and (chunk := _read(min(READ_CHUNK, limit + 1 - size), deadline)):
+        while size != expected and (
+            chunk := _read(current, min(READ_CHUNK, limit + 1 - size), deadline)
+        ):
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                _discard(DISCARD_BYTES)
+                _discard(current, DISCARD_BYTES)
                 raise _too_large(limit)
     except (TimeoutError, OSError):
         raise ApiError(
@@ -97,37 +122,24 @@ def _body() -> bytes:
     return b"".join(chunks)
 
 
-def _discard(most: int) -> None:
+def _discard(current: Request, most: int) -> None:
     """Read and drop what the client is still sending, up to `most` bytes and a short
     time; after the answer the server drops what still comes for a moment, then closes
     (app.http1)."""
     deadline = time.monotonic() + DISCARD_TIMEOUT_S
     try:
-        while most > 0 and (chunk := _read(min(READ_CHUNK, most), deadline)):
+        while most > 0 and (chunk := _read(current, min(READ_CHUNK, most), deadline)):
             most -= len(chunk)
     except (TimeoutError, OSError):
         return
 
 
-def _json_body() -> dict:
-    if request.mimetype != "application/json":
-        raise ApiError(415, "the request body must be JSON sent as Content-Type: application/json")
-    return parse_json_body(_body())
-
-
-def _wants_ndjson() -> bool:
-    return NDJSON in request.headers.get("Accept", "")
-
-
 @bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
-    token = _token()
-    role = token.role if token else None
-    parsed = parse_query(_json_body(), _settings(), role)
-    release = _admit(token)
-    if _wants_ndjson():
+    parsed, role, database, release = _arrive(parse_query)
+    if NDJSON in request.headers.get("Accept", ""):
         try:
-            lines = _database().stream(parsed.statement, parsed.options, role)
+            lines = database.stream(parsed.statement, parsed.options, role)
         except BaseException:
             release()
             raise
@@ -135,7 +147,7 @@ def query() -> Response:
         response.call_on_close(release)  # the share is held until the stream is sent
         return response
     try:
-        result = _database().query(parsed.statement, parsed.options, role)
+        result = database.query(parsed.statement, parsed.options, role)
     finally:
         release()
     return json_response(result_body(result, parsed.options.meta))
@@ -143,12 +155,9 @@ def query() -> Response:
 
 @bp.post("/transaction", provide_automatic_options=False)
 def transaction() -> Response:
-    token = _token()
-    role = token.role if token else None
-    parsed = parse_transaction(_json_body(), _settings(), role)
-    release = _admit(token)
+    parsed, role, database, release = _arrive(parse_transaction)
     try:
-        results = _database().transaction(parsed.statements, parsed.options, role)
+        results = database.transaction(parsed.statements, parsed.options, role)
     finally:
         release()
     return json_response(transaction_body(results, parsed.options.meta))

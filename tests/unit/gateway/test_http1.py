@@ -84,13 +84,13 @@ def received_all(client: socket.socket) -> bytes:
     return received
 
 
-def serve_while(talk: Callable[[socket.socket], None]) -> None:
+def serve_while(talk: Callable[[socket.socket], None], app: App = echo) -> None:
     """One connection served while `talk`, in a thread, speaks as its client."""
     client, server = socket.socketpair()
     thread = threading.Thread(target=talk, args=(client,))
     thread.start()
     with client, server:
-        connection(server).serve()
+        connection(server, app).serve()
         server.shutdown(socket.SHUT_WR)
         thread.join(10)
 
@@ -201,6 +201,32 @@ def test_each_wait_for_a_head_says_whether_the_connection_answered_before() -> N
             waiting, lambda: True,
         ).serve()  # fmt: skip
     assert waits == [False, True, True]
+
+
+def test_the_body_says_whether_a_read_would_wait_for_the_client() -> None:
+    """The routes bound only a read that waits (app.routes._read)."""
+    seen: list[tuple[bool, bytes]] = []
+    waiting = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        body = environ["wsgi.input"]
+        for _ in range(3):
+            held = body.buffered()
+            if not held:
+                waiting.set()
+            seen.append((held, body.read(100)))
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    def talk(client: socket.socket) -> None:
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde")
+        waiting.wait(10)
+        client.sendall(b"fghij")
+        client.shutdown(socket.SHUT_WR)
+        received_all(client)
+
+    serve_while(talk, app)
+    assert seen == [(True, b"abcde"), (False, b"fghij"), (True, b"")]
 
 
 def test_a_chunked_body_reaches_the_app_decoded() -> None:

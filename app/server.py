@@ -29,7 +29,7 @@ import shutil
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -92,7 +92,7 @@ class GatewayWorker(GeventWorker):
         # Every read and write on the client's socket gives up after STREAM_STALL_S (the
         # gevent worker would block for ever): a client that stops reading or sending
         # holds its greenlet no longer. Each request's head (and a TLS handshake) is bounded
-        # by the keep-alive timeout (timeout_ctx), its body by BODY_TIMEOUT_S (app.routes).
+        # by the keep-alive timeout (_IdleBound), its body by BODY_TIMEOUT_S (app.routes).
         client.settimeout(self.app.settings.stream_stall_s)
         if len(self._open) >= self.open_limit and not self._shed_an_idle_connection():
             metrics.record_shed("full")
@@ -100,12 +100,13 @@ class GatewayWorker(GeventWorker):
             return
         me = gevent.getcurrent()
         self._open[me] = client
+        idle = _IdleBound(self._idle, self._keepalive_s)
         try:
             if self._tls is not None:
                 client = self._open[me] = self._tls.wrap_socket(
                     client, server_side=True, do_handshake_on_connect=False
                 )
-                if not self._shook_hands(client, self.timeout_ctx()):
+                if not self._shook_hands(client, idle()):
                     return
             if listener not in self._environs:
                 self._environs[listener] = http1.environ_base(
@@ -118,7 +119,7 @@ class GatewayWorker(GeventWorker):
                 addr,
                 self.wsgi,
                 self._environs[listener],
-                self.timeout_ctx,
+                idle,
                 self._keep_serving,
             ).serve()
         except OSError:  # a client gone before its TLS handshake began
@@ -160,18 +161,6 @@ class GatewayWorker(GeventWorker):
         sends the new connection to a pod that is not going away)."""
         return self.alive and not LIFECYCLE.draining
 
-    @contextlib.contextmanager
-    def timeout_ctx(self, kept_alive: bool = False) -> Iterator[None]:
-        """Each request's head is waited for in this: the connection is idle. `kept_alive`:
-        it has answered a request before."""
-        me = gevent.getcurrent()
-        self._idle[me] = (kept_alive, time.monotonic())
-        try:
-            with gevent.Timeout(self._keepalive_s, False):
-                yield
-        finally:
-            self._idle.pop(me, None)
-
     def _shed_an_idle_connection(self) -> bool:
         """Close an idle connection: one that never had a request answered before one kept
         alive (a flood of new connections cannot push out a client busy on its own), then the
@@ -184,6 +173,36 @@ class GatewayWorker(GeventWorker):
             self._open[greenlet].shutdown(socket.SHUT_RDWR)
         metrics.record_shed("idle")
         return True
+
+
+class _IdleBound:
+    """One connection's waits for a request's head (and for its TLS handshake), each bounded
+    by the keep-alive timeout and listed as idle meanwhile (`_idle`: greenlet -> whether it
+    has answered a request before, since when), so that it may be shed. A class, as
+    contextlib's generator machinery is dear on a path every request takes. Each wait gets
+    a new timer: one restarted in gevent's libev loop resumes what was left of it."""
+
+    def __init__(self, idle: dict[Any, tuple[bool, float]], seconds: float) -> None:
+        self._idle = idle
+        self._seconds = seconds
+        self._me = gevent.getcurrent()
+        self._kept_alive = False
+        self._timer: gevent.Timeout | None = None
+
+    def __call__(self, kept_alive: bool = False) -> _IdleBound:
+        self._kept_alive = kept_alive
+        return self
+
+    def __enter__(self) -> None:
+        self._idle[self._me] = (self._kept_alive, time.monotonic())
+        self._timer = gevent.Timeout.start_new(self._seconds)
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: Any) -> bool:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.close()
+        self._idle.pop(self._me, None)
+        return error is not None and error is timer  # the wait ended by the bound
 
 
 class _PlainUntilHandle:

@@ -106,6 +106,30 @@ def test_dripped_headers_end_within_the_keep_alive_timeout(patient) -> None:
     assert closed_after < 10
 
 
+def test_a_kept_alive_connection_gets_the_keep_alive_timeout_after_each_answer(
+    start_gateway_for,
+) -> None:
+    """Each wait for the next head has the whole keep-alive timeout (5 s), from the last
+    answer: not what earlier waits of the connection left of it (a timer restarted in
+    gevent's libev loop resumes what was left), nor longer. The stall bound is longer here:
+    a socket's timeout would end the wait first."""
+    gateway = start_gateway_for(WORKERS="1", API_TOKENS=TOKEN, STREAM_STALL_S="30")
+    body = json.dumps({"query": "select 1"}).encode()
+    sock = _connect(gateway)
+    for _ in range(3):
+        sock.sendall(_request_head(len(body)) + body)
+        assert _status(sock) == 200
+        answered = time.monotonic()
+        time.sleep(2)  # 3 waits of 2 s: over the timeout together, each well within it
+    sock.settimeout(10)
+    while sock.recv(4096):  # the rest of the last answer, then the end
+        pass
+    idle = time.monotonic() - answered
+    sock.close()
+    print(f"\nclosed after {idle:.1f} s idle")
+    assert 4.5 < idle < 7
+
+
 def _idle_in_transaction(postgres) -> int:
     connection = psycopg2.connect(postgres.dsn(dbname=LOGINS.database))
     try:

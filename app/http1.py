@@ -31,6 +31,7 @@ import httptools
 from app.encode import dumps
 from app.errors import RETRY_AFTER_SECONDS, ApiError
 from app.responses import error_document, new_request_id
+from app.seconds import EverySecond
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +105,12 @@ class _Message:
         self.complete = False  # its body too
         self.error = ""  # its body's framing broke here
 
-
-class _Date:
-    """The Date header's value, formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def __call__(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            self._second, self._text = now, formatdate(now, usegmt=True)
-        return self._text
+    def unread(self, data: bytes) -> None:
+        """Put what a read took beyond what it returns back in front of the body."""
+        self.body.appendleft(data)
 
 
-_date = _Date()
+_date = EverySecond(lambda second: formatdate(second, usegmt=True))  # the Date header
 
 
 class Connection:
@@ -272,7 +263,7 @@ class Connection:
         chunk = message.body.popleft()
         if len(chunk) > size:
             chunk, rest = chunk[:size], chunk[size:]
-            message.body.appendleft(rest)
+            message.unread(rest)
         return chunk
 
     # -- serving --------------------------------------------------------------------------
@@ -375,7 +366,7 @@ class RequestBody:
             if end:
                 line += chunk[:end]
                 if chunk[end:]:
-                    self._message.body.appendleft(chunk[end:])
+                    self._message.unread(chunk[end:])
                 break
             if not chunk:
                 break
@@ -426,7 +417,7 @@ class _Answer:
     def _head(self) -> bytes:
         lines = [f"HTTP/1.1 {self._status}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in self._headers)
-        lines.append(f"Date: {_date()}\r\n")
+        lines.append(f"Date: {_date(int(time.time()))}\r\n")
         if self._chunked:
             lines.append("Transfer-Encoding: chunked\r\n")
         if not self._message.complete or not self._keep_serving():

@@ -18,25 +18,19 @@ from typing import Any
 
 import orjson
 
+from app.seconds import EverySecond
+
 # Attributes a caller may attach with `extra=` that belong in the JSON line.
 _FIELDS = ("request_id", "method", "path", "status", "duration_ms", "sqlstate")
 
 
-class _Stamp:
-    """A line's time, to the millisecond in UTC; its second is formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second, self._text = -1, ""
-
-    def __call__(self, created: float) -> str:
-        second = int(created)
-        if second != self._second:
-            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._text}.{int((created - second) * 1000):03d}Z"
+_second = EverySecond(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
 
 
-_stamp = _Stamp()
+def _stamp(created: float) -> str:
+    """A line's time, to the millisecond in UTC."""
+    second = int(created)
+    return f"{_second(second)}.{int((created - second) * 1000):03d}Z"
 
 
 def _line(created: float, level: str, logger: str, message: str, fields: Mapping[str, Any]) -> dict:

@@ -103,9 +103,7 @@ class GatewayWorker(GeventWorker):
         idle = _IdleBound(self._idle, self._keepalive_s)
         try:
             if self._tls is not None:
-                client = self._open[me] = self._tls.wrap_socket(
-                    client, server_side=True, do_handshake_on_connect=False
-                )
+                client = self._open[me] = self._wrapped(client)
                 if not self._shook_hands(client, idle()):
                     return
             if listener not in self._environs:
@@ -135,15 +133,18 @@ class GatewayWorker(GeventWorker):
         try:
             with contextlib.suppress(OSError):
                 if self._tls is not None:
-                    client = self._tls.wrap_socket(
-                        client, server_side=True, do_handshake_on_connect=False
-                    )
+                    client = self._wrapped(client)
                     if not self._shook_hands(client, gevent.Timeout(self._keepalive_s, False)):
                         return
                 client.settimeout(self._keepalive_s)
                 http1.write_error(client, 503, "Service Unavailable", "every connection is busy")
         finally:
             util.close(client)  # the TLS socket once wrapped: it holds the connection
+
+    def _wrapped(self, client: socket.socket) -> ssl.SSLSocket:
+        """The client's socket under TLS, its handshake not made yet (`_shook_hands`)."""
+        assert self._tls is not None
+        return self._tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
 
     @staticmethod
     def _shook_hands(client: ssl.SSLSocket, bound: AbstractContextManager[Any]) -> bool:

@@ -64,6 +64,7 @@ class Round:
     rps: float
     p99_ms: float
     cpu_ms: float  # the system's CPU per request, all its processes and threads
+    kernel_cpu_ms: float  # of it, system time: syscalls, the network stack
     postgres_cpu_ms: float  # PostgreSQL's CPU per request in the same seconds
     errors: int
 
@@ -103,16 +104,21 @@ def pin_tree(pid: int, cpus: set[int]) -> None:
             process.cpu_affinity(sorted(cpus))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system time of a process and its descendants, from /proc: the living ones',
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system time of a process and its descendants, from /proc: the living ones',
     and the ones their parents have reaped (a PostgreSQL backend that ended during a round
     took its time out of the sum, which came out negative)."""
-    total = 0.0
+    user = system = 0.0
     for process in _tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess):
             times = process.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
+            user += times.user + times.children_user
+            system += times.system + times.children_system
+    return user, system
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def export_release(revision: str, directory: Path) -> Path:
@@ -161,7 +167,7 @@ def measure(
     seconds: float,
 ) -> Round:
     path, body, content_type = _body(service.name, workload)
-    server_before, pg_before = cpu_seconds(service.process.pid), cpu_seconds(postgres_pid)
+    server_before, pg_before = cpu_split(service.process.pid), cpu_seconds(postgres_pid)
     result = run_wrk(
         wrk,
         script,
@@ -174,7 +180,10 @@ def measure(
         threads=1,
         content_type=content_type,
     )
-    server = cpu_seconds(service.process.pid) - server_before
+    user, system = (
+        after - before
+        for after, before in zip(cpu_split(service.process.pid), server_before, strict=True)
+    )
     postgres = cpu_seconds(postgres_pid) - pg_before
     requests = max(result.requests, 1)
     return Round(
@@ -182,7 +191,8 @@ def measure(
         workload=workload.key,
         rps=result.rps,
         p99_ms=result.p99_ms,
-        cpu_ms=1000 * server / requests,
+        cpu_ms=1000 * (user + system) / requests,
+        kernel_cpu_ms=1000 * system / requests,
         postgres_cpu_ms=1000 * postgres / requests,
         errors=result.errors,
     )
@@ -251,7 +261,8 @@ def run_rounds(
 def _line(r: Round) -> str:
     return (
         f"{r.system:>16} {r.workload:>8}: {r.rps:8,.0f} req/s  p99 {r.p99_ms:6.2f} ms  "
-        f"CPU {r.cpu_ms * 1000:6.0f} us/request  PostgreSQL {r.postgres_cpu_ms * 1000:5.0f} us"
+        f"CPU {r.cpu_ms * 1000:6.0f} us/request (kernel {r.kernel_cpu_ms * 1000:4.0f})  "
+        f"PostgreSQL {r.postgres_cpu_ms * 1000:5.0f} us"
         f"  errors {r.errors}"
     )
 
@@ -268,6 +279,7 @@ def medians(results: list[Round]) -> dict[tuple[str, str], Round]:
             rps=statistics.median(r.rps for r in group),
             p99_ms=statistics.median(r.p99_ms for r in group),
             cpu_ms=statistics.median(r.cpu_ms for r in group),
+            kernel_cpu_ms=statistics.median(r.kernel_cpu_ms for r in group),
             postgres_cpu_ms=statistics.median(r.postgres_cpu_ms for r in group),
             errors=sum(r.errors for r in group),
         )
@@ -294,11 +306,11 @@ def markdown(results: list[Round], notes: list[str], baseline: str | None) -> li
         f"Each system alone on CPU {SERVER_CPU}, wrk (1 thread, c={CONCURRENCY}) and "
         f"PostgreSQL on the others; rounds alternated, medians of {len(results) // len(table)} "
         "rounds. CPU = user + system time of all the system's processes per request, "
-        "from /proc.",
+        "from /proc; kernel = the system time of it (syscalls, the network stack).",
         "",
-        "| workload | system | req/s | p99 ms | CPU us/request | rounds' CPU us "
+        "| workload | system | req/s | p99 ms | CPU us/request | rounds' CPU us | kernel us "
         "| PostgreSQL us/request | CPU vs gateway | req/s vs gateway | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload in {r.workload: None for r in results}:
         ours = table[("gateway", workload)]
@@ -309,6 +321,7 @@ def markdown(results: list[Round], notes: list[str], baseline: str | None) -> li
             out.append(
                 f"| {workload} | {r.system} | {r.rps:,.0f} | {r.p99_ms:.2f} | "
                 f"{r.cpu_ms * 1000:,.0f} | {low * 1000:,.0f}-{high * 1000:,.0f} | "
+                f"{r.kernel_cpu_ms * 1000:,.0f} | "
                 f"{r.postgres_cpu_ms * 1000:,.0f} | "
                 f"{r.cpu_ms / ours.cpu_ms:.2f}x | {r.rps / ours.rps:.2f}x | {r.errors} |"
             )

@@ -13,7 +13,7 @@ from bench.workloads import WORKLOADS
 
 
 def _round(system: str, workload: str, rps: float, p99: float, cpu_us: float) -> samerun.Round:
-    return samerun.Round(system, workload, rps, p99, cpu_us / 1000, 0.1, 0)
+    return samerun.Round(system, workload, rps, p99, cpu_us / 1000, cpu_us / 4000, 0.1, 0)
 
 
 def test_medians_take_each_figure_of_the_middle_round() -> None:
@@ -48,7 +48,8 @@ def test_markdown_puts_every_system_beside_the_gateway() -> None:
         ["pgweb: a note"],
         None,
     )
-    assert "| point | pgweb | 1,200 | 20.00 | 400 | 400-400 | 100 | 0.50x | 1.20x | 0 |" in lines
+    row = "| point | pgweb | 1,200 | 20.00 | 400 | 400-400 | 100 | 100 | 0.50x | 1.20x | 0 |"
+    assert row in lines
     assert "- pgweb: a note" in lines
 
 
@@ -76,6 +77,27 @@ def test_cpu_seconds_counts_a_busy_descendant() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_cpu_split_tells_the_kernels_time_from_the_programs() -> None:
+    """Half a second of Python arithmetic is user time; half a second of getrandom(2) calls
+    is mostly system time. (Reading the clock is a syscall too: the loops read it rarely.)"""
+    loops = {
+        "user": "while time.process_time() < end: sum(range(100_000))",
+        "kernel": "while time.process_time() < end: os.urandom(1 << 20)",
+    }
+    split = {}
+    for kind, loop in loops.items():
+        before = samerun.cpu_split(os.getpid())  # a reaped child's time joins its parent's
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"import os, time\nend = time.process_time() + 0.5\n{loop}"]
+        )
+        child.wait(30)
+        assert child.returncode == 0
+        after = samerun.cpu_split(os.getpid())
+        split[kind] = (after[0] - before[0], after[1] - before[1])
+    assert split["user"][0] >= 0.4 and split["user"][1] < 0.2, split
+    assert split["kernel"][1] >= 0.3 and split["kernel"][1] > split["kernel"][0], split
 
 
 def test_cpu_seconds_keeps_a_descendant_that_ended() -> None:

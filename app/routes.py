@@ -57,7 +57,8 @@ class _Arrival(NamedTuple, Generic[Parsed]):
 
 def _arrive(parse: Callable[[dict, Settings, str | None], Parsed]) -> _Arrival[Parsed]:
     """What both SQL routes do first. The request and the app are looked up once: each
-    look-up through Flask's context proxies costs a few microseconds."""
+    look-up through Flask's context proxies costs about 1 us (timeit: 1.1-1.2 us against
+    0.06 us on the object itself)."""
     current, extensions = request._get_current_object(), current_app.extensions
     settings: Settings = extensions["pg_gateway.settings"]
     token = token_for_request(settings, current.headers.get("Authorization"))

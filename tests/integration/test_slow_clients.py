@@ -127,7 +127,9 @@ def test_a_kept_alive_connection_gets_the_keep_alive_timeout_after_each_answer(
     idle = time.monotonic() - answered
     sock.close()
     print(f"\nclosed after {idle:.1f} s idle")
-    assert 4.5 < idle < 7
+    # A timer resuming what earlier waits left closes within 1 s of the last answer; the
+    # margins are for a busy machine, where this client may read an answer late.
+    assert 4 < idle < 8
 
 
 def _idle_in_transaction(postgres) -> int:

@@ -6,14 +6,19 @@ tests and by `flask --app app run`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
 import time
+import weakref
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from flask.sessions import NullSession, SessionInterface
+from werkzeug.routing import MapAdapter
 
 from app import errorpages, metrics, wait
 from app.admission import Admission
@@ -41,11 +46,58 @@ class _NoSessions(SessionInterface):
         return None
 
 
+class _GatewayFlask(Flask):
+    """Flask, less two costs of every request that this app's routes never need (measured in
+    docs/benchmarks.md, "Per-request costs")."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._plain: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's answer, remembered for a plain function: Flask asks `inspect` for the view
+        and each request hook at every request. Weakly held, so a function made per request
+        (an `after_this_request`) is not kept."""
+        with contextlib.suppress(TypeError):  # TypeError: not weakly referable
+            if func in self._plain:
+                return func
+        sync = super().ensure_sync(func)
+        if sync is func:
+            with contextlib.suppress(TypeError):
+                self._plain.add(func)
+        return sync
+
+    def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
+        """The URL map bound to the request's host and path as the request holds them.
+        Flask reads and checks the Host header twice a request (here, then in werkzeug's
+        `bind_to_environ`), for host and subdomain matching, SERVER_NAME and WebSocket
+        rules, none of which this app has: with any of them set, Flask's own way."""
+        config = self.config
+        if (
+            request is None
+            or self.url_map.host_matching
+            or self.subdomain_matching
+            or config["SERVER_NAME"] is not None
+            or config["TRUSTED_HOSTS"] is not None
+        ):
+            return super().create_url_adapter(request)
+        return MapAdapter(
+            self.url_map,
+            request.host.lower(),
+            request.root_path,
+            self.url_map.default_subdomain or "",
+            request.scheme,
+            request.path,
+            request.method,
+            request.environ.get("QUERY_STRING", ""),
+        )
+
+
 def create_app(settings: Settings | None = None, lifecycle: Lifecycle = LIFECYCLE) -> Flask:
     settings = settings or load_settings(os.environ)
     wait.install()
     lean_records()
-    app = Flask(__name__)
+    app = _GatewayFlask(__name__)
     app.session_interface = _NoSessions()
     database = Database(settings)
     app.extensions["pg_gateway.settings"] = settings

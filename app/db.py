@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import psycopg2
 
@@ -28,6 +28,7 @@ from app.validation import Options, Statement
 from app.wait import DeadlineExceeded, connecting_until
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Database:
@@ -45,17 +46,20 @@ class Database:
         connection.start_deadline(deadline - time.monotonic())
         return connection
 
-    @contextmanager
-    def _transaction(self, options: Options, role: str | None) -> Iterator[Transaction]:
-        """A transaction whose connection is committed and pooled, or abandoned, whatever
-        happens; anything unexpected is logged and answered 500."""
+    def _in_transaction(
+        self, options: Options, role: str | None, work: Callable[[Transaction], T]
+    ) -> T:
+        """`work` in a transaction whose connection is committed and pooled, or abandoned,
+        whatever happens; anything unexpected is logged and answered 500. (Not a generator
+        context manager: contextlib's machinery is dear on a path every request takes.)"""
         started = time.perf_counter()
         connection = self._acquire(role, options.timeout_ms / 1000)
         committed = False
         try:
-            yield Transaction(connection, options, self._settings, self._catalog)
+            done = work(Transaction(connection, options, self._settings, self._catalog))
             self._commit(connection)
             committed = True
+            return done
         except ApiError:
             raise
         except Exception:
@@ -80,14 +84,14 @@ class Database:
             ) from None
 
     def query(self, statement: Statement, options: Options, role: str | None) -> StatementResult:
-        with self._transaction(options, role) as transaction:
-            return transaction.run(statement)
+        return self._in_transaction(options, role, lambda transaction: transaction.run(statement))
 
     def transaction(
         self, statements: list[Statement], options: Options, role: str | None
     ) -> list[StatementResult]:
         """All statements or none; an error names the zero-based index of the failing one."""
-        with self._transaction(options, role) as transaction:
+
+        def run_all(transaction: Transaction) -> list[StatementResult]:
             results = []
             for index, statement in enumerate(statements):
                 try:
@@ -95,6 +99,8 @@ class Database:
                 except ApiError as error:
                     raise error.at_statement(index) from None
             return results
+
+        return self._in_transaction(options, role, run_all)
 
     def stream(
         self, statement: Statement, options: Options, role: str | None

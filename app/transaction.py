@@ -131,7 +131,10 @@ class Transaction:
                 result = self._open(text, piece).result()
             else:
                 self._discard(text, piece)
-        return replace(result, duration_ms=(time.perf_counter() - started) * 1000)
+        duration_ms = (time.perf_counter() - started) * 1000  # not dataclasses.replace: dear
+        return StatementResult(
+            result.payload, result.columns, result.rowcount, result.command, duration_ms
+        )
 
     def stream(self, statement: Statement, ends_at: float) -> Iterator[bytes]:
         """NDJSON lines of the last statement's rows. Everything up to its first batch runs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import statistics
 import struct
 import subprocess
@@ -290,6 +291,52 @@ def test_tls_handshakes_are_bounded_and_shed_like_request_heads(one_slot_tls, ce
     print(f"\nTLS: a stalled handshake held {held_s:.1f} s; a fresh client beside 70 silent ones")
     assert held_s < 10  # the keep-alive timeout (5 s), not for ever
     assert answer == {"result": [{"n": 1}]}
+
+
+def _one_answer(sock: ssl.SSLSocket) -> bytes:
+    """The status line of the next answer on a kept-alive connection, its body read."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"!"
+        assert not data.endswith(b"!"), "the connection closed before an answer"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0]
+
+
+def test_a_kept_alive_tls_connection_is_served_and_then_closed_when_silent(
+    one_slot_tls, certificate
+) -> None:
+    """Between requests a TLS connection waits for its next head as a plain one does: each
+    wait bounded afresh, here by the worker's STREAM_STALL_S (3 s, below the keep-alive
+    timeout)."""
+    cert, _ = certificate
+    host, port = one_slot_tls.url.removeprefix("http://").split(":")
+    body = b'{"query": "select 1 as n"}'
+    request = (
+        b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection((host, int(port)), timeout=20) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        statuses = []
+        for pause in (0, 2, 2):  # 4 s on one connection: longer than one bound
+            time.sleep(pause)
+            tls.sendall(request)
+            statuses.append(_one_answer(tls))
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            while tls.recv(4096):
+                pass
+        silent_s = time.monotonic() - started
+    print(f"\nTLS: three requests 2 s apart answered; closed {silent_s:.1f} s after the last")
+    assert statuses == [b"HTTP/1.1 200 OK"] * 3
+    assert 2 < silent_s < 8
 
 
 def test_failed_handshakes_and_vanished_clients_log_no_traceback(one_slot_tls) -> None:

@@ -70,8 +70,9 @@ class _GatewayFlask(Flask):
     def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
         """The URL map bound to the request's host and path as the request holds them.
         Flask reads and checks the Host header twice a request (here, then in werkzeug's
-        `bind_to_environ`), for host and subdomain matching, SERVER_NAME and WebSocket
-        rules, none of which this app has: with any of them set, Flask's own way."""
+        `bind_to_environ`), for host and subdomain matching, SERVER_NAME, trusted hosts and
+        WebSocket upgrades, none of which this app uses: with any of them configured, or a
+        request asking for an upgrade, Flask's own way."""
         config = self.config
         if (
             request is None
@@ -79,6 +80,7 @@ class _GatewayFlask(Flask):
             or self.subdomain_matching
             or config["SERVER_NAME"] is not None
             or config["TRUSTED_HOSTS"] is not None
+            or "HTTP_UPGRADE" in request.environ
         ):
             return super().create_url_adapter(request)
         return MapAdapter(

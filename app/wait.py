@@ -129,8 +129,7 @@ _READY, _TIMED_OUT = object(), object()
 def _watch(watcher: Any, timeout_s: float | None) -> bool:
     """Wait for one watcher; False if the timeout came first. The timeout is a bare loop
     timer that wakes this greenlet: a `gevent.Timeout` (an exception object thrown into
-    the greenlet) made the deadline's layer of bench.dbpath 24 us a request (two waits)
-    instead of 9."""
+    the greenlet) made the deadline's layer of bench.dbpath 26 us a request instead of 9."""
     if watcher.callback is not None:
         raise ConcurrentObjectUseError(f"the connection is already waited on: {watcher.callback}")
     hub = get_hub()

@@ -28,11 +28,15 @@ def _matched(adapter: Any) -> Any:
     ["/query", "/transaction", "/openapi.json", "/query/", "//query", "/nope", "/", "/query?a=1"],
 )
 @pytest.mark.parametrize("host", ["localhost:8080", "EXAMPLE.org", "[::1]:80", "bad host"])
+@pytest.mark.parametrize("upgrade", [False, True])
 def test_routes_match_as_flask_matches_them(
-    client: FlaskClient, method: str, path: str, host: str
+    client: FlaskClient, method: str, path: str, host: str, upgrade: bool
 ) -> None:
     app = client.application
-    with app.test_request_context(path, method=method, headers={"Host": host}) as context:
+    headers = {"Host": host}
+    if upgrade:  # werkzeug then matches WebSocket rules only
+        headers |= {"Connection": "Upgrade", "Upgrade": "websocket"}
+    with app.test_request_context(path, method=method, headers=headers) as context:
         ours = app.create_url_adapter(context.request)
         flasks = Flask.create_url_adapter(app, context.request)
         assert _matched(ours) == _matched(flasks)

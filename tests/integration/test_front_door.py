@@ -297,12 +297,15 @@ def _one_answer(sock: ssl.SSLSocket) -> bytes:
     """The status line of the next answer on a kept-alive connection, its body read."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536) or b"!"
-        assert not data.endswith(b"!"), "the connection closed before an answer"
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed before an answer"
+        data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
     while len(body) < length:
-        body += sock.recv(65536)
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed within an answer's body"
+        body += chunk
     return head.split(b"\r\n")[0]
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
+from flask.globals import request_ctx
 from flask.sessions import NullSession, SessionInterface
 from werkzeug.routing import MapAdapter
 
@@ -25,12 +26,13 @@ from app.admission import Admission
 from app.db import Database
 from app.jsonlog import access_line, lean_records
 from app.lifecycle import LIFECYCLE, Lifecycle
-from app.responses import new_request_id
+from app.responses import GatewayResponse, new_request_id
 from app.routes import bp
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_APP_ONLY = frozenset({None})  # the key of hooks registered on the app, not a blueprint
 
 
 class _NoSessions(SessionInterface):
@@ -47,8 +49,10 @@ class _NoSessions(SessionInterface):
 
 
 class _GatewayFlask(Flask):
-    """Flask, less two costs of every request that this app's routes never need (measured in
+    """Flask, less costs of every request that this app's routes never need (measured in
     docs/benchmarks.md, "Per-request costs")."""
+
+    response_class = GatewayResponse
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -66,6 +70,30 @@ class _GatewayFlask(Flask):
             with contextlib.suppress(TypeError):
                 self._plain.add(func)
         return sync
+
+    def preprocess_request(self) -> Any:
+        """Flask's, for an app whose request hooks are all the app's own: Flask works out the
+        request's blueprints (three look-ups through its context proxies) to find theirs."""
+        if self.url_value_preprocessors or not self.before_request_funcs.keys() <= _APP_ONLY:
+            return super().preprocess_request()
+        for before in self.before_request_funcs.get(None, ()):
+            answer = self.ensure_sync(before)()
+            if answer is not None:
+                return answer
+        return None
+
+    def process_response(self, response: Response) -> Response:
+        """Flask's, for an app whose after-request hooks are all the app's own (as above)."""
+        if not self.after_request_funcs.keys() <= _APP_ONLY:
+            return super().process_response(response)
+        context = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        for after in context._after_request_functions:
+            response = self.ensure_sync(after)(response)
+        for after in reversed(self.after_request_funcs.get(None, ())):
+            response = self.ensure_sync(after)(response)
+        if not self.session_interface.is_null_session(context._session):
+            self.session_interface.save_session(self, context._session, response)
+        return response
 
     def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
         """The URL map bound to the request's host and path as the request holds them.

@@ -1,4 +1,5 @@
-"""The gateway's Flask subclass: its two shortcuts answer as Flask's own ways do."""
+"""The gateway's Flask subclass and response class: their shortcuts answer as Flask's and
+werkzeug's own ways do."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask, Response, after_this_request
 from flask.testing import FlaskClient
 from werkzeug.exceptions import HTTPException
+from werkzeug.test import EnvironBuilder
+from werkzeug.wsgi import ClosingIterator
+
+from app import _GatewayFlask
+from app.responses import GatewayResponse, json_response
 
 
 def _matched(adapter: Any) -> Any:
@@ -77,3 +83,120 @@ def test_ensure_sync_answers_once_per_function_and_keeps_no_dead_one(client: Fla
         app.ensure_sync(lambda response: response)
     gc.collect()
     assert len(app._plain) == kept
+
+
+def _hooked(app_class: type[Flask], layout: str, calls: list[str]) -> Flask:
+    """An app whose request hooks record their calls: the app's own hooks, one of them
+    answering in the view's stead, or hooks of a blueprint and a URL value preprocessor
+    (which the subclass leaves to Flask)."""
+    app = app_class("hooked")
+    hooks: Flask | Blueprint = app
+    if layout == "blueprint":
+        hooks = Blueprint("part", "hooked")
+        hooks.url_value_preprocessor(lambda endpoint, values: calls.append(f"values {endpoint}"))
+
+    @hooks.before_request
+    def first() -> Any:
+        calls.append("before 1")
+        return ("answered by a hook", 203) if layout == "answering" else None
+
+    @hooks.before_request
+    def second() -> None:
+        calls.append("before 2")
+
+    for name in ("after 1", "after 2"):
+
+        def after(response: Response, name: str = name) -> Response:
+            calls.append(name)
+            response.headers["X-Order"] = response.headers.get("X-Order", "") + name
+            return response
+
+        hooks.after_request(after)
+
+    @hooks.route("/view")
+    def view() -> str:
+        calls.append("view")
+
+        @after_this_request
+        def once(response: Response) -> Response:
+            calls.append("after this request")
+            return response
+
+        return "from the view"
+
+    if isinstance(hooks, Blueprint):
+        app.register_blueprint(hooks)
+    return app
+
+
+@pytest.mark.parametrize("layout", ["app", "answering", "blueprint"])
+def test_request_hooks_run_as_flask_runs_them(layout: str) -> None:
+    answers = []
+    for app_class in (Flask, _GatewayFlask):
+        calls: list[str] = []
+        response = _hooked(app_class, layout, calls).test_client().get("/view")
+        answers.append((calls, response.status_code, response.headers["X-Order"], response.data))
+    ours, flasks = answers[1], answers[0]
+    assert ours == flasks
+    assert "after 2after 1" in ours[2]  # reversed, as Flask orders them
+
+
+def test_the_gateway_app_has_only_hooks_of_its_own(client: FlaskClient) -> None:
+    """Otherwise every request would take Flask's longer way (still correct, but dearer)."""
+    app = client.application
+    assert not app.url_value_preprocessors
+    assert set(app.before_request_funcs) <= {None}
+    assert set(app.after_request_funcs) <= {None}
+
+
+def _responses() -> list[tuple[str, dict[str, Any]]]:
+    """Responses of every kind the shortcut must tell apart: (label, constructor args)."""
+    made = []
+    for status in (101, 200, 204, 304, 404, 412):
+        made.append((f"bytes {status}", {"response": b'{"a":1}', "status": status}))
+    made += [
+        ("text", {"response": "caf\u00e9"}),
+        ("list of parts", {"response": [b"a", b"bc"]}),
+        ("list with text", {"response": [b"a", "b\u00e9"]}),
+        ("tuple", {"response": (b"a", b"b")}),
+        ("generator", {"response": (part for part in [b"a", b"b"])}),
+        ("location", {"response": b"x", "status": 302, "headers": {"Location": "/a b?c=\u00e9"}}),
+        ("content-location", {"response": b"x", "headers": {"Content-Location": "/\u00e9"}}),
+        ("passthrough", {"response": [b"x"], "direct_passthrough": True}),
+        ("json", {"response": b"{}", "mimetype": "application/json"}),
+    ]
+    return made
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+@pytest.mark.parametrize(("label", "arguments"), _responses(), ids=[r[0] for r in _responses()])
+def test_a_response_reaches_the_server_as_werkzeug_hands_it(
+    method: str, label: str, arguments: dict[str, Any]
+) -> None:
+    handed = []
+    for response_class in (Response, GatewayResponse):
+        closed: list[str] = []
+        given = dict(arguments)
+        if label == "generator":
+            given["response"] = (part for part in [b"a", b"b"])
+        response = response_class(**given)
+        response.call_on_close(lambda closed=closed: closed.append("closed"))
+        started: list[Any] = []
+        environ = EnvironBuilder(path="/query", method=method).get_environ()
+        body = response(
+            environ, lambda status, headers, started=started: started.append((status, headers))
+        )
+        sent = b"".join(body)
+        getattr(body, "close", lambda: None)()
+        handed.append((started, sent, closed))
+    assert handed[1] == handed[0]
+    if label != "passthrough":  # handed over as it is, without the response's close
+        assert handed[0][2] == ["closed"]
+
+
+def test_a_json_answer_takes_the_short_way() -> None:
+    """The shortcut is taken where it pays: a JSON body the gateway built."""
+    environ = EnvironBuilder(path="/query", method="POST").get_environ()
+    body = json_response(b'{"result":[]}')(environ, lambda status, headers: None)
+    assert not isinstance(body, ClosingIterator)
+    assert b"".join(body) == b'{"result":[]}'

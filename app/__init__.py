@@ -102,6 +102,8 @@ class _GatewayFlask(Flask):
         WebSocket upgrades, none of which this app uses: with any of them configured, or a
         request asking for an upgrade, Flask's own way."""
         config = self.config
+        if request is None and config["SERVER_NAME"] is None:
+            return None  # Flask's answer for an app context of its own: no adapter
         if (
             request is None
             or self.url_map.host_matching
@@ -151,7 +153,7 @@ def _install_hooks(app: Flask, lifecycle: Lifecycle) -> None:
         lifecycle.enter()
         context = g._get_current_object()
         context.started = time.perf_counter()
-        presented = request.headers.get("X-Request-ID", "")
+        presented = request.environ.get("HTTP_X_REQUEST_ID", "")
         context.request_id = presented if _REQUEST_ID.match(presented) else new_request_id()
         context.sqlstate = None
 

@@ -58,12 +58,14 @@ class _Arrival(NamedTuple, Generic[Parsed]):
 def _arrive(parse: Callable[[dict, Settings, str | None], Parsed]) -> _Arrival[Parsed]:
     """What both SQL routes do first. The request and the app are looked up once: each
     look-up through Flask's context proxies costs about 1 us (timeit: 1.1-1.2 us against
-    0.06 us on the object itself)."""
+    0.06 us on the object itself). Headers are read from the environ, where werkzeug's
+    header view would find them after a cached-property look-up and a key rewrite."""
     current, extensions = request._get_current_object(), current_app.extensions
     settings: Settings = extensions["pg_gateway.settings"]
-    token = token_for_request(settings, current.headers.get("Authorization"))
+    token = token_for_request(settings, current.environ.get("HTTP_AUTHORIZATION"))
     role = token.role if token else None
-    if current.mimetype != "application/json":
+    content_type = current.environ.get("CONTENT_TYPE")  # exactly that, or werkzeug's parse
+    if content_type != "application/json" and current.mimetype != "application/json":
         raise ApiError(415, "the request body must be JSON sent as Content-Type: application/json")
     parsed = parse(parse_json_body(_body(current, settings)), settings, role)
     admission: Admission = extensions["pg_gateway.admission"]
@@ -138,7 +140,7 @@ def _discard(current: Request, most: int) -> None:
 @bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
     parsed, role, database, release = _arrive(parse_query)
-    if NDJSON in request.headers.get("Accept", ""):
+    if NDJSON in request.environ.get("HTTP_ACCEPT", ""):
         try:
             lines = database.stream(parsed.statement, parsed.options, role)
         except BaseException:

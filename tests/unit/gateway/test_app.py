@@ -64,6 +64,22 @@ def test_a_server_name_leaves_the_url_adapter_to_flask(
         )
 
 
+@pytest.mark.parametrize("server_name", [None, "gateway.example"])
+def test_an_app_context_gets_the_url_adapter_flask_gives_it(
+    make_client: Callable[..., FlaskClient], server_name: str | None
+) -> None:
+    app = make_client().application
+    app.config["SERVER_NAME"] = server_name
+    ours, flasks = app.create_url_adapter(None), Flask.create_url_adapter(app, None)
+    assert (ours is None) == (flasks is None)
+    if flasks is not None:
+        assert (ours.server_name, ours.script_name, ours.url_scheme) == (
+            flasks.server_name,
+            flasks.script_name,
+            flasks.url_scheme,
+        )
+
+
 def test_ensure_sync_answers_once_per_function_and_keeps_no_dead_one(client: FlaskClient) -> None:
     app: Any = client.application
 

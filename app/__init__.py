@@ -6,13 +6,11 @@ tests and by `flask --app app run`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -56,20 +54,27 @@ class _GatewayFlask(Flask):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._plain: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+        self._plain: set[Callable[..., Any]] = set()
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Flask's answer, remembered for a plain function: Flask asks `inspect` for the view
-        and each request hook at every request. Weakly held, so a function made per request
-        (an `after_this_request`) is not kept."""
-        with contextlib.suppress(TypeError):  # TypeError: not weakly referable
+        """Flask's answer, remembered for a plain function the app holds itself (a view, a
+        request hook): Flask asks `inspect` for the view and each hook at every request. A
+        function made per request (an `after_this_request`) is asked about and not kept."""
+        try:
             if func in self._plain:
                 return func
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
         sync = super().ensure_sync(func)
-        if sync is func:
-            with contextlib.suppress(TypeError):
-                self._plain.add(func)
+        if sync is func and self._holds(func):
+            self._plain.add(func)
         return sync
+
+    def _holds(self, func: Callable[..., Any]) -> bool:
+        registries = (self.before_request_funcs, self.after_request_funcs)
+        return func in self.view_functions.values() or any(
+            func in funcs for registry in registries for funcs in registry.values()
+        )
 
     def preprocess_request(self) -> Any:
         """Flask's, for an app whose request hooks are all the app's own: Flask works out the

@@ -80,7 +80,9 @@ def test_an_app_context_gets_the_url_adapter_flask_gives_it(
         )
 
 
-def test_ensure_sync_answers_once_per_function_and_keeps_no_dead_one(client: FlaskClient) -> None:
+def test_ensure_sync_remembers_the_apps_own_functions_and_keeps_no_other(
+    client: FlaskClient,
+) -> None:
     app: Any = client.application
 
     def view() -> str:
@@ -94,11 +96,15 @@ def test_ensure_sync_answers_once_per_function_and_keeps_no_dead_one(client: Fla
     for _ in range(2):  # Flask's answer, never a remembered one: without asgiref, refused
         with pytest.raises(RuntimeError, match="async"):
             app.ensure_sync(coroutine_view)
-    kept = len(app._plain)
+    client.post("/query", json={"query": "select 1"})  # the view and the hooks are asked
+    assert app.view_functions["gateway.query"] in app._plain
+    assert set(app.before_request_funcs[None]) | set(app.after_request_funcs[None]) <= app._plain
+    kept = set(app._plain)
     for _ in range(100):  # a function made per request, as after_this_request takes
-        app.ensure_sync(lambda response: response)
+        assert app.ensure_sync(lambda response: response) is not None
     gc.collect()
-    assert len(app._plain) == kept
+    assert app._plain == kept
+    assert view not in kept
 
 
 def _hooked(app_class: type[Flask], layout: str, calls: list[str]) -> Flask:

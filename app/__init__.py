@@ -24,7 +24,7 @@ from app.admission import Admission
 from app.db import Database
 from app.jsonlog import access_line, lean_records
 from app.lifecycle import LIFECYCLE, Lifecycle
-from app.responses import GatewayResponse, new_request_id
+from app.responses import LeanResponse, new_request_id
 from app.routes import bp
 from app.settings import Settings, load_settings
 
@@ -50,7 +50,7 @@ class _GatewayFlask(Flask):
     """Flask, less costs of every request that this app's routes never need (measured in
     docs/benchmarks.md, "Per-request costs")."""
 
-    response_class = GatewayResponse
+    response_class = LeanResponse
 
     def __init__(self, name: str) -> None:
         super().__init__(name)

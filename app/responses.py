@@ -21,7 +21,7 @@ from app.transaction import StatementResult
 NDJSON = "application/x-ndjson"
 
 
-class GatewayResponse(Response):
+class LeanResponse(Response):
     """Flask's response, handed to the WSGI server as werkzeug would hand it, without
     werkzeug's per-answer copy of the headers and its two iterator wrappers when they would
     change nothing (about 10 us a request, docs/benchmarks.md "Per-request costs"): a body
@@ -75,7 +75,7 @@ def new_request_id() -> str:
 def json_response(
     body: bytes, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return GatewayResponse(body, status=status, mimetype="application/json", headers=headers)
+    return LeanResponse(body, status=status, mimetype="application/json", headers=headers)
 
 
 def result_body(result: StatementResult, meta: bool) -> bytes:

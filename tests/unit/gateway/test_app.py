@@ -15,7 +15,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wsgi import ClosingIterator
 
 from app import _GatewayFlask
-from app.responses import GatewayResponse, json_response
+from app.responses import LeanResponse, json_response
 
 
 def _matched(adapter: Any) -> Any:
@@ -196,7 +196,7 @@ def test_a_response_reaches_the_server_as_werkzeug_hands_it(
     method: str, label: str, arguments: dict[str, Any]
 ) -> None:
     handed = []
-    for response_class in (Response, GatewayResponse):
+    for response_class in (Response, LeanResponse):
         closed: list[str] = []
         given = dict(arguments)
         if label == "generator":

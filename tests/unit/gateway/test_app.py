@@ -106,6 +106,15 @@ def test_ensure_sync_remembers_the_apps_own_functions_and_keeps_no_other(
     assert app._plain == kept
     assert view not in kept
 
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self) -> str:
+            return "z"
+
+    unhashable = Unhashable()
+    assert app.ensure_sync(unhashable) is unhashable  # Flask's answer, not remembered
+
 
 def _hooked(app_class: type[Flask], layout: str, calls: list[str]) -> Flask:
     """An app whose request hooks record their calls: the app's own hooks, one of them

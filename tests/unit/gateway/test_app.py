@@ -180,37 +180,43 @@ def test_the_gateway_app_has_only_hooks_of_its_own(client: FlaskClient) -> None:
     assert set(app.after_request_funcs) <= {None}
 
 
-def _responses() -> list[tuple[str, dict[str, Any]]]:
-    """Responses of every kind the shortcut must tell apart: (label, constructor args)."""
-    made = []
-    for status in (101, 200, 204, 304, 404, 412):
-        made.append((f"bytes {status}", {"response": b'{"a":1}', "status": status}))
-    made += [
-        ("text", {"response": "caf\u00e9"}),
-        ("list of parts", {"response": [b"a", b"bc"]}),
-        ("list with text", {"response": [b"a", "b\u00e9"]}),
-        ("tuple", {"response": (b"a", b"b")}),
-        ("generator", {"response": (part for part in [b"a", b"b"])}),
-        ("location", {"response": b"x", "status": 302, "headers": {"Location": "/a b?c=\u00e9"}}),
-        ("content-location", {"response": b"x", "headers": {"Content-Location": "/\u00e9"}}),
-        ("passthrough", {"response": [b"x"], "direct_passthrough": True}),
-        ("json", {"response": b"{}", "mimetype": "application/json"}),
+def _responses() -> list[Any]:
+    """Responses of every kind the shortcut must tell apart, each as (label, a function
+    giving its constructor's arguments): a generator body is consumed once, so every use
+    gets arguments of its own."""
+    made = [
+        (f"bytes {status}", lambda status=status: {"response": b'{"a":1}', "status": status})
+        for status in (101, 200, 204, 304, 404, 412)
     ]
-    return made
+    made += [
+        ("text", lambda: {"response": "caf\u00e9"}),
+        ("list of parts", lambda: {"response": [b"a", b"bc"]}),
+        ("list with text", lambda: {"response": [b"a", "b\u00e9"]}),
+        ("tuple", lambda: {"response": (b"a", b"b")}),
+        ("generator", lambda: {"response": (part for part in [b"a", b"b"])}),
+        (
+            "location",
+            lambda: {"response": b"x", "status": 302, "headers": {"Location": "/a b?c=\u00e9"}},
+        ),
+        (
+            "content-location",
+            lambda: {"response": b"x", "headers": {"Content-Location": "/\u00e9"}},
+        ),
+        ("passthrough", lambda: {"response": [b"x"], "direct_passthrough": True}),
+        ("json", lambda: {"response": b"{}", "mimetype": "application/json"}),
+    ]
+    return [pytest.param(label, arguments, id=label) for label, arguments in made]
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
-@pytest.mark.parametrize(("label", "arguments"), _responses(), ids=[r[0] for r in _responses()])
+@pytest.mark.parametrize(("label", "arguments"), _responses())
 def test_a_response_reaches_the_server_as_werkzeug_hands_it(
-    method: str, label: str, arguments: dict[str, Any]
+    method: str, label: str, arguments: Callable[[], dict[str, Any]]
 ) -> None:
     handed = []
     for response_class in (Response, LeanResponse):
         closed: list[str] = []
-        given = dict(arguments)
-        if label == "generator":
-            given["response"] = (part for part in [b"a", b"b"])
-        response = response_class(**given)
+        response = response_class(**arguments())
         response.call_on_close(lambda closed=closed: closed.append("closed"))
         started: list[Any] = []
         environ = EnvironBuilder(path="/query", method=method).get_environ()

@@ -3,7 +3,8 @@
 The values live in shared memory created at import, before gunicorn forks, so the master
 can flip `draining` on SIGTERM and every worker's `/readyz` sees it at once. Each worker
 counts its own requests in a slot of its own, which the master frees when the worker
-exits: requests of a worker that was killed never keep a drain waiting.
+exits: requests of a worker that was killed never keep a drain waiting. Only the worker
+writes its count, so moving it takes no lock; taking a slot and freeing one do.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ import time
 
 SLOTS = 128  # more than WORKERS may be (64), with room for workers being replaced
 
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)  # gunicorn forks its workers
+
 
 class Lifecycle:
     def __init__(self) -> None:
@@ -21,6 +32,7 @@ class Lifecycle:
         self._draining = multiprocessing.RawValue("b", 0)
         # (pid, requests in flight) per worker; pid 0 marks a free slot.
         self._slots = multiprocessing.Array("q", 2 * SLOTS)
+        self._counts = self._slots.get_obj()
         self._slot: tuple[int, int] | None = None  # (pid, index) of this process
 
     @property
@@ -36,7 +48,7 @@ class Lifecycle:
         self._draining.value = 1
 
     def _index(self) -> int:
-        pid = os.getpid()
+        pid = _pid
         if self._slot is not None and self._slot[0] == pid:
             return self._slot[1]
         with self._slots.get_lock():
@@ -54,11 +66,11 @@ class Lifecycle:
         self._count(-1)
 
     def _count(self, change: int) -> None:
-        """This process's requests in flight, moved under the array's lock (its raw values:
-        the synchronized wrapper would take the lock again for each access)."""
+        """This process's requests in flight, in its raw slot (the synchronized wrapper
+        would take the lock at each access): no other process writes a slot while its
+        worker lives, and an aligned 8-byte store is read whole."""
         index = 2 * self._index() + 1
-        with self._slots.get_lock():
-            self._slots.get_obj()[index] += change
+        self._counts[index] += change
 
     def forget(self, pid: int) -> None:
         """A worker exited (or was killed): its requests are no longer in flight."""

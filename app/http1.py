@@ -77,6 +77,16 @@ def write_error(sock: socket.socket, status: int, reason: str, message: str) -> 
     sock.sendall(head.encode("latin-1") + b"\r\n" + body)
 
 
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """`sendall`, trying one `send` first: gevent's sendall asks the kernel for the
+    socket's buffer size (a getsockopt) and goes through three Python layers at every call,
+    5.7 us against 2.3 for one send of an answer (timeit, a socket pair); an answer that
+    fits the socket's buffer leaves whole in that one send."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
 class _Message:
     """One request as the parser has read it so far."""
 
@@ -442,11 +452,11 @@ class _Answer:
             self.head_sent = True
             head = self._head()
             if len(data) <= JOIN_BODY_BYTES:
-                self._sock.sendall(head + data)
+                send_all(self._sock, head + data)
                 return
-            self._sock.sendall(head)
+            send_all(self._sock, head)
         if data:
-            self._sock.sendall(data)
+            send_all(self._sock, data)
 
     def finish(self) -> None:
         if not self.head_sent:

@@ -23,6 +23,7 @@ from app.http1 import (
     Connection,
     MalformedBody,
     environ_base,
+    send_all,
 )
 
 App = Callable[[dict[str, Any], Callable], Iterable[bytes]]
@@ -49,11 +50,16 @@ def echo(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
 
 
 class RecordingSocket:
-    """A real socket that keeps what each send was given."""
+    """A real socket that keeps what each send took (`send`) or was given (`sendall`)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.sends: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        sent = self._sock.send(data)
+        self.sends.append(bytes(data[:sent]))
+        return sent
 
     def sendall(self, data: bytes) -> None:
         self.sends.append(bytes(data))
@@ -269,6 +275,25 @@ def test_an_answer_larger_than_the_join_leaves_apart_from_its_head() -> None:
     received, sends = serve(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", app)
     assert len(sends) == 2 and sends[1] == large
     assert answers(received)[0]["body"] == large
+
+
+def test_what_one_send_leaves_behind_follows_it() -> None:
+    """An answer larger than the socket's buffer: the first send takes part of it, the
+    rest goes after it, all of it in order."""
+    client, server = socket.socketpair()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    server.settimeout(10)  # as a worker's sockets have one: a send may take part
+    data = bytes(range(256)) * 4096  # 1 MiB
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(received_all(client)))
+    reader.start()
+    recording = RecordingSocket(server)
+    with client, server:
+        send_all(recording, data)  # type: ignore[arg-type]
+        server.shutdown(socket.SHUT_WR)
+        reader.join(10)
+    assert got == [data]
+    assert len(recording.sends) == 2 and 0 < len(recording.sends[0]) < len(data)
 
 
 def test_a_body_past_its_content_length_is_cut() -> None:

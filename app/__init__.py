@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,9 @@ from typing import Any
 
 from flask import Flask, Request, Response, g, request
 from flask.globals import request_ctx
+from flask.sansio.scaffold import _sentinel
 from flask.sessions import NullSession, SessionInterface
+from flask.signals import request_tearing_down
 from werkzeug.routing import MapAdapter
 
 from app import errorpages, metrics, wait
@@ -99,6 +102,17 @@ class _GatewayFlask(Flask):
         if not self.session_interface.is_null_session(context._session):
             self.session_interface.save_session(self, context._session, response)
         return response
+
+    def do_teardown_request(self, exc: BaseException | None = _sentinel) -> None:  # type: ignore[assignment]
+        """Flask's, for an app whose teardown functions are all the app's own (as above)."""
+        if not self.teardown_request_funcs.keys() <= _APP_ONLY:
+            return super().do_teardown_request(exc)
+        if exc is _sentinel:
+            exc = sys.exc_info()[1]
+        for func in reversed(self.teardown_request_funcs.get(None, ())):
+            self.ensure_sync(func)(exc)
+        request_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)
+        return None
 
     def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
         """The URL map bound to the request's host and path as the request holds them.

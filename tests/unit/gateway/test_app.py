@@ -117,9 +117,9 @@ def test_ensure_sync_remembers_the_apps_own_functions_and_keeps_no_other(
 
 
 def _hooked(app_class: type[Flask], layout: str, calls: list[str]) -> Flask:
-    """An app whose request hooks record their calls: the app's own hooks, one of them
-    answering in the view's stead, or hooks of a blueprint and a URL value preprocessor
-    (which the subclass leaves to Flask)."""
+    """An app whose request hooks and teardown functions record their calls: the app's
+    own, one hook answering in the view's stead, or a blueprint's and a URL value
+    preprocessor (which the subclass leaves to Flask)."""
     app = app_class("hooked")
     hooks: Flask | Blueprint = app
     if layout == "blueprint":
@@ -143,6 +143,13 @@ def _hooked(app_class: type[Flask], layout: str, calls: list[str]) -> Flask:
             return response
 
         hooks.after_request(after)
+
+    for name in ("teardown 1", "teardown 2"):
+
+        def teardown(error: BaseException | None, name: str = name) -> None:
+            calls.append(f"{name} {error!r}")
+
+        hooks.teardown_request(teardown)
 
     @hooks.route("/view")
     def view() -> str:
@@ -170,6 +177,7 @@ def test_request_hooks_run_as_flask_runs_them(layout: str) -> None:
     ours, flasks = answers[1], answers[0]
     assert ours == flasks
     assert "after 2after 1" in ours[2]  # reversed, as Flask orders them
+    assert ours[0][-2:] == ["teardown 2 None", "teardown 1 None"]
 
 
 def test_the_gateway_app_has_only_hooks_of_its_own(client: FlaskClient) -> None:
@@ -178,6 +186,7 @@ def test_the_gateway_app_has_only_hooks_of_its_own(client: FlaskClient) -> None:
     assert not app.url_value_preprocessors
     assert set(app.before_request_funcs) <= {None}
     assert set(app.after_request_funcs) <= {None}
+    assert set(app.teardown_request_funcs) <= {None}
 
 
 def _responses() -> list[Any]:

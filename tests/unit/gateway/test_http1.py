@@ -296,6 +296,41 @@ def test_what_one_send_leaves_behind_follows_it() -> None:
     assert len(recording.sends) == 2 and 0 < len(recording.sends[0]) < len(data)
 
 
+def _filled(sock: socket.socket) -> None:
+    """Send until the socket's buffer takes no more."""
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.send(b"x" * 65536)
+
+
+def test_an_answer_gets_one_socket_timeout_in_all() -> None:
+    """A client that reads once, when the first send has waited most of the timeout, then
+    stalls: the rest gets what is left of the timeout (a timeout anew would give 1.8 s)."""
+    client, server = socket.socketpair()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    _filled(server)
+    server.settimeout(1.0)
+
+    def read_once_then_stall() -> None:
+        time.sleep(0.8)
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while client.recv(1 << 20):
+                pass
+
+    reader = threading.Thread(target=read_once_then_stall)
+    reader.start()
+    started = time.monotonic()
+    with client, server, pytest.raises(TimeoutError):
+        try:
+            send_all(server, b"y" * (8 << 20))
+        finally:
+            took = time.monotonic() - started
+            reader.join(10)
+    assert 0.9 < took < 1.4
+
+
 def test_a_body_past_its_content_length_is_cut() -> None:
     def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Length", "3")])

@@ -10,7 +10,7 @@ import gevent
 import pytest
 from gevent import get_hub
 
-from app.wait import _watch
+from app.wait import _REQUEST_DEADLINE, _watch, connecting_until
 
 
 @pytest.fixture
@@ -59,3 +59,14 @@ def test_two_waits_on_one_watcher_are_refused(
     with pytest.raises(gevent.exceptions.ConcurrentObjectUseError):
         _watch(watcher, 0.3)
     assert first.get() is False
+
+
+def test_a_connection_opened_inside_a_request_has_its_deadline_only_there() -> None:
+    assert _REQUEST_DEADLINE.get() is None
+    with connecting_until(5.0):
+        assert _REQUEST_DEADLINE.get() == 5.0
+        with pytest.raises(RuntimeError), connecting_until(1.0):
+            assert _REQUEST_DEADLINE.get() == 1.0
+            raise RuntimeError("the connect failed")
+        assert _REQUEST_DEADLINE.get() == 5.0  # the outer one's again, after an error too
+    assert _REQUEST_DEADLINE.get() is None

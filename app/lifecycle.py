@@ -26,6 +26,12 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)  # gunicorn forks its workers
 
 
+def current_pid() -> int:
+    """This process's pid, read once per process (again after each fork): os.getpid() is a
+    syscall, and the request path asks for it several times (here and app.metrics)."""
+    return _pid
+
+
 class Lifecycle:
     def __init__(self) -> None:
         # A flag the master sets once, read at every answer: one byte needs no lock.

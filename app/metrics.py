@@ -3,7 +3,8 @@
 With `PROMETHEUS_MULTIPROC_DIR` set (as `python -m app` does), every worker writes its
 samples to files there and `/metrics` aggregates all workers, whichever one answers.
 prometheus_client names a worker's files by its pid, which it asks the OS for at every
-sample (a getpid syscall each, 12 per request); here the pid is read once per process.
+sample (a getpid syscall each, 12 per request); here it gets the pid app.lifecycle read once
+per process.
 """
 
 from __future__ import annotations
@@ -25,21 +26,18 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.lifecycle import current_pid
 from app.pool import ConnectionPool
-
-_pid = os.getpid()
 
 
 def _after_fork() -> None:
-    """A worker's pid, and none of the pool gauges its parent wrote counted as its own."""
-    global _pid
-    _pid = os.getpid()
+    """None of the pool gauges a worker's parent wrote counted as its own."""
     _POOL_WRITTEN.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)  # gunicorn forks its workers
 if values.ValueClass is not values.MutexValue:  # prometheus_client chose multiprocess files
-    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid)
+    values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

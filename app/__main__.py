@@ -10,7 +10,7 @@ import os
 import sys
 
 from app.metrics import run_with_multiprocess_files
-from app.server import serve
+from app.server import GatewayServer, serve
 from app.settings import ConfigError, load_settings
 
 
@@ -21,7 +21,7 @@ def main() -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    serve(settings)
+    serve(GatewayServer(settings))
     return 0
 
 

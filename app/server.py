@@ -270,11 +270,12 @@ class GatewayServer(BaseApplication):
         DrainingArbiter(self).run()
 
 
-def serve(settings: Settings) -> None:
+def serve(server: GatewayServer) -> None:
+    """Run the server; its master removes the metrics directory when it ends."""
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     master_pid = os.getpid()
     try:
-        GatewayServer(settings).run()
+        server.run()
     finally:
         if os.getpid() == master_pid:
             shutil.rmtree(metrics_dir, ignore_errors=True)

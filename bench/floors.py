@@ -2,13 +2,18 @@
 
 Each floor answers `POST /query` with the gateway's answer to `select 1`, after reading the
 body, so its CPU per request is what the server (and Flask) alone take of the gateway's.
-`gunicorn` runs the gateway's worker class (gevent) and gunicorn's gevent_pywsgi worker
-(gevent's own HTTP parsing), `granian` a Rust HTTP server with the same app, each with one
-worker.
+`gateway server` is the gateway's own (`app.server`: gunicorn's processes, its gevent
+worker class, HTTP/1.1 by app.http1) around these apps instead of the gateway's: what a
+request costs the gateway before its app does anything. `gunicorn` runs gunicorn's gevent
+worker and its gevent_pywsgi worker (gevent's own HTTP parsing), `granian` a Rust HTTP
+server with the same app, each with one worker.
+
+    python -m bench.floors --port PORT bench.floors:bare   # the gateway server's floor
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import shutil
 import subprocess
@@ -19,6 +24,9 @@ from typing import IO, Any
 
 from flask import Flask, Response, request
 
+from app import metrics
+from app.server import GatewayServer, serve
+from app.settings import load_settings
 from bench.systems import ROOT, START_TIMEOUT_S, Service, wait_post
 from harness.local.postgres import free_port
 
@@ -44,6 +52,7 @@ def query() -> Response:
 
 # name -> (the tool in this environment, its options for one worker on a port)
 SERVERS: dict[str, tuple[str, Callable[[int], list[str]]]] = {
+    "gateway server": ("python", lambda port: ["-m", "bench.floors", "--port", str(port)]),
     "gunicorn gevent": (
         "gunicorn",
         lambda port: ["-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}"],
@@ -91,3 +100,32 @@ def _start(
     service = Service(name, process, port)
     wait_post(service.url + "/query", b'{"query":"select 1"}', process, START_TIMEOUT_S)
     return service
+
+
+class _FloorServer(GatewayServer):
+    """The gateway's server, its workers serving a floor app instead of `create_app()`'s."""
+
+    def __init__(self, port: int, app: Callable) -> None:
+        self._app = app
+        # Nothing connects to it: the operations listener's /readyz is never asked here.
+        env = {"DATABASE_URL": "postgresql://floor@127.0.0.1:1/floor", "HOST": "127.0.0.1"}
+        super().__init__(
+            load_settings({**env, "PORT": str(port), "OPS_PORT": str(free_port()), "WORKERS": "1"})
+        )
+
+    def load(self) -> Callable:
+        return self._app
+
+
+def main() -> int:
+    metrics.run_with_multiprocess_files("bench.floors")  # as `python -m app` runs
+    parser = argparse.ArgumentParser(prog="python -m bench.floors", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("app", choices=sorted(APPS.values()))
+    options = parser.parse_args()
+    serve(_FloorServer(options.port, globals()[options.app.partition(":")[2]]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,13 +7,13 @@ functions give it the contract's shape: `{"result": ...}`, the meta fields, `{"r
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
 from flask import Response
 
+from app import randomness
 from app.encode import dumps
 from app.errors import ApiError
 from app.transaction import StatementResult
@@ -69,7 +69,7 @@ class _Body:
 def new_request_id() -> str:
     """An answer's X-Request-ID when its request brought none usable: 32 random hex
     digits (as a UUID4's hex, without building the UUID)."""
-    return secrets.token_hex(16)
+    return randomness.token_hex(16)
 
 
 def json_response(

@@ -16,7 +16,6 @@ statement was cancelled, or that broke is closed, and its backend ended (app.bac
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import psycopg2
 import psycopg2.extensions as ext
 from gevent.monkey import get_original
 
-from app import backends, libpq
+from app import backends, libpq, randomness
 from app.errors import unavailable
 from app.pool import ConnectFailed, ConnectionPool, PoolTimeout
 from app.settings import Settings
@@ -50,10 +49,11 @@ CLIENT_CHECK_MS = 1000
 # RESET ROLE (SET SESSION AUTHORIZATION DEFAULT resets the role too): each statement more
 # is a result more to parse on both sides of every request. setseed() is no setting:
 # without a seed of its own, the next request's random() would follow the last one's.
+# The seed goes between the two halves.
 RESET = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; "
-    "SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.setseed({seed}); "
-    "DISCARD TEMP; DISCARD SEQUENCES"
+    "SELECT pg_catalog.pg_advisory_unlock_all(), pg_catalog.setseed(",
+    "); DISCARD TEMP; DISCARD SEQUENCES",
 )
 # The backend by pid and start time (as text, which compares exactly once cast back).
 _BACKEND = (
@@ -218,7 +218,7 @@ class Logins:
         request's deadline still runs."""
         connection.read_limit = None
         with connection.cursor() as cursor:
-            cursor.execute(f"{_reset()}; COMMIT")
+            cursor.execute(_reset() + "; COMMIT")
         if connection.cancelled:
             # The deadline's cancel reached the COMMIT. One waiting for a synchronous standby
             # then completes with only a WARNING: committed on this server, perhaps on no
@@ -235,7 +235,7 @@ class Logins:
             return
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f"ROLLBACK; {_reset()}")
+                cursor.execute("ROLLBACK; " + _reset())
         except psycopg2.Error:
             self.close(connection)
             return
@@ -269,5 +269,7 @@ class Logins:
 
 
 def _reset() -> str:
-    """The reset, with a seed from the OS's randomness: setseed() takes [-1, 1]."""
-    return RESET.format(seed=repr(secrets.randbits(52) / 2**51 - 1))
+    """The reset, with a seed from the OS's randomness: setseed() takes [-1, 1]. Joined, not
+    formatted: between two round trips, `str.format` cost about 4 us more (docs/benchmarks.md)."""
+    before, after = RESET
+    return before + repr(randomness.randbits(52) / 2**51 - 1) + after

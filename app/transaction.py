@@ -19,7 +19,6 @@ own text.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -29,7 +28,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions as ext
 
-from app import metrics
+from app import metrics, randomness
 from app.encode import DuplicateColumnError, check_unique_columns, encode_lines, encode_rows
 from app.errors import ApiError, from_db_error, unavailable
 from app.sessions import Session
@@ -114,7 +113,7 @@ class Transaction:
         self._cursor = connection.cursor()
         # Names of the gateway's cursors and tables: a client's own held cursor or temporary
         # table of the same session cannot be mistaken for one.
-        self._name_prefix = f"pgw_{secrets.token_hex(4)}_"
+        self._name_prefix = f"pgw_{randomness.token_hex(4)}_"
         self._names = 0
         self._begin = _begin_sql(options)
         self._max_result_bytes = settings.max_result_bytes

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Generic, NamedTuple, TypeVar
+from typing import IO, Generic, NamedTuple, TypeVar
 
 import gevent
 from flask import Blueprint, Request, Response, current_app, request
 from gevent import monkey
+from werkzeug.wsgi import get_content_length
 
 from app.admission import Admission
 from app.auth import token_for_request
@@ -55,16 +56,18 @@ class _Arrival(NamedTuple, Generic[Parsed]):
     release: Callable[[], None]  # gives the token's share back
 
 
-def _arrive(parse: Callable[[dict, Settings, str | None], Parsed]) -> _Arrival[Parsed]:
-    """What both SQL routes do first. The request and the app are looked up once: each
-    look-up through Flask's context proxies costs about 1 us (timeit: 1.1-1.2 us against
-    0.06 us on the object itself). Headers are read from the environ, where werkzeug's
-    header view would find them after a cached-property look-up and a key rewrite."""
-    current, extensions = request._get_current_object(), current_app.extensions
+def _arrive(
+    current: Request, parse: Callable[[dict, Settings, str | None], Parsed]
+) -> _Arrival[Parsed]:
+    """What both SQL routes do first. The app is looked up once: each look-up through
+    Flask's context proxies costs about 1 us (timeit: 1.1-1.2 us against 0.06 us on the
+    object itself). Headers are read from the environ, where werkzeug's header view would
+    find them after a cached-property look-up and a key rewrite."""
+    environ, extensions = current.environ, current_app.extensions
     settings: Settings = extensions["pg_gateway.settings"]
-    token = token_for_request(settings, current.environ.get("HTTP_AUTHORIZATION"))
+    token = token_for_request(settings, environ.get("HTTP_AUTHORIZATION"))
     role = token.role if token else None
-    content_type = current.environ.get("CONTENT_TYPE")  # exactly that, or werkzeug's parse
+    content_type = environ.get("CONTENT_TYPE")  # exactly that, or werkzeug's parse
     if content_type != "application/json" and current.mimetype != "application/json":
         raise ApiError(415, "the request body must be JSON sent as Content-Type: application/json")
     parsed = parse(parse_json_body(_body(current, settings)), settings, role)
@@ -73,7 +76,19 @@ def _arrive(parse: Callable[[dict, Settings, str | None], Parsed]) -> _Arrival[P
     return _Arrival(parsed, role, extensions["pg_gateway.db"], release)
 
 
-def _read(current: Request, size: int, deadline: float) -> bytes:
+def _input(current: Request) -> IO[bytes]:
+    """The body's stream: the server's own `wsgi.input` when the server ends it at the
+    body's end (app.http1 and gunicorn say so with `wsgi.input_terminated`) and Flask sets
+    no MAX_CONTENT_LENGTH, as werkzeug's `Request.stream` would hand it over, without that
+    cached property's look-ups (with `content_length`'s, about 15 us of a request in one
+    process, docs/benchmarks.md); otherwise werkzeug's."""
+    environ = current.environ
+    if "wsgi.input_terminated" in environ and current_app.config["MAX_CONTENT_LENGTH"] is None:
+        return environ["wsgi.input"]
+    return current.stream
+
+
+def _read(stream: IO[bytes], size: int, deadline: float) -> bytes:
     """One read of the body that gives up at the deadline. One read may take several
     receives (a drip of chunk framing), so a socket timeout would not end a drip: under the
     gevent worker the whole read is bounded instead (not needed for what the server holds
@@ -81,15 +96,15 @@ def _read(current: Request, size: int, deadline: float) -> bytes:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    if not monkey.is_module_patched("socket") or _buffered(current):
-        return current.stream.read(size)
+    if not monkey.is_module_patched("socket") or _buffered(stream):
+        return stream.read(size)
     with gevent.Timeout(remaining, TimeoutError):
-        return current.stream.read(size)
+        return stream.read(size)
 
 
-def _buffered(current: Request) -> bool:
+def _buffered(stream: IO[bytes]) -> bool:
     """Whether the server holds what a read will return (app.http1's `wsgi.input` says)."""
-    buffered = getattr(current.environ["wsgi.input"], "buffered", None)
+    buffered = getattr(stream, "buffered", None)
     return buffered is not None and buffered()
 
 
@@ -100,22 +115,25 @@ def _too_large(limit: int) -> ApiError:
 def _body(current: Request, settings: Settings) -> bytes:
     """The whole body, within the size and time limits."""
     limit = settings.max_body_bytes
-    expected = current.content_length  # with it, no read more to learn that the body ended
+    # With it, no read more to learn that the body ended. werkzeug's own parse (what
+    # `Request.content_length` gives), called at once.
+    expected = get_content_length(current.environ)
+    stream = _input(current)
     if expected is not None and expected > limit:
-        if current.headers.get("Expect", "").lower() != "100-continue":
-            _discard(current, DISCARD_BYTES + expected - limit)
+        if current.environ.get("HTTP_EXPECT", "").lower() != "100-continue":
+            _discard(stream, DISCARD_BYTES + expected - limit)
         # else: the client waits for a 100 Continue before its body; it gets the 413 instead
         raise _too_large(limit)
     deadline = time.monotonic() + settings.body_timeout_s
     chunks, size = [], 0
     try:
         while size != expected and (
-            chunk := _read(current, min(READ_CHUNK, limit + 1 - size), deadline)
+            chunk := _read(stream, min(READ_CHUNK, limit + 1 - size), deadline)
         ):
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                _discard(current, DISCARD_BYTES)
+                _discard(stream, DISCARD_BYTES)
                 raise _too_large(limit)
     except (TimeoutError, OSError):
         raise ApiError(
@@ -125,13 +143,13 @@ def _body(current: Request, settings: Settings) -> bytes:
     return b"".join(chunks)
 
 
-def _discard(current: Request, most: int) -> None:
+def _discard(stream: IO[bytes], most: int) -> None:
     """Read and drop what the client is still sending, up to `most` bytes and a short
     time; after the answer the server drops what still comes for a moment, then closes
     (app.http1)."""
     deadline = time.monotonic() + DISCARD_TIMEOUT_S
     try:
-        while most > 0 and (chunk := _read(current, min(READ_CHUNK, most), deadline)):
+        while most > 0 and (chunk := _read(stream, min(READ_CHUNK, most), deadline)):
             most -= len(chunk)
     except (TimeoutError, OSError):
         return
@@ -139,8 +157,9 @@ def _discard(current: Request, most: int) -> None:
 
 @bp.post("/query", provide_automatic_options=False)
 def query() -> Response:
-    parsed, role, database, release = _arrive(parse_query)
-    if NDJSON in request.environ.get("HTTP_ACCEPT", ""):
+    current = request._get_current_object()
+    parsed, role, database, release = _arrive(current, parse_query)
+    if NDJSON in current.environ.get("HTTP_ACCEPT", ""):
         try:
             lines = database.stream(parsed.statement, parsed.options, role)
         except BaseException:
@@ -158,7 +177,7 @@ def query() -> Response:
 
 @bp.post("/transaction", provide_automatic_options=False)
 def transaction() -> Response:
-    parsed, role, database, release = _arrive(parse_transaction)
+    parsed, role, database, release = _arrive(request._get_current_object(), parse_transaction)
     try:
         results = database.transaction(parsed.statements, parsed.options, role)
     finally:

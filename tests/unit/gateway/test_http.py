@@ -93,20 +93,43 @@ def test_json_with_charset_is_accepted_as_json(client: FlaskClient) -> None:
     assert "query" in assert_error_body(response, 400)["message"]
 
 
+# Werkzeug's test client leaves `wsgi.input_terminated` out, as a server that does not end
+# the input at the body's end would; app.http1 and gunicorn set it (app.routes._input).
+TERMINATED = [{}, {"wsgi.input_terminated": True}]
+
+
+@pytest.mark.parametrize("environ", TERMINATED, ids=["werkzeug-stream", "server-input"])
 @pytest.mark.parametrize("path", POST_ROUTES)
 def test_body_over_max_body_bytes_is_413(
-    make_client: Callable[..., FlaskClient], path: str
+    make_client: Callable[..., FlaskClient], path: str, environ: dict
 ) -> None:
     client = make_client(max_body_bytes=1024)
     raw = json.dumps({"query": "select '" + "x" * 2000 + "'"}).encode()
-    assert_error_body(client.post(path, data=raw, content_type=JSON_CT), 413)
+    response = client.post(path, data=raw, content_type=JSON_CT, environ_overrides=environ)
+    assert_error_body(response, 413)
 
 
-def test_body_at_max_body_bytes_is_read(make_client: Callable[..., FlaskClient]) -> None:
+@pytest.mark.parametrize("environ", TERMINATED, ids=["werkzeug-stream", "server-input"])
+def test_body_at_max_body_bytes_is_read(
+    make_client: Callable[..., FlaskClient], environ: dict
+) -> None:
     client = make_client(max_body_bytes=1024)
     raw = b'{"bogus": 1}'.ljust(1024, b" ")
-    error = assert_error_body(client.post("/query", data=raw, content_type=JSON_CT), 400)
-    assert "bogus" in error["message"]
+    response = client.post("/query", data=raw, content_type=JSON_CT, environ_overrides=environ)
+    assert "bogus" in assert_error_body(response, 400)["message"]
+
+
+def test_flask_max_content_length_still_bounds_a_server_terminated_body(
+    make_client: Callable[..., FlaskClient],
+) -> None:
+    """The server's input is read as it is only while Flask sets no limit of its own."""
+    client = make_client(max_body_bytes=1024)
+    client.application.config["MAX_CONTENT_LENGTH"] = 100
+    raw = b'{"bogus": 1}'.ljust(200, b" ")
+    response = client.post(
+        "/query", data=raw, content_type=JSON_CT, environ_overrides=TERMINATED[1]
+    )
+    assert_error_body(response, 413)
 
 
 @pytest.mark.parametrize(

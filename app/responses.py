@@ -66,6 +66,22 @@ class _Body:
         return iter(self._parts)
 
 
+def json_answer(
+    body: bytes,
+    headers: list[tuple[str, str]],
+    start_response: Callable[..., Any],
+    close: Callable[[], None],
+) -> Iterable[bytes]:
+    """A 200 JSON answer handed to the WSGI server as `json_response(body)` would hand it
+    (the same status line and headers, in the same order, `headers` after them), without the
+    response object: for app._GatewayFlask's direct answers. `close` runs once it is sent."""
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers],
+    )
+    return _Body([body], close)
+
+
 def new_request_id() -> str:
     """An answer's X-Request-ID when its request brought none usable: 32 random hex
     digits (as a UUID4's hex, without building the UUID)."""

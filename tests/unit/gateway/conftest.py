@@ -53,9 +53,18 @@ def settings() -> Settings:
     return Settings(dsn=unreachable_dsn())
 
 
-@pytest.fixture
-def make_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
-    """A test client for `create_app(Settings(**overrides))` that never opens a socket.
+# How a request reaches the views: Flask's dispatch, as werkzeug's test client sends it, or
+# the app's direct answer, as a server that ends the body's stream (app.http1, gunicorn)
+# sends it (app._GatewayFlask.wsgi_app). Every test of a client runs both ways.
+DISPATCH = {"flask": {}, "direct": {"wsgi.input_terminated": True}}
+
+
+@pytest.fixture(params=sorted(DISPATCH))
+def make_client(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Callable[..., FlaskClient]:
+    """A test client for `create_app(Settings(**overrides))` that never opens a socket,
+    dispatching either way (DISPATCH).
 
     Every login's connector is replaced before the app is built, so the pools (which bind
     it at construction) and the pool-filling thread fail at once instead of dialling.
@@ -66,7 +75,9 @@ def make_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
         overrides.setdefault("dsn", unreachable_dsn())
         app: Flask = create_app(Settings(**overrides), lifecycle=Lifecycle())
         app.testing = False  # exercise the error handlers, not Flask's test re-raise
-        return app.test_client()
+        client = app.test_client()
+        client.environ_base.update(DISPATCH[request.param])
+        return client
 
     return build
 

@@ -8,14 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Blueprint, Flask, Response, after_this_request
+from flask import Blueprint, Flask, Response, after_this_request, request_started
 from flask.testing import FlaskClient
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
 from werkzeug.wsgi import ClosingIterator
 
 from app import _GatewayFlask
+from app.db import Database
 from app.responses import LeanResponse, json_response
+from app.transaction import StatementResult
+from tests.unit.gateway.conftest import DISPATCH
 
 
 def _matched(adapter: Any) -> Any:
@@ -96,6 +99,7 @@ def test_ensure_sync_remembers_the_apps_own_functions_and_keeps_no_other(
     for _ in range(2):  # Flask's answer, never a remembered one: without asgiref, refused
         with pytest.raises(RuntimeError, match="async"):
             app.ensure_sync(coroutine_view)
+    client.environ_base.pop("wsgi.input_terminated", None)  # Flask's dispatch asks
     client.post("/query", json={"query": "select 1"})  # the view and the hooks are asked
     assert app.view_functions["gateway.query"] in app._plain
     assert set(app.before_request_funcs[None]) | set(app.after_request_funcs[None]) <= app._plain
@@ -246,3 +250,93 @@ def test_a_json_answer_takes_the_short_way() -> None:
     body = json_response(b'{"result":[]}')(environ, lambda status, headers: None)
     assert not isinstance(body, ClosingIterator)
     assert b"".join(body) == b'{"result":[]}'
+
+
+def _extra_hook(app: Flask) -> None:
+    app.before_request(lambda: None)
+
+
+def _receiver(app: Flask) -> None:
+    request_started.connect(_ignore, app)
+
+
+def _ignore(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+def _body_limit(app: Flask) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "change", "dispatched"),
+    [
+        ("POST", "/query", {}, None, 0),
+        ("POST", "/transaction", {}, None, 0),
+        ("POST", "/query", {"Accept": "application/x-ndjson"}, None, 1),  # a stream
+        ("GET", "/openapi.json", {}, None, 1),  # no direct answer
+        ("POST", "/query/", {}, None, 1),  # not the rule's path
+        ("POST", "/query", {}, _extra_hook, 1),
+        ("POST", "/query", {}, _receiver, 1),
+        ("POST", "/query", {}, _body_limit, 1),
+    ],
+)
+def test_a_direct_answer_leaves_out_flask_dispatch_only_when_nothing_needs_it(
+    make_client: Callable[..., FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    change: Callable[[Flask], None] | None,
+    dispatched: int,
+) -> None:
+    """With the server ending the body's stream, POST /query and /transaction skip Flask's
+    dispatch (every test of a client also runs both ways: conftest.DISPATCH); anything the
+    skip would leave out sends the request Flask's way."""
+    client = make_client()
+    client.environ_base["wsgi.input_terminated"] = True
+    if change is not None:
+        change(client.application)
+    calls: list[None] = []
+    full_dispatch = Flask.full_dispatch_request
+
+    def counted(self: Flask) -> Response:
+        calls.append(None)
+        return full_dispatch(self)
+
+    monkeypatch.setattr(Flask, "full_dispatch_request", counted)
+    try:
+        answer = client.open(path, method=method, json={"query": "select 1"}, headers=headers)
+    finally:
+        request_started.disconnect(_ignore)
+    assert len(calls) == dispatched
+    assert answer.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/query", {"query": "select 1"}),
+        ("/query", {"query": "select 1", "meta": True}),
+        ("/transaction", {"statements": [{"query": "select 1"}, {"query": "select 2"}]}),
+    ],
+)
+def test_a_direct_answer_is_the_answer_flask_gives(
+    make_client: Callable[..., FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    body: dict,
+) -> None:
+    """Status, headers (names, values and order) and body, both ways (conftest.DISPATCH)."""
+    result = StatementResult(b'[{"a":1}]', [{"name": "a", "type": "integer"}], 1, "SELECT 1", 0.5)
+    monkeypatch.setattr(Database, "query", lambda *_args: result)
+    monkeypatch.setattr(Database, "transaction", lambda _self, statements, *_args: [result] * 2)
+    answers = {}
+    for way, environ in DISPATCH.items():
+        client = make_client()
+        client.environ_base.pop("wsgi.input_terminated", None)
+        client.environ_base.update(environ)
+        answer = client.post(path, json=body, headers={"X-Request-ID": "same-id"})
+        answers[way] = (answer.status, answer.headers.to_wsgi_list(), answer.get_data())
+    assert answers["direct"] == answers["flask"]
+    assert answers["direct"][0] == "200 OK"

@@ -6,6 +6,10 @@ Request flow: routes (this module) -> db (transaction, limits) -> responses (JSO
 A body must arrive within BODY_TIMEOUT_S (408) and hold at most MAX_BODY_BYTES (413, also
 for chunked bodies); an oversized one is read and dropped up to a bound first, so that a
 client still sending gets the 413 rather than a broken pipe.
+
+A view whose answer is a whole JSON body says how to make it from the request and the app
+alone (`direct`): app._GatewayFlask answers such requests without Flask's request machinery
+when nothing needs it, and the view itself calls the same function.
 """
 
 from __future__ import annotations

@@ -188,6 +188,7 @@ def _always(_environ: dict) -> bool:
 
 
 def query_answer(current: Request, app: Flask) -> bytes:
+    """The body of a /query answered whole (not streamed)."""
     parsed, role, database, release = _arrive(current, app, parse_query)
     try:
         result = database.query(parsed.statement, parsed.options, role)
@@ -197,6 +198,7 @@ def query_answer(current: Request, app: Flask) -> bytes:
 
 
 def transaction_answer(current: Request, app: Flask) -> bytes:
+    """The body of a /transaction."""
     parsed, role, database, release = _arrive(current, app, parse_transaction)
     try:
         results = database.transaction(parsed.statements, parsed.options, role)

@@ -4,18 +4,22 @@ werkzeug's own ways do."""
 from __future__ import annotations
 
 import gc
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, Response, after_this_request, request_started
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
 from werkzeug.wsgi import ClosingIterator
 
 from app import _GatewayFlask
 from app.db import Database
+from app.errors import ApiError
 from app.responses import LeanResponse, json_response
 from app.transaction import StatementResult
 from tests.unit.gateway.conftest import DISPATCH
@@ -340,3 +344,48 @@ def test_a_direct_answer_is_the_answer_flask_gives(
         answers[way] = (answer.status, answer.headers.to_wsgi_list(), answer.get_data())
     assert answers["direct"] == answers["flask"]
     assert answers["direct"][0] == "200 OK"
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["answered", "refused"])
+def test_a_direct_answer_is_logged_and_counted_as_by_flask(
+    make_client: Callable[..., FlaskClient],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fails: bool,
+) -> None:
+    """The access line (but its time and duration) and the request counter, both ways."""
+    result = StatementResult(b"[]", None, 0, "SELECT 0", 0.1)
+    refusal = ApiError(404, "relation does not exist", sqlstate="42P01")
+
+    def query(*_args: object) -> StatementResult:
+        if fails:
+            raise refusal
+        return result
+
+    monkeypatch.setattr(Database, "query", query)
+    logger = logging.getLogger("app")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    status = "404" if fails else "200"
+    lines, counted = {}, {}
+    for way, environ in DISPATCH.items():
+        client = make_client()
+        client.environ_base.pop("wsgi.input_terminated", None)
+        client.environ_base.update(environ)
+        before = REGISTRY.get_sample_value(
+            "gateway_requests_total", {"route": "/query", "status": status}
+        )
+        capsys.readouterr()
+        client.post("/query", json={"query": "select 1"}, headers={"X-Request-ID": "r"}).close()
+        after = REGISTRY.get_sample_value(
+            "gateway_requests_total", {"route": "/query", "status": status}
+        )
+        counted[way] = after - (before or 0.0)
+        err = capsys.readouterr().err.splitlines()
+        access = [json.loads(line) for line in err if '"message":"request"' in line]
+        for line in access:
+            del line["time"], line["duration_ms"]
+        lines[way] = access
+    assert lines["direct"] == lines["flask"] and len(lines["direct"]) == 1
+    assert lines["direct"][0]["status"] == int(status)
+    assert lines["direct"][0].get("sqlstate") == ("42P01" if fails else None)
+    assert counted == {"direct": 1.0, "flask": 1.0}

@@ -73,8 +73,8 @@ class _GatewayFlask(Flask):
         """Flask's; but a request that a view marked `direct` (app.routes) answers whole is
         answered by that view's answer function with the factory's request hooks' work done
         here, without Flask's contexts, routing, hooks and signals: in one process (the
-        database stubbed) they took about 90 of a /query's 110 us (docs/benchmarks.md,
-        "Per-request costs"). Only while nothing that this skips is in use (`_shortcut`);
+        database stubbed) they took about 90 of a /query's 110 us (docs/benchmarks.md, "A
+        direct answer"). Only while nothing that this skips is in use (`_shortcut`);
         an error is answered by the app's error handlers, as Flask would."""
         route = self._direct_route(environ)
         if route is None:
@@ -86,7 +86,7 @@ class _GatewayFlask(Flask):
         try:
             body, sqlstate = self._answer_directly(direct, environ, request_id)
         except BaseException:
-            lifecycle.leave()  # no answer, so no access line: the server answers 500
+            lifecycle.leave()  # no answer made here: none to log or count
             raise
         fields = (environ["REQUEST_METHOD"], environ["PATH_INFO"], rule, sqlstate)
         if isinstance(body, Response):  # an error, as the app's error handlers answer it

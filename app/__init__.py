@@ -35,7 +35,7 @@ from app.db import Database
 from app.jsonlog import access_line, lean_records
 from app.lifecycle import LIFECYCLE, Lifecycle
 from app.responses import LeanResponse, json_answer, new_request_id
-from app.routes import Direct, bp
+from app.routes import Direct, bp, reads_server_input
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app")
@@ -73,9 +73,10 @@ class _GatewayFlask(Flask):
         """Flask's; but a request that a view marked `direct` (app.routes) answers whole is
         answered by that view's answer function with the factory's request hooks' work done
         here, without Flask's contexts, routing, hooks and signals: in one process (the
-        database stubbed) they took about 90 of a /query's 110 us (docs/benchmarks.md, "A
-        direct answer"). Only while nothing that this skips is in use (`_shortcut`);
-        an error is answered by the app's error handlers, as Flask would."""
+        database stubbed) they took about 90 of a /query's 110 us (docs/benchmarks.md,
+        "A direct answer: Flask's request machinery left out"). Only while nothing that this
+        skips is in use (`_shortcut`); an error is answered by the app's error handlers, as
+        Flask would."""
         route = self._direct_route(environ)
         if route is None:
             return super().wsgi_app(environ, start_response)
@@ -127,12 +128,11 @@ class _GatewayFlask(Flask):
         """Whether Flask's dispatch would do nothing a direct answer leaves out: only the
         factory's request hooks, no teardown function, no signal receiver, no URL value
         preprocessor, no host matching (as `create_url_adapter`), no upgrade, and the body
-        read from the server's own input (app.routes._input)."""
+        read from the server's own input (which needs no request context)."""
         config = self.config
         return (
-            "wsgi.input_terminated" in environ
+            reads_server_input(environ, self)
             and "HTTP_UPGRADE" not in environ
-            and config["MAX_CONTENT_LENGTH"] is None
             and config["SERVER_NAME"] is None
             and config["TRUSTED_HOSTS"] is None
             and not self.url_map.host_matching

@@ -81,15 +81,19 @@ def _arrive(
     return _Arrival(parsed, role, extensions["pg_gateway.db"], release)
 
 
+def reads_server_input(environ: dict, app: Flask) -> bool:
+    """Whether the body is read from the server's own `wsgi.input`: the server ends it at
+    the body's end (app.http1 and gunicorn say so with `wsgi.input_terminated`) and Flask
+    sets no MAX_CONTENT_LENGTH, when werkzeug's `Request.stream` hands over that very
+    stream, after its cached property's look-ups (with `content_length`'s, about 15 us of a
+    request in one process, docs/benchmarks.md)."""
+    return "wsgi.input_terminated" in environ and app.config["MAX_CONTENT_LENGTH"] is None
+
+
 def _input(current: Request, app: Flask) -> IO[bytes]:
-    """The body's stream: the server's own `wsgi.input` when the server ends it at the
-    body's end (app.http1 and gunicorn say so with `wsgi.input_terminated`) and Flask sets
-    no MAX_CONTENT_LENGTH, as werkzeug's `Request.stream` would hand it over, without that
-    cached property's look-ups (with `content_length`'s, about 15 us of a request in one
-    process, docs/benchmarks.md); otherwise werkzeug's."""
-    environ = current.environ
-    if "wsgi.input_terminated" in environ and app.config["MAX_CONTENT_LENGTH"] is None:
-        return environ["wsgi.input"]
+    """The body's stream: the server's own (`reads_server_input`), otherwise werkzeug's."""
+    if reads_server_input(current.environ, app):
+        return current.environ["wsgi.input"]
     return current.stream
 
 

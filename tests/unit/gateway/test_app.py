@@ -103,7 +103,7 @@ def test_ensure_sync_remembers_the_apps_own_functions_and_keeps_no_other(
     for _ in range(2):  # Flask's answer, never a remembered one: without asgiref, refused
         with pytest.raises(RuntimeError, match="async"):
             app.ensure_sync(coroutine_view)
-    client.environ_base.pop("wsgi.input_terminated", None)  # Flask's dispatch asks
+    _dispatching(client, "flask")  # Flask's dispatch asks
     client.post("/query", json={"query": "select 1"})  # the view and the hooks are asked
     assert app.view_functions["gateway.query"] in app._plain
     assert set(app.before_request_funcs[None]) | set(app.after_request_funcs[None]) <= app._plain
@@ -297,8 +297,7 @@ def test_a_direct_answer_leaves_out_flask_dispatch_only_when_nothing_needs_it(
     """With the server ending the body's stream, POST /query and /transaction skip Flask's
     dispatch (every test of a client also runs both ways: conftest.DISPATCH); anything the
     skip would leave out sends the request Flask's way."""
-    client = make_client()
-    client.environ_base["wsgi.input_terminated"] = True
+    client = _dispatching(make_client(), "direct")
     if change is not None:
         change(client.application)
     calls: list[None] = []
@@ -336,10 +335,8 @@ def test_a_direct_answer_is_the_answer_flask_gives(
     monkeypatch.setattr(Database, "query", lambda *_args: result)
     monkeypatch.setattr(Database, "transaction", lambda _self, statements, *_args: [result] * 2)
     answers = {}
-    for way, environ in DISPATCH.items():
-        client = make_client()
-        client.environ_base.pop("wsgi.input_terminated", None)
-        client.environ_base.update(environ)
+    for way in DISPATCH:
+        client = _dispatching(make_client(), way)
         answer = client.post(path, json=body, headers={"X-Request-ID": "same-id"})
         answers[way] = (answer.status, answer.headers.to_wsgi_list(), answer.get_data())
     assert answers["direct"] == answers["flask"]
@@ -367,10 +364,8 @@ def test_a_direct_answer_is_logged_and_counted_as_by_flask(
     monkeypatch.setattr(logger, "level", logging.INFO)
     status = "404" if fails else "200"
     lines, counted = {}, {}
-    for way, environ in DISPATCH.items():
-        client = make_client()
-        client.environ_base.pop("wsgi.input_terminated", None)
-        client.environ_base.update(environ)
+    for way in DISPATCH:
+        client = _dispatching(make_client(), way)
         before = REGISTRY.get_sample_value(
             "gateway_requests_total", {"route": "/query", "status": status}
         )
@@ -389,3 +384,11 @@ def test_a_direct_answer_is_logged_and_counted_as_by_flask(
     assert lines["direct"][0]["status"] == int(status)
     assert lines["direct"][0].get("sqlstate") == ("42P01" if fails else None)
     assert counted == {"direct": 1.0, "flask": 1.0}
+
+
+def _dispatching(client: FlaskClient, way: str) -> FlaskClient:
+    """The client sending its requests one way of conftest.DISPATCH, whatever its fixture's."""
+    for key in {key for environ in DISPATCH.values() for key in environ}:
+        client.environ_base.pop(key, None)
+    client.environ_base.update(DISPATCH[way])
+    return client
